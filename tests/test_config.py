@@ -1,0 +1,145 @@
+"""Config validation: defaults filled, and every bad config stopped with the key (and file:line)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import REPO, make_config
+from infpop.config import ConfigError, load_config
+from infpop.plan import plan_rows
+
+
+def test_defaults_are_filled(tiny_model):
+    config = load_config(make_config(tiny_model))
+    assert config["repetitions"] == 1
+    assert config["benchmark"] == {"name": "humaneval_single_line_infilling", "order": "length_ascending",
+                                   "seed": 0, "limit": 8}
+    assert config["warmup"] == {"batches": 1, "batch_size": 8}
+    assert config["oom_pruning"] is True and config["retry_failed"] is False
+    assert config["n_gpus"] == {"hf": [1]}  # a list applies to every engine
+    assert config["models"]["tiny"]["params_billion"] is None
+
+
+def test_input_is_not_modified(tiny_model):
+    raw = make_config(tiny_model)
+    load_config(raw)
+    assert "repetitions" not in raw
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"colour": "blue"}, "unknown key 'colour' at the top level"),
+        ({"benchmark": {"limit": 8, "ordr": "random"}}, "unknown key 'ordr' under 'benchmark'"),
+        ({"batch_sizes": [1, 0]}, "config key 'batch_sizes[1]': 0 is less than the minimum of 1"),
+        ({"batch_sizes": []}, "config key 'batch_sizes'"),
+        ({"batch_sizes": "64"}, "config key 'batch_sizes': '64' is not of type 'array'"),
+        ({"engines": ["hf", "tgi"]}, "config key 'engines[1]': 'tgi' is not one of ['hf', 'vllm']"),
+        ({"engines": []}, "config key 'engines'"),
+        ({"repetitions": 1.5}, "config key 'repetitions': 1.5 is not of type 'integer'"),
+        ({"dtype": "fp8"}, "config key 'dtype'"),
+        ({"benchmark": {"order": "shortest_first"}}, "config key 'benchmark.order'"),
+        ({"benchmark": {"limit": 0}}, "config key 'benchmark.limit': 0 is less than the minimum of 1"),
+        ({"hardware": {"a100": {"kind": "gpu"}}}, "config key 'hardware.a100': 'gpus_per_node' is a required property"),
+        ({"hardware": {"tpu": {"kind": "tpu"}}}, "config key 'hardware.tpu.kind'"),
+        ({"n_gpus": {"hf": [1], "sglang": [1]}}, "config key 'n_gpus'"),
+        ({"trial_timeout_s": 0}, "config key 'trial_timeout_s'"),
+        ({"max_new_tokens": [-5]}, "config key 'max_new_tokens[0]'"),
+    ],
+)
+def test_bad_values_name_the_key(tiny_model, overrides, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_config(tiny_model, **overrides))
+    assert expected in str(caught.value)
+
+
+def test_missing_model_directory_names_the_path(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_config(missing))
+    assert "config key 'models.tiny.path': model directory does not exist" in str(caught.value)
+    assert str(missing) in str(caught.value)
+
+
+def test_model_needs_exactly_one_source(tiny_model):
+    config = make_config(tiny_model)
+    config["models"]["tiny"]["hf_id"] = "org/model"
+    with pytest.raises(ConfigError, match="model 'tiny' needs exactly one source"):
+        load_config(config)
+    with pytest.raises(ConfigError, match="model 'x' needs exactly one source"):
+        load_config(make_config(tiny_model, models={"x": {"params_billion": 1}}))
+
+
+def test_built_model_must_live_where_the_rule_builds_it(tiny_model):
+    models = {"tiny-llama": {"path": "elsewhere/tiny", "build": "tiny"}}
+    with pytest.raises(ConfigError, match="built into 'resources/models/tiny-llama'"):
+        load_config(make_config(tiny_model, models=models))
+
+
+def test_required_keys(tiny_model):
+    config = make_config(tiny_model)
+    del config["engines"]
+    with pytest.raises(ConfigError, match="'engines' is a required property"):
+        load_config(config)
+
+
+def test_empty_grid_is_refused(tiny_model):
+    # hf runs on one device on the CPU: asking only for 2 leaves nothing to run
+    with pytest.raises(ConfigError, match="the trial grid is empty.*hf runs on one device"):
+        load_config(make_config(tiny_model, n_gpus=[2]))
+    gpu = {"v100": {"kind": "gpu", "gpus_per_node": 4}}
+    with pytest.raises(ConfigError, match="8 GPUs requested but a 'v100' node has 4"):
+        load_config(make_config(tiny_model, hardware=gpu, n_gpus=[8]))
+
+
+def test_n_gpus_for_an_engine_not_measured(tiny_model):
+    with pytest.raises(ConfigError, match="engine 'vllm' is not in 'engines'"):
+        load_config(make_config(tiny_model, n_gpus={"hf": [1], "vllm": [1]}))
+
+
+def test_all_problems_reported_together(tiny_model):
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_config(tiny_model, batch_sizes=[0], dtype="fp8", colour=1))
+    message = str(caught.value)
+    assert "batch_sizes[0]" in message and "dtype" in message and "colour" in message
+
+
+def test_yaml_errors_give_file_and_line(tmp_path, tiny_model):
+    path = tmp_path / "bad.yaml"
+    config = make_config(tiny_model)
+    config["batch_sizes"] = [1, 0]
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip() == "- 0")
+    with pytest.raises(ConfigError, match=rf"{path}:{line}: config key 'batch_sizes\[1\]'"):
+        load_config(path)
+
+
+def test_unreadable_yaml(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("models: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_default_config_is_valid():
+    config = load_config(REPO / "config.yaml")
+    rows = plan_rows(config)
+    run = [(r["engine"], r["n_gpus"]) for r in rows if r["planned"] == "run"]
+    assert run == [("hf", 1), ("vllm", 1), ("vllm", 2)]
+    excluded = [r for r in rows if r["planned"] == "excluded"]
+    assert [(r["engine"], r["n_gpus"]) for r in excluded] == [("hf", 2)]
+    assert config["batch_sizes"] == [1, 2, 4, 8, 16, 32, 64] and config["max_new_tokens"] == [5]
+
+
+def test_paper_config_is_the_papers_grid():
+    config = load_config(REPO / "configs" / "paper.yaml")
+    rows = plan_rows(config)
+    assert sum(r["planned"] == "run" for r in rows) == 320
+    assert sum(r["n_trials"] for r in rows) == 10_560
+    assert len(config["models"]) == 20 and config["dtype"] == "float16"
+    assert config["benchmark"]["order"] == "length_ascending"
+    assert all("hf_id" in spec and spec["params_billion"] and spec["humaneval_pass1"]
+               for spec in config["models"].values())

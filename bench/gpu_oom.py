@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from infpop import records  # noqa: E402
 from infpop.benchmark import derive_single_line_infilling, write_jsonl_gz  # noqa: E402
 from infpop.config import load_config  # noqa: E402
-from infpop.grid import Sweep, trial_keys, trial_path  # noqa: E402
+from infpop.grid import Sweep, trial_keys  # noqa: E402
 from infpop.sweep import run_sweep  # noqa: E402
 from infpop.tiny_model import build_tiny_model, read_benchmark_texts  # noqa: E402
 
@@ -89,7 +89,7 @@ def main() -> None:
     print("\nbatch  status        tok/s   batches  peak_mem_GiB  error")
     environment, memory_kind = None, None
     for key in trial_keys(config):
-        record = records.read(trial_path(args.out / "trials", sweep, key))
+        record = records.read(args.out / "trials" / key.relpath)
         environment = environment or record["environment"]
         memory_kind = memory_kind or record["peak_memory"]["kind"]
         peak = record["peak_memory"]["bytes"]

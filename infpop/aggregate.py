@@ -16,12 +16,13 @@ def read_manifest(path: Path) -> dict:
         raise records.RecordError(f"{path}: cannot read sweep manifest: {exc}") from None
 
 
-def collect_rows(manifests: list[Path], trials_root: Path) -> list[dict]:
-    """One tidy row per trial listed in the manifests; a bad trial JSON stops it, naming the file."""
+def collect_rows(manifests: list[Path]) -> list[dict]:
+    """One tidy row per trial listed in the sweep manifests (trial paths are relative to each
+    manifest's folder); a bad trial JSON stops it, naming the file."""
     rows = []
     for manifest in manifests:
         for relpath in read_manifest(manifest)["trials"]:
-            path = Path(trials_root) / relpath
+            path = Path(manifest).parent / relpath
             rows.append(records.tidy_row(records.read(path), path=str(path)))
     key = ("hardware", "engine", "model", "n_gpus", "max_new_tokens", "batch_size", "rep")
     return sorted(rows, key=lambda row: tuple(row[k] for k in key))

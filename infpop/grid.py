@@ -6,7 +6,6 @@ A sweep loads its model once and runs every (max_new_tokens, batch_size, rep) tr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 
 @dataclass(frozen=True, order=True)
@@ -71,7 +70,3 @@ def plan(config: dict) -> tuple[list[Sweep], list[dict]]:
                         excluded.append(dict(hardware=hardware, engine=engine, model=model,
                                              n_gpus=n_gpus, reason=reason))
     return sweeps, excluded
-
-
-def trial_path(trials_root: Path, sweep: Sweep, key: TrialKey) -> Path:
-    return Path(trials_root) / sweep.relpath / key.relpath

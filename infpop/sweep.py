@@ -25,7 +25,9 @@ from typing import Callable
 from infpop import records
 from infpop.benchmark import load_prompts
 from infpop.config import model_source
-from infpop.grid import Sweep, TrialKey, trial_keys, trial_path
+from infpop.grid import Sweep, TrialKey, trial_keys
+
+MANIFEST_NAME = "sweep.json"
 
 #: Thread-count variables Snakemake sets for a job's threads (see worker_environment).
 THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
@@ -161,10 +163,10 @@ class SweepSummary:
 
 
 class Supervisor:
-    def __init__(self, config: dict, sweep: Sweep, trials_root: Path, benchmark_file: Path, *,
+    def __init__(self, config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, *,
                  faults: dict | None = None,
                  log: Callable[[str], None] = print, worker_stderr=None):
-        self.config, self.sweep, self.trials_root = config, sweep, Path(trials_root)
+        self.config, self.sweep, self.sweep_dir = config, sweep, Path(sweep_dir)
         self.faults = faults or {}  # TrialKey -> fault, for tests of the fault handling only
         self.log, self.worker_stderr = log, worker_stderr
         hardware = config["hardware"][sweep.hardware]
@@ -314,8 +316,7 @@ class Supervisor:
         oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
         try:
             for number, key in enumerate(keys, 1):
-                path = trial_path(self.trials_root, self.sweep, key)
-                relpath = str(path.relative_to(self.trials_root))
+                path = self.sweep_dir / key.relpath
                 prefix = f"[{self._name()}] trial {number}/{len(keys)} t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
                 record = self._existing(path)
                 if record is not None:
@@ -335,7 +336,7 @@ class Supervisor:
                              + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else ""))
                 if record["status"] == "oom":
                     oom_at[key.max_new_tokens] = min(key.batch_size, oom_at.get(key.max_new_tokens, key.batch_size))
-                self.summary.trials[relpath] = record["status"]
+                self.summary.trials[key.relpath] = record["status"]
         finally:
             if self.worker is not None:
                 self.worker.stop()
@@ -344,14 +345,12 @@ class Supervisor:
         return self.summary
 
 
-def run_sweep(config: dict, sweep: Sweep, trials_root: Path, benchmark_file: Path,
-              manifest: Path | None = None, **kwargs) -> dict:
-    """Run one sweep and write its manifest (the Snakemake output) listing every trial."""
-    summary = Supervisor(config, sweep, trials_root, benchmark_file, **kwargs).run().to_json()
-    if manifest is not None:
-        manifest = Path(manifest)
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = manifest.with_name(f".{manifest.name}.tmp")
-        tmp.write_text(json.dumps(summary, indent=1) + "\n")
-        os.replace(tmp, manifest)
+def run_sweep(config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, **kwargs) -> dict:
+    """Run one sweep into `sweep_dir` (one JSON per trial) and write its manifest,
+    `sweep_dir/sweep.json` (the Snakemake output), listing every trial relative to that folder."""
+    summary = Supervisor(config, sweep, sweep_dir, benchmark_file, **kwargs).run().to_json()
+    manifest = Path(sweep_dir) / MANIFEST_NAME
+    tmp = manifest.with_name(f".{manifest.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    os.replace(tmp, manifest)
     return summary

@@ -8,7 +8,7 @@ rule aggregate:
         MEASURED_TRIALS,
     log:
         f"{RESULTS}/logs/aggregate.log",
-    params:
-        trials_root=f"{RESULTS}/trials",
+    conda:
+        analysis_env()
     script:
         "../workflow/scripts/aggregate.py"

@@ -1,12 +1,18 @@
 # Config validation, the trial plan, and the input functions of every rule.
+import os
 import sys
+
+# The infpop package lives beside the Snakefile: importable here, in every job's scripts (also in
+# conda envs and on cluster nodes, which re-read this file) and in the sweep's worker processes.
+sys.path.insert(0, workflow.basedir)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 from infpop.config import ConfigError, load_config, model_dir
 from infpop.grid import plan
 
 
 try:
-    CONFIG = load_config(config, config_file=", ".join(workflow.configfiles) or None)
+    CONFIG = load_config(config, config_file=", ".join(map(str, workflow.configfiles)) or None)
 except ConfigError as exc:
     sys.exit(f"InfPop: {exc}")
 
@@ -16,7 +22,8 @@ PLAN_FILE = f"{RESULTS}/plan.csv"
 MEASURED_TRIALS = f"{RESULTS}/measured/trials.csv"
 BENCHMARK_FILE = f"resources/data/{CONFIG['benchmark']['name']}.jsonl.gz"
 BUILT_MODEL_DIR = "resources/models/{model}"  # where models with `build` go (checked by load_config)
-SWEEP_DIR = RESULTS + "/trials/{hardware}/{engine}/{model}/g{n_gpus}"
+# One folder per sweep; its manifest (the sweep rule's output) lists the trial JSONs beside it.
+SWEEP_MANIFEST = f"{RESULTS}/trials/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}/sweep.json"
 
 
 wildcard_constraints:
@@ -28,7 +35,7 @@ wildcard_constraints:
 
 def sweep_manifests():
     """The manifest of every sweep in the plan (the sweep rule's outputs)."""
-    return [SWEEP_DIR.format(**vars(sweep)) + "/sweep.json" for sweep in SWEEPS]
+    return [SWEEP_MANIFEST.format(**vars(sweep)) for sweep in SWEEPS]
 
 
 def built_model_seed(wildcards):
@@ -43,6 +50,15 @@ def sweep_model_input(wildcards):
 
 def sweep_hardware(wildcards):
     return CONFIG["hardware"][wildcards.hardware]
+
+
+def analysis_env():
+    return f"{workflow.basedir}/envs/analysis.yaml"
+
+
+def sweep_env(wildcards):
+    """Each engine runs in its own pinned environment (with --sdm conda)."""
+    return f"{workflow.basedir}/envs/{wildcards.engine}.yaml"
 
 
 def sweep_threads(wildcards):

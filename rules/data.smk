@@ -8,6 +8,8 @@ rule benchmark_data:
         f"{RESULTS}/logs/benchmark_data.log",
     params:
         name=CONFIG["benchmark"]["name"],
+    conda:
+        analysis_env()
     script:
         "../workflow/scripts/benchmark_data.py"
 
@@ -21,5 +23,7 @@ rule tiny_model:
         f"{RESULTS}/logs/tiny_model/{{model}}.log",
     params:
         seed=built_model_seed,
+    conda:
+        analysis_env()
     script:
         "../workflow/scripts/tiny_model.py"

@@ -8,6 +8,8 @@ rule plan:
         f"{RESULTS}/logs/plan.log",
     params:
         config=CONFIG,
+    conda:
+        analysis_env()
     script:
         "../workflow/scripts/plan.py"
 
@@ -17,18 +19,19 @@ rule sweep:
         benchmark=BENCHMARK_FILE,
         model=sweep_model_input,
     output:
-        manifest=SWEEP_DIR + "/sweep.json",
+        manifest=SWEEP_MANIFEST,
     log:
         f"{RESULTS}/logs/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}.tsv"
     params:
         config=CONFIG,
-        trials_root=f"{RESULTS}/trials",
     threads: sweep_threads
     resources:
         gpu=sweep_gpus,
         gpu_model=sweep_gpu_model,
         runtime=sweep_runtime,
+    conda:
+        sweep_env
     script:
         "../workflow/scripts/sweep.py"

@@ -10,7 +10,7 @@ from conftest import make_config
 from infpop import records
 from infpop.aggregate import collect_rows, write_csv
 from infpop.config import load_config
-from infpop.grid import Sweep, TrialKey, plan, trial_keys, trial_path
+from infpop.grid import Sweep, TrialKey, plan, trial_keys
 
 
 def a_record(**overrides) -> dict:
@@ -77,8 +77,8 @@ def test_trial_keys_run_batch_sizes_ascending(tiny_model):
     keys = trial_keys(config)
     assert keys[:3] == [TrialKey(5, 1, 0), TrialKey(5, 1, 1), TrialKey(5, 4, 0)]
     assert len(keys) == 12 and keys[-1] == TrialKey(10, 8, 1)
-    path = trial_path("results/trials", Sweep("a100", "vllm", "m", 4), TrialKey(10, 8, 1))
-    assert str(path) == "results/trials/a100/vllm/m/g4/t10/b8_r1.json"
+    path = f'{Sweep("a100", "vllm", "m", 4).relpath}/{TrialKey(10, 8, 1).relpath}'
+    assert path == "a100/vllm/m/g4/t10/b8_r1.json"
 
 
 def test_plan_leaves_out_what_hardware_cannot_run(tiny_model):
@@ -92,16 +92,15 @@ def test_plan_leaves_out_what_hardware_cannot_run(tiny_model):
 
 
 def test_aggregate_reads_the_manifests_and_stops_on_a_corrupt_trial(tmp_path):
-    root = tmp_path / "trials"
+    root = tmp_path / "trials" / "cpu/hf/tiny/g1"
     for batch in (1, 2):
-        records.write_atomic(root / f"cpu/hf/tiny/g1/t5/b{batch}_r0.json", a_record(batch_size=batch))
-    manifest = tmp_path / "sweep.json"
-    manifest.write_text(json.dumps({"trials": {"cpu/hf/tiny/g1/t5/b2_r0.json": "ok",
-                                               "cpu/hf/tiny/g1/t5/b1_r0.json": "ok"}}))
-    rows = collect_rows([manifest], root)
+        records.write_atomic(root / f"t5/b{batch}_r0.json", a_record(batch_size=batch))
+    manifest = root / "sweep.json"
+    manifest.write_text(json.dumps({"trials": {"t5/b2_r0.json": "ok", "t5/b1_r0.json": "ok"}}))
+    rows = collect_rows([manifest])
     assert [r["batch_size"] for r in rows] == [1, 2]
     write_csv(rows, tmp_path / "out" / "trials.csv")
     assert (tmp_path / "out" / "trials.csv").read_text().splitlines()[0].startswith("hardware,engine,model")
-    (root / "cpu/hf/tiny/g1/t5/b2_r0.json").write_text('{"schema_version": 1, "hard')
+    (root / "t5/b2_r0.json").write_text('{"schema_version": 1, "hard')
     with pytest.raises(records.RecordError, match="b2_r0.json: corrupt or truncated"):
-        collect_rows([manifest], root)
+        collect_rows([manifest])

@@ -12,7 +12,7 @@ import os
 import pytest
 
 from infpop import records
-from infpop.grid import Sweep, TrialKey, trial_path
+from infpop.grid import Sweep, TrialKey
 from infpop.sweep import SweepError, run_sweep, worker_environment
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ SWEEP = Sweep("cpu", "hf", "tiny", 1)
 
 
 def statuses(root):
-    return {key: records.read(trial_path(root, SWEEP, key))["status"] for key in [
+    return {key: records.read(root / key.relpath)["status"] for key in [
         TrialKey(3, b, 0) for b in (1, 2, 4, 8, 16)]}
 
 
@@ -34,10 +34,10 @@ def test_faults_are_recorded_and_nothing_is_lost_or_rerun(tmp_path, config_for, 
         TrialKey(3, 8, 0): {"kind": "oom", "after_batches": 1},  # out of memory at batch size 8
     }
     lines = []
-    summary = run_sweep(config, SWEEP, root, benchmark_file, manifest=tmp_path / "sweep.json",
+    summary = run_sweep(config, SWEEP, root, benchmark_file,
                         faults=faults, log=lines.append)
 
-    by_batch = {key.batch_size: records.read(trial_path(root, SWEEP, key)) for key in
+    by_batch = {key.batch_size: records.read(root / key.relpath) for key in
                 [TrialKey(3, b, 0) for b in (1, 2, 4, 8, 16)]}
     assert {b: r["status"] for b, r in by_batch.items()} == {
         1: "ok", 2: "crashed", 4: "timeout", 8: "oom", 16: "skipped_oom"}
@@ -60,10 +60,10 @@ def test_faults_are_recorded_and_nothing_is_lost_or_rerun(tmp_path, config_for, 
     assert any("trial 5/5 t3 b16 r0: skipped_oom" in line for line in lines)
 
     # The next invocation keeps every recorded trial: no worker, no model load, files untouched.
-    before = {p: p.read_bytes() for p in root.rglob("*.json")}
+    before = {p: p.read_bytes() for p in root.rglob("t*/*.json")}
     again = run_sweep(config, SWEEP, root, benchmark_file, log=lines.append)
     assert again["model_loads"] == 0 and again["reused_trials"] == 5
-    assert {p: p.read_bytes() for p in root.rglob("*.json")} == before
+    assert {p: p.read_bytes() for p in root.rglob("t*/*.json")} == before and len(before) == 5
 
     # retry_failed re-runs only the failed ones (now without faults), keeping ok/oom/skipped_oom
     retry = dict(config, retry_failed=True)
@@ -78,7 +78,7 @@ def test_pruning_off_runs_every_batch_size(tmp_path, config_for, benchmark_file)
     faults = {TrialKey(3, 2, 0): {"kind": "oom", "after_batches": 0}}
     summary = run_sweep(config, SWEEP, tmp_path, benchmark_file, faults=faults, log=lambda line: None)
     assert sorted(summary["trials"].values()) == ["ok", "ok", "oom"]
-    oom = records.read(trial_path(tmp_path, SWEEP, TrialKey(3, 2, 0)))
+    oom = records.read(tmp_path / TrialKey(3, 2, 0).relpath)
     assert oom["counts"]["batches_completed"] == 0 and oom["throughput_tokens_per_s"] is None
 
 
@@ -86,15 +86,15 @@ def test_interrupted_sweep_resumes_where_it_stopped(tmp_path, config_for, benchm
     """A sweep killed part-way (here: its first trial written, the rest not) runs only the rest."""
     config = config_for(batch_sizes=[1, 4])
     run_sweep(dict(config, batch_sizes=[1]), SWEEP, tmp_path, benchmark_file, log=lambda line: None)
-    first = trial_path(tmp_path, SWEEP, TrialKey(3, 1, 0)).read_bytes()
+    first = (tmp_path / TrialKey(3, 1, 0).relpath).read_bytes()
     summary = run_sweep(config, SWEEP, tmp_path, benchmark_file, log=lambda line: None)
     assert summary["reused_trials"] == 1 and summary["model_loads"] == 1
-    assert trial_path(tmp_path, SWEEP, TrialKey(3, 1, 0)).read_bytes() == first
+    assert (tmp_path / TrialKey(3, 1, 0).relpath).read_bytes() == first
 
 
 def test_corrupt_trial_file_is_rerun_with_a_warning(tmp_path, config_for, benchmark_file):
     config = config_for(batch_sizes=[1])
-    path = trial_path(tmp_path, SWEEP, TrialKey(3, 1, 0))
+    path = (tmp_path / TrialKey(3, 1, 0).relpath)
     path.parent.mkdir(parents=True)
     path.write_text('{"schema_version": 1, "hard')
     lines = []
@@ -111,7 +111,7 @@ def test_model_that_fails_to_load_is_recorded_for_every_trial(tmp_path, config_f
     config["models"]["tiny"]["path"] = str(broken)
     summary = run_sweep(config, SWEEP, tmp_path / "trials", benchmark_file, log=lambda line: None)
     assert list(summary["trials"].values()) == ["error", "error"] and summary["model_loads"] == 1
-    record = records.read(trial_path(tmp_path / "trials", SWEEP, TrialKey(3, 2, 0)))
+    record = records.read(tmp_path / "trials" / TrialKey(3, 2, 0).relpath)
     assert record["error"] and record["throughput_tokens_per_s"] is None
 
 

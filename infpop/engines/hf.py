@@ -7,6 +7,7 @@ call with the pipeline's batch_size set to the batch's size.
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 from infpop.engines.base import Engine as BaseEngine
@@ -32,22 +33,21 @@ class Engine(BaseEngine):
         )
         model.eval()
         self.tokenizer = tokenizer
+        self.generation_config = copy.deepcopy(model.generation_config)
         self.pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> GenerationResult:
         prompt_lengths = [len(self.tokenizer(p)["input_ids"]) for p in prompts]
+        # One GenerationConfig (the model's own, greedy, exactly max_new_tokens: the minimum
+        # equal to the maximum makes generation ignore end-of-sequence) rather than keyword
+        # arguments, which transformers would merge with the model's defaults and warn about.
+        generation = copy.deepcopy(self.generation_config)
+        generation.update(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
+                          pad_token_id=self.tokenizer.pad_token_id)
         with warnings.catch_warnings():
             # "use a dataset for efficiency" - we time one pipeline call per batch on purpose.
             warnings.simplefilter("ignore")
-            outputs = self.pipe(
-                prompts,
-                batch_size=len(prompts),
-                max_new_tokens=max_new_tokens,
-                min_new_tokens=max_new_tokens,  # ignore end-of-sequence: exactly this many
-                do_sample=False,
-                return_tensors=True,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
+            outputs = self.pipe(prompts, batch_size=len(prompts), generation_config=generation, return_tensors=True)
         # Each row is [left padding + prompt + new tokens]; the batch is padded to its longest
         # prompt, so the new tokens are everything after that length.
         padded_length = max(prompt_lengths)

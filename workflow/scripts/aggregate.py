@@ -6,7 +6,7 @@ from infpop.records import RecordError
 
 with open(snakemake.log[0], "w") as log:
     try:
-        rows = collect_rows(snakemake.input, snakemake.params.trials_root)
+        rows = collect_rows(snakemake.input)
     except RecordError as exc:
         print(exc, file=log)
         sys.exit(f"aggregate: {exc}")

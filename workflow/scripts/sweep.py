@@ -1,5 +1,6 @@
 """Snakemake entry: run one sweep (all trials of one hardware/engine/model/n_gpus group)."""
 import sys
+from pathlib import Path
 
 from infpop.grid import Sweep
 from infpop.sweep import SweepError, run_sweep
@@ -14,9 +15,8 @@ with open(snakemake.log[0], "a", buffering=1) as log:
         print(line, file=log)
 
     try:
-        summary = run_sweep(snakemake.params.config, sweep, snakemake.params.trials_root,
-                            snakemake.input.benchmark, manifest=snakemake.output.manifest,
-                            log=progress, worker_stderr=log)
+        summary = run_sweep(snakemake.params.config, sweep, Path(snakemake.output.manifest).parent,
+                            snakemake.input.benchmark, log=progress, worker_stderr=log)
     except SweepError as exc:
         progress(f"[{sweep.relpath}] cannot run here: {exc}")
         sys.exit(1)

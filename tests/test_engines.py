@@ -1,0 +1,65 @@
+"""Both real engines on the tiny model, through the production worker process.
+
+vLLM starts its own processes with spawn, so (like the pipeline) the engines run inside
+`python -m infpop.worker`, driven by the supervisor, never inside the pytest process.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from infpop import records
+from infpop.grid import Sweep, TrialKey
+from infpop.sweep import run_sweep
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("engine", ["hf", "vllm"])
+def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, benchmark_file):
+    config = config_for(engines=[engine], batch_sizes=[1, 3, 8], max_new_tokens=[2, 7], benchmark={"limit": 10})
+    sweep = Sweep("cpu", engine, "tiny", 1)
+    summary = run_sweep(config, sweep, tmp_path, benchmark_file, log=lambda line: None)
+    assert summary["model_loads"] == 1 and set(summary["trials"].values()) == {"ok"}
+    for tokens in (2, 7):
+        for batch in (1, 3, 8):
+            record = records.read(tmp_path / TrialKey(tokens, batch, 0).relpath)
+            counts = record["counts"]
+            # 10 prompts in ceil(10 / batch) engine calls, each prompt exactly `tokens` new tokens
+            assert counts["prompts"] == 10 and counts["batches"] == counts["batches_completed"] == -(-10 // batch)
+            assert counts["generated_tokens"] == 10 * tokens
+            assert counts["prompt_tokens"] > 10 * 20  # HumanEval prefixes are long
+            assert len(record["timings"]["batch_latencies_s"]) == counts["batches"]
+            assert record["throughput_tokens_per_s"] == pytest.approx(
+                10 * tokens / record["timings"]["generation_seconds"])
+            assert record["peak_memory"]["kind"] == "rss" and record["peak_memory"]["bytes"] > 0
+    libraries = record["environment"]["libraries"]
+    assert ("vllm" in libraries) == (engine == "vllm") and "transformers" in libraries
+    assert record["environment"]["cpu_count"] >= 1 and record["environment"]["gpus"] == []
+
+
+def test_engines_agree_on_the_greedy_tokens(tiny_model):
+    """Same weights, greedy decoding: both engines should produce the same first new tokens."""
+    import json
+    import subprocess
+    import sys
+
+    script = r"""
+import json, sys
+from infpop.engines import EngineSpec, load_engine_class
+prompts = json.loads(sys.argv[2])
+engine = load_engine_class(sys.argv[1])(EngineSpec(sys.argv[3], 1, "float32", "cpu",
+    {"gpu_memory_utilization": 0.15} if sys.argv[1] == "vllm" else {}))
+engine.load()
+print("RESULT " + json.dumps(engine.generate(prompts, 4).new_token_ids))
+"""
+    prompts = ["def add(a, b):\n    return", "import os\n\ndef list_files(path):\n    "]
+    outputs = {}
+    for engine in ("hf", "vllm"):
+        done = subprocess.run([sys.executable, "-c", script, engine, json.dumps(prompts), str(tiny_model)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT "))
+        outputs[engine] = json.loads(line[len("RESULT "):])
+    assert [len(ids) for ids in outputs["hf"]] == [4, 4] == [len(ids) for ids in outputs["vllm"]]
+    assert [ids[0] for ids in outputs["hf"]] == [ids[0] for ids in outputs["vllm"]]

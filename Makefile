@@ -1,10 +1,20 @@
 # make run   - create .venv from the pinned requirements if missing, run the default pipeline
+#              (measurements, the paper replay, RQ1-RQ4, the comparison and results/report.html)
 # make test  - the same environment plus test tools, then the whole test suite
+#
+# make run PAPER_DATA_DIR=<folder>   the paper's appendix files from a local folder (default: the
+#                                    shared copy beside the repository if there is one, else a
+#                                    download from the appendix repository, checked by sha256)
+# make run CONFIG="repetitions=1"    Snakemake --config overrides
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
 SNAKEMAKE_ARGS ?=
+CONFIG ?=
+PAPER_DATA_DIR ?= $(wildcard ../shared/data/infpop-appendix)
+CONFIG_ARGS := $(strip $(if $(PAPER_DATA_DIR),'paper_data={"local_dir": "$(abspath $(PAPER_DATA_DIR))"}') $(CONFIG))
+SNAKEMAKE_CONFIG := $(if $(CONFIG_ARGS),--config $(CONFIG_ARGS))
 
 .PHONY: run test venv test-venv dry-run paper-dry-run lint clean
 
@@ -23,16 +33,16 @@ $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
 	touch $@
 
 run: venv
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) $(SNAKEMAKE_CONFIG)
 
 test: test-venv
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 dry-run: venv
-	$(BIN)/snakemake -n --cores $(CORES)
+	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_CONFIG)
 
 paper-dry-run: venv
-	$(BIN)/snakemake -n --cores $(CORES) --configfile configs/paper.yaml
+	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_CONFIG) --configfile configs/paper.yaml
 
 lint: venv
 	$(BIN)/snakemake --lint

@@ -10,7 +10,7 @@ min_version("9.0")
 # tiny CPU model to the paper's grid); --config key=value still overrides either.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: f"{workflow.basedir}/config.yaml"
 
 
 
@@ -18,10 +18,46 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/trials.smk"
 include: "rules/aggregate.smk"
+include: "rules/analysis.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
         PLAN_FILE,
         MEASURED_TRIALS,
+        analysis_targets(),
+        REPORT,
     default_target: True
+
+
+# Named targets: re-run one research question, the replay, or the report alone.
+rule rq1:
+    input:
+        rq_targets("rq1"),
+
+
+rule rq2:
+    input:
+        rq_targets("rq2"),
+
+
+rule rq3:
+    input:
+        rq_targets("rq3"),
+
+
+rule rq4:
+    input:
+        rq_targets("rq4"),
+
+
+rule paper:
+    input:
+        [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion") for t in rq_targets(rq, ["paper"])],
+        f"{RESULTS}/paper/comparison.csv",
+
+
+rule analysis:
+    input:
+        analysis_targets(),

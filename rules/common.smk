@@ -20,6 +20,11 @@ RESULTS = CONFIG["results_dir"]
 SWEEPS, EXCLUDED = plan(CONFIG)
 PLAN_FILE = f"{RESULTS}/plan.csv"
 MEASURED_TRIALS = f"{RESULTS}/measured/trials.csv"
+PAPER_TRIALS = f"{RESULTS}/paper/trials.csv"
+PAPER_REFERENCE = f"{workflow.basedir}/configs/paper_reference.csv"
+REPORT = f"{RESULTS}/report.html"
+# Datasets analysed: our measurements and, unless turned off, the paper's published trials.
+DATASETS = ["measured"] + (["paper"] if CONFIG["paper_data"]["replay"] else [])
 BENCHMARK_FILE = f"resources/data/{CONFIG['benchmark']['name']}.jsonl.gz"
 BUILT_MODEL_DIR = "resources/models/{model}"  # where models with `build` go (checked by load_config)
 # One folder per sweep; its manifest (the sweep rule's output) lists the trial JSONs beside it.
@@ -27,6 +32,7 @@ SWEEP_MANIFEST = f"{RESULTS}/trials/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}
 
 
 wildcard_constraints:
+    dataset="measured|paper",
     hardware="|".join(CONFIG["hardware"]),
     engine="|".join(CONFIG["engines"]),
     model="|".join(CONFIG["models"]),
@@ -80,3 +86,57 @@ def sweep_runtime(wildcards, attempt):
     trials = len(CONFIG["batch_sizes"]) * len(CONFIG["max_new_tokens"]) * CONFIG["repetitions"]
     seconds = CONFIG["load_timeout_s"] + trials * CONFIG["trial_timeout_s"]
     return int(seconds / 60 * attempt) + 1
+
+
+# -- analysis ------------------------------------------------------------------------------------
+
+
+def dataset_trials(wildcards):
+    """The tidy trials table a dataset's analyses read."""
+    return PAPER_TRIALS if wildcards.dataset == "paper" else MEASURED_TRIALS
+
+
+def dataset_hardware(dataset):
+    return ["a100", "v100"] if dataset == "paper" else list(CONFIG["hardware"])
+
+
+def _paper_config():
+    path = CONFIG["paper_data"]["metadata_config"]
+    return load_config(path if os.path.isabs(path) else f"{workflow.basedir}/{path}")
+
+
+def dataset_metadata(wildcards):
+    """Table I metadata (parameters, HumanEval pass@1) of the dataset's models."""
+    models = _paper_config()["models"] if wildcards.dataset == "paper" else CONFIG["models"]
+    return [
+        {"model": key, "params_billion": spec["params_billion"], "humaneval_pass1": spec["humaneval_pass1"]}
+        for key, spec in models.items()
+    ]
+
+
+def rq_targets(rq, datasets=None):
+    """The outputs of one research question (rq1 .. rq4, discussion) for the datasets."""
+    targets = []
+    for dataset in datasets or DATASETS:
+        base = f"{RESULTS}/{dataset}"
+        if rq == "rq1":
+            targets += [f"{base}/rq1/landscape_features.csv"]
+        elif rq == "rq2":
+            targets += [f"{base}/rq2/anova.csv", f"{base}/rq2/tukey.csv"]
+            for hardware in dataset_hardware(dataset):
+                targets += [f"{base}/rq2/table2_{hardware}.csv", f"{base}/rq2/gpu_scaling_{hardware}"]
+        elif rq == "rq3":
+            targets += [f"{base}/rq3/anova.csv", f"{base}/rq3/wilcoxon_engines.csv"]
+        elif rq == "rq4":
+            targets += [f"{base}/rq4/wilcoxon_hardware.csv", f"{base}/rq4/improvement.csv"]
+        elif rq == "discussion":
+            targets += [f"{base}/discussion/correlations.csv"]
+    return targets
+
+
+def analysis_targets():
+    """Every analysis output: RQ1-RQ4, the discussion, and the paper comparison."""
+    targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion") for t in rq_targets(rq)]
+    if "paper" in DATASETS:
+        targets.append(f"{RESULTS}/paper/comparison.csv")
+    return targets

@@ -40,6 +40,8 @@ def make_config(model_path: Path | str, **overrides) -> dict:
         "n_gpus": [1],
         "batch_sizes": [1, 4],
         "max_new_tokens": [3],
+        "analysis": {"max_new_tokens": 3},
+        "paper_data": {"replay": False},
         "dtype": "float32",
         "benchmark": {"limit": 8},
         "trial_timeout_s": 120,

@@ -143,3 +143,13 @@ def test_paper_config_is_the_papers_grid():
     assert config["benchmark"]["order"] == "length_ascending"
     assert all("hf_id" in spec and spec["params_billion"] and spec["humaneval_pass1"]
                for spec in config["models"].values())
+
+
+def test_analysis_tokens_must_be_measured_and_in_the_paper_data(tiny_model):
+    with pytest.raises(ConfigError, match="config key 'analysis.max_new_tokens': 10 is not one of the measured"):
+        load_config(make_config(tiny_model, analysis={"max_new_tokens": 10}))
+    with pytest.raises(ConfigError, match="the paper replay has trials at max_new_tokens"):
+        load_config(make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3}, paper_data={}))
+    config = load_config(make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3},
+                                     paper_data={"replay": False}))
+    assert config["analysis"] == {"max_new_tokens": 3, "include_partial_oom": True, "duplicates": "last"}

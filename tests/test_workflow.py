@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, SHARED_DATA
+
+APPENDIX = SHARED_DATA / "infpop-appendix"
+needs_appendix = pytest.mark.skipif(not APPENDIX.is_dir(), reason=f"the paper's appendix data is absent ({APPENDIX})")
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
@@ -67,25 +70,73 @@ def test_end_to_end_both_engines(tmp_path):
     """A small config through the real pipeline: tiny model built by its rule, hf and vLLM
     (vLLM at 1 and 2 tensor-parallel ranks), one JSON per trial, the tidy table."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config.update(batch_sizes=[1, 8], max_new_tokens=[2], benchmark={"limit": 24}, repetitions=1)
+    config.update(batch_sizes=[1, 8], max_new_tokens=[5], benchmark={"limit": 24}, repetitions=2)
+    # the replay is part of the default target; without the appendix data it is turned off
+    config["paper_data"] = {"local_dir": str(APPENDIX)} if APPENDIX.is_dir() else {"replay": False}
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     done = snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     results = tmp_path / "results"
     trials = sorted(p.relative_to(results / "trials") for p in (results / "trials").rglob("b*_r*.json"))
-    assert [str(p) for p in trials] == [f"cpu/{e}/tiny-llama/g{g}/t2/b{b}_r0.json"
-                                        for e, g in (("hf", 1), ("vllm", 1), ("vllm", 2)) for b in (1, 8)]
+    assert [str(p) for p in trials] == [f"cpu/{e}/tiny-llama/g{g}/t5/b{b}_r{r}.json"
+                                        for e, g in (("hf", 1), ("vllm", 1), ("vllm", 2)) for b in (1, 8)
+                                        for r in (0, 1)]
     with open(results / "measured" / "trials.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
-    assert all(int(r["generated_tokens"]) == 24 * 2 and float(r["throughput_tokens_per_s"]) > 0 for r in rows)
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"}
+    assert all(int(r["generated_tokens"]) == 24 * 5 and float(r["throughput_tokens_per_s"]) > 0 for r in rows)
     for manifest in (results / "trials").rglob("sweep.json"):
         assert json.loads(manifest.read_text())["model_loads"] == 1
-    assert "[cpu/vllm/tiny-llama/g2] trial 2/2 t2 b8 r0: ok" in done.stdout
+    assert "[cpu/vllm/tiny-llama/g2] trial 4/4 t5 b8 r1: ok" in done.stdout
+
+    # The analyses of the measured dataset, with "insufficient data" where one hardware cannot
+    # answer RQ4, and the report with every research question.
+    measured = results / "measured"
+    assert (measured / "rq1" / "landscapes" / "cpu_vllm_tiny-llama.png").stat().st_size > 0
+    assert (measured / "rq1" / "interactive" / "cpu_hf_tiny-llama.html").exists()
+    assert "tiny-llama" in (measured / "rq2" / "table2_cpu.md").read_text()
+    assert "insufficient data" in (measured / "rq4" / "wilcoxon_hardware.csv").read_text()
+    with open(measured / "rq3" / "anova.csv") as handle:
+        anova = list(csv.DictReader(handle))
+    assert {(r["engine"], r["n_gpus"]) for r in anova} == {("hf", "1"), ("vllm", "1"), ("vllm", "2")}
+    assert all(r["analysis_max_new_tokens"] == "5" for r in anova)
+    report = (results / "report.html").read_text()
+    for category in ("RQ1 landscapes", "RQ2 GPU scaling", "RQ3 batch size", "RQ4 GPU model", "Discussion"):
+        assert category in report
     plan = (results / "plan.csv").read_text()
     assert "cpu,hf,tiny-llama,2,excluded" in plan
 
     # Nothing measured is re-run or lost: a second run has nothing to do.
     again = snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@needs_appendix
+def test_paper_replay_target(tmp_path):
+    """`snakemake paper`: import, RQ1-RQ4, discussion and the comparison with the paper."""
+    done = snakemake("--cores", "2", "paper", "--config", f'paper_data={{"local_dir": "{APPENDIX}"}}',
+                     "--directory", str(tmp_path), timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    paper = tmp_path / "results" / "paper"
+    with open(paper / "comparison.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    agreement = {r["agreement"] for r in rows}
+    assert agreement <= {"exact", "within rounding", "differs"}
+    exact = sum(r["agreement"] == "exact" for r in rows)
+    assert exact >= 158 and len(rows) == 170
+    # every difference beyond rounding is explained
+    assert all(r["explanation"] for r in rows if r["agreement"] == "differs")
+    table2 = (paper / "rq2" / "table2_a100.md").read_text()
+    assert "| Wizardcoder-33b | 4 | 1.6 | 36.8 | 23.0X | 8 | 43.8 | 27.4X |" in table2
+    assert len(list((paper / "rq1" / "landscapes").glob("*.png"))) == 79
+
+
+def test_missing_paper_data_says_how_to_fix_it(tmp_path):
+    empty = tmp_path / "no-appendix"
+    empty.mkdir()
+    done = snakemake("--cores", "1", "results/paper/trials.csv", "--config",
+                     f'paper_data={{"local_dir": "{empty}"}}', "--directory", str(tmp_path))
+    assert done.returncode != 0
+    log = (tmp_path / "results" / "logs" / "import_paper.log").read_text()
+    assert "allData.csv" in log and "paper_data.local_dir" in log

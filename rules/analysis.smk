@@ -1,0 +1,204 @@
+# RQ1-RQ4 and the discussion, for each dataset (measured: our trials; paper: the published ones).
+
+
+rule import_paper:
+    output:
+        trials=PAPER_TRIALS,
+        appendix=directory(f"{RESULTS}/paper/appendix"),
+    log:
+        f"{RESULTS}/logs/import_paper.log",
+    params:
+        local_dir=CONFIG["paper_data"]["local_dir"],
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/import_paper.py"
+
+
+rule rq1_landscapes:
+    input:
+        dataset_trials,
+    output:
+        features=report(
+            f"{RESULTS}/{{dataset}}/rq1/landscape_features.csv",
+            caption="../workflow/report/rq1_features.rst",
+            category="RQ1 landscapes",
+            subcategory="{dataset}",
+        ),
+        png=report(
+            directory(f"{RESULTS}/{{dataset}}/rq1/landscapes"),
+            patterns=["{name}.png"],
+            caption="../workflow/report/rq1_landscape.rst",
+            category="RQ1 landscapes",
+            subcategory="{dataset}",
+        ),
+        html=directory(f"{RESULTS}/{{dataset}}/rq1/interactive"),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/rq1.log",
+    params:
+        settings=CONFIG["analysis"],
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/rq1.py"
+
+
+rule rq2_table2:
+    input:
+        dataset_trials,
+    output:
+        csv=report(
+            f"{RESULTS}/{{dataset}}/rq2/table2_{{hardware}}.csv",
+            caption="../workflow/report/rq2_table2.rst",
+            category="RQ2 GPU scaling",
+            subcategory="{dataset}",
+        ),
+        md=f"{RESULTS}/{{dataset}}/rq2/table2_{{hardware}}.md",
+        png=report(
+            directory(f"{RESULTS}/{{dataset}}/rq2/gpu_scaling_{{hardware}}"),
+            patterns=["{name}.png"],
+            caption="../workflow/report/rq2_scaling.rst",
+            category="RQ2 GPU scaling",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/rq2_table2_{{hardware}}.log",
+    params:
+        settings=CONFIG["analysis"],
+    wildcard_constraints:
+        hardware=r"[A-Za-z0-9_-]+",
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/rq2_table2.py"
+
+
+rule rq2_anova:
+    input:
+        dataset_trials,
+    output:
+        anova=report(
+            f"{RESULTS}/{{dataset}}/rq2/anova.csv",
+            caption="../workflow/report/rq2_anova.rst",
+            category="RQ2 GPU scaling",
+            subcategory="{dataset}",
+        ),
+        tukey=report(
+            f"{RESULTS}/{{dataset}}/rq2/tukey.csv",
+            caption="../workflow/report/rq2_tukey.rst",
+            category="RQ2 GPU scaling",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/rq2_anova.log",
+    params:
+        settings=CONFIG["analysis"],
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/rq2_anova.py"
+
+
+rule rq3_batch:
+    input:
+        dataset_trials,
+    output:
+        anova=report(
+            f"{RESULTS}/{{dataset}}/rq3/anova.csv",
+            caption="../workflow/report/rq3_anova.rst",
+            category="RQ3 batch size",
+            subcategory="{dataset}",
+        ),
+        wilcoxon=report(
+            f"{RESULTS}/{{dataset}}/rq3/wilcoxon_engines.csv",
+            caption="../workflow/report/rq3_wilcoxon.rst",
+            category="RQ3 batch size",
+            subcategory="{dataset}",
+        ),
+        curves=report(
+            directory(f"{RESULTS}/{{dataset}}/rq3/curves"),
+            patterns=["{name}.png"],
+            caption="../workflow/report/rq3_curves.rst",
+            category="RQ3 batch size",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/rq3.log",
+    params:
+        settings=CONFIG["analysis"],
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/rq3.py"
+
+
+rule rq4_hardware:
+    input:
+        dataset_trials,
+    output:
+        wilcoxon=report(
+            f"{RESULTS}/{{dataset}}/rq4/wilcoxon_hardware.csv",
+            caption="../workflow/report/rq4_wilcoxon.rst",
+            category="RQ4 GPU model",
+            subcategory="{dataset}",
+        ),
+        improvement=report(
+            f"{RESULTS}/{{dataset}}/rq4/improvement.csv",
+            caption="../workflow/report/rq4_improvement.rst",
+            category="RQ4 GPU model",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/rq4.log",
+    params:
+        settings=CONFIG["analysis"],
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/rq4.py"
+
+
+rule discussion:
+    input:
+        trials=dataset_trials,
+    output:
+        report(
+            f"{RESULTS}/{{dataset}}/discussion/correlations.csv",
+            caption="../workflow/report/discussion.rst",
+            category="Discussion",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/discussion.log",
+    params:
+        settings=CONFIG["analysis"],
+        metadata=dataset_metadata,
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/discussion.py"
+
+
+rule comparison:
+    input:
+        reference=PAPER_REFERENCE,
+        table2=f"{RESULTS}/paper/rq2/table2_a100.csv",
+        rq2_anova=f"{RESULTS}/paper/rq2/anova.csv",
+        rq3_wilcoxon=f"{RESULTS}/paper/rq3/wilcoxon_engines.csv",
+        rq4_wilcoxon=f"{RESULTS}/paper/rq4/wilcoxon_hardware.csv",
+        rq4_improvement=f"{RESULTS}/paper/rq4/improvement.csv",
+        rq1_features=f"{RESULTS}/paper/rq1/landscape_features.csv",
+        correlations=f"{RESULTS}/paper/discussion/correlations.csv",
+    output:
+        csv=report(
+            f"{RESULTS}/paper/comparison.csv",
+            caption="../workflow/report/comparison.rst",
+            category="Paper vs reproduction",
+        ),
+        md=f"{RESULTS}/paper/comparison.md",
+    log:
+        f"{RESULTS}/logs/paper/comparison.log",
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/comparison.py"

@@ -26,11 +26,12 @@ import io
 import json
 import os
 import random
-import tempfile
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from infpop import atomic
 
 __all__ = [
     "DATASETS",
@@ -91,8 +92,6 @@ def derive_single_line_infilling(humaneval_file: Path | None = None) -> list[dic
 
 def write_jsonl_gz(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Write ``rows`` as gzipped JSON lines, byte-deterministically and atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Same serialisation as the official file (json.dumps defaults, one row per line).
     payload = "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8")
     buf = io.BytesIO()
@@ -100,19 +99,7 @@ def write_jsonl_gz(rows: Iterable[dict[str, Any]], path: str | os.PathLike[str])
     # rows always give the same bytes (stable checksums / Snakemake reruns).
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0) as gz:
         gz.write(payload)
-    # Temp file in the target folder so os.replace is an atomic rename on one filesystem;
-    # readers never see a half-written file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_bytes(path, buf.getvalue())
 
 
 def read_jsonl_gz(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

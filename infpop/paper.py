@@ -22,14 +22,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pandas as pd
 
+from infpop import atomic
 from infpop.records import TIDY_COLUMNS
 
 __all__ = [
@@ -107,17 +106,6 @@ def _url(path: str) -> str:
     return f"https://raw.githubusercontent.com/{APPENDIX_REPO}/{APPENDIX_COMMIT}/{path}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _download(name: str, path: str) -> bytes:
     url = _url(path)
     try:
@@ -159,7 +147,7 @@ def fetch_appendix(dest: Path, local_dir: Path | None = None) -> Path:
                 f"{name}: sha256 mismatch for {origin} (expected {expected}, got {actual}): not the "
                 f"file of {APPENDIX_REPO}@{APPENDIX_COMMIT}:{repo_path}; {_FIX}"
             )
-        _write_atomic(dest / name, data)
+        atomic.write_bytes(dest / name, data)
     return dest
 
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from infpop import SCHEMA_DIR
+from infpop import SCHEMA_DIR, atomic
 
 SCHEMA_VERSION = 1
 FINAL_STATUSES = ("ok", "oom", "skipped_oom", "error", "crashed", "timeout")
@@ -53,20 +51,7 @@ def write_atomic(path: Path, record: dict) -> None:
     """Validate and write `record` to `path` through a temp file and a rename, so a reader never
     sees half a record and a crash mid-write leaves the old file (or none)."""
     validate(record, str(path))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, indent=1, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
+    atomic.write_text(path, json.dumps(record, indent=1) + "\n")
 
 def read(path: Path) -> dict:
     """Read and validate one trial JSON; RecordError names the file on any problem."""

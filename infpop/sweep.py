@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from infpop import records
+from infpop import atomic, records
 from infpop.benchmark import load_prompts
 from infpop.config import model_source
 from infpop.grid import Sweep, TrialKey, trial_keys
@@ -349,8 +349,5 @@ def run_sweep(config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path,
     """Run one sweep into `sweep_dir` (one JSON per trial) and write its manifest,
     `sweep_dir/sweep.json` (the Snakemake output), listing every trial relative to that folder."""
     summary = Supervisor(config, sweep, sweep_dir, benchmark_file, **kwargs).run().to_json()
-    manifest = Path(sweep_dir) / MANIFEST_NAME
-    tmp = manifest.with_name(f".{manifest.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    os.replace(tmp, manifest)
+    atomic.write_text(Path(sweep_dir) / MANIFEST_NAME, json.dumps(summary, indent=1) + "\n")
     return summary

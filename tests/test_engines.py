@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
 def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, benchmark_file):
-    config = config_for(engines=[engine], batch_sizes=[1, 3, 8], max_new_tokens=[2, 7], benchmark={"limit": 10})
+    config = config_for(engines=[engine], batch_sizes=[1, 3, 8], max_new_tokens=[2, 7], benchmark={"limit": 10},
+                        analysis={"max_new_tokens": 2})
     sweep = Sweep("cpu", engine, "tiny", 1)
     summary = run_sweep(config, sweep, tmp_path, benchmark_file, log=lambda line: None)
     assert summary["model_loads"] == 1 and set(summary["trials"].values()) == {"ok"}

@@ -73,7 +73,8 @@ def test_tidy_row():
 
 
 def test_trial_keys_run_batch_sizes_ascending(tiny_model):
-    config = load_config(make_config(tiny_model, batch_sizes=[8, 1, 4], max_new_tokens=[10, 5], repetitions=2))
+    config = load_config(make_config(tiny_model, batch_sizes=[8, 1, 4], max_new_tokens=[10, 5], repetitions=2,
+                                     analysis={"max_new_tokens": 5}))
     keys = trial_keys(config)
     assert keys[:3] == [TrialKey(5, 1, 0), TrialKey(5, 1, 1), TrialKey(5, 4, 0)]
     assert len(keys) == 12 and keys[-1] == TrialKey(10, 8, 1)

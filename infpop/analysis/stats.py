@@ -142,6 +142,15 @@ class WilcoxonResult(_Result):
     note: str = ""
 
 
+def _complete_pairs(x: Sequence, y: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """x and y as float arrays of the same length, without the pairs that have a NaN."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired samples differ in length: {x.shape} vs {y.shape}")
+    complete = ~(np.isnan(x) | np.isnan(y))
+    return x[complete], y[complete]
+
+
 def wilcoxon_paired(x: Sequence, y: Sequence) -> WilcoxonResult:
     """Paired Wilcoxon signed-rank test of x - y (scipy.stats.wilcoxon, two-sided, its defaults).
 
@@ -149,11 +158,7 @@ def wilcoxon_paired(x: Sequence, y: Sequence) -> WilcoxonResult:
     (the smaller of the positive and negative rank sums); zero differences are dropped by the
     test ('wilcox'); the p-value is exact for small samples without ties, else normal.
     """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape:
-        raise ValueError(f"paired samples differ in length: {x.shape} vs {y.shape}")
-    complete = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[complete], y[complete]
+    x, y = _complete_pairs(x, y)
     n = int(len(x))
     if n == 0:
         return WilcoxonResult(NAN, NAN, 0, insufficient("no paired values"))
@@ -227,11 +232,7 @@ def pearson(x: Sequence, y: Sequence) -> PearsonResult:
 
     Needs three complete pairs (with two, r is always +-1) and variation in both variables.
     """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if x.shape != y.shape:
-        raise ValueError(f"samples differ in length: {x.shape} vs {y.shape}")
-    complete = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[complete], y[complete]
+    x, y = _complete_pairs(x, y)
     n = int(len(x))
     if n < 3:
         return PearsonResult(NAN, NAN, n, insufficient(f"{n} complete pair(s), need three"))

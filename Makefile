@@ -32,8 +32,9 @@ $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
 	$(BIN)/python -m pip install --quiet --no-deps -r requirements-test.txt
 	touch $@
 
+# --keep-going: a step that fails (say, the paper data out of reach) does not stop the others.
 run: venv
-	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS) $(SNAKEMAKE_CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --keep-going $(SNAKEMAKE_ARGS) $(SNAKEMAKE_CONFIG)
 
 test: test-venv
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)

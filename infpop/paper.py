@@ -87,7 +87,8 @@ TOKENS = (5, 10, 20)
 
 _FIX = (
     "set the config key paper_data.local_dir to a folder holding the appendix files "
-    "(e.g. ../shared/data/infpop-appendix), or run `make run PAPER_DATA_DIR=<folder>`"
+    "(e.g. ../shared/data/infpop-appendix), or run `make run PAPER_DATA_DIR=<folder>`; "
+    "or leave the replay out with paper_data.replay: false"
 )
 
 

@@ -169,10 +169,11 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         problems.append((["analysis", "max_new_tokens"],
                          f"{config['analysis']['max_new_tokens']} is not one of the measured max_new_tokens "
                          f"{config['max_new_tokens']}: the statistics would have no trial"))
-    paper_tokens = [5, 10, 20]  # what the paper's published trials hold
+    from infpop.paper import TOKENS as paper_tokens  # what the paper's published trials hold
+
     if config["paper_data"]["replay"] and config["analysis"]["max_new_tokens"] not in paper_tokens:
         problems.append((["analysis", "max_new_tokens"],
-                         f"the paper replay has trials at max_new_tokens {paper_tokens} only; choose one of those "
+                         f"the paper replay has trials at max_new_tokens {list(paper_tokens)} only; choose one of those "
                          f"or turn the replay off (paper_data.replay: false)"))
     missing = [e for e in config["engines"] if e not in config["n_gpus"]]
     for engine in missing:

@@ -14,7 +14,6 @@ import yaml
 from infpop import SCHEMA_DIR, atomic
 
 SCHEMA_VERSION = 1
-FINAL_STATUSES = ("ok", "oom", "skipped_oom", "error", "crashed", "timeout")
 
 #: Columns of the tidy trials table (results/<dataset>/trials.csv), in order.
 TIDY_COLUMNS = [

@@ -178,6 +178,9 @@ class Supervisor:
         self.worker_info: dict = {}
         self.load_failure: dict | None = None
         self.summary = SweepSummary(sweep)
+        # What a trial's figures depend on: a record made with other settings is measured again.
+        self.measurement_settings = {k: config[k] for k in ("dtype", "benchmark", "warmup")}
+        self.measurement_settings["engine_args"] = config["engine_args"].get(sweep.engine, {})
 
     # -- the worker ----------------------------------------------------------------------------
     def _start_worker(self) -> None:
@@ -192,7 +195,8 @@ class Supervisor:
             worker.send({"cmd": "load", "engine": self.sweep.engine, "hardware": self.sweep.hardware,
                          "model_source": self.source, "n_gpus": self.sweep.n_gpus,
                          "dtype": self.config["dtype"], "device": self.device,
-                         "engine_args": self.config["engine_args"].get(self.sweep.engine, {})})
+                         "engine_args": self.config["engine_args"].get(self.sweep.engine, {}),
+                         "prompts": self.prompts})
             answer = worker.receive(deadline)
             if answer["event"] == "setup_failed":
                 worker.kill()
@@ -207,7 +211,7 @@ class Supervisor:
             warmup = self.config["warmup"]
             if warmup["batches"]:
                 worker.send({"cmd": "warmup", "batches": warmup["batches"], "batch_size": warmup["batch_size"],
-                             "max_new_tokens": max(self.config["max_new_tokens"]), "prompts": self.prompts})
+                             "max_new_tokens": max(self.config["max_new_tokens"])})
                 warmed = worker.receive(deadline)
                 self.summary.warmup_seconds.append(warmed["seconds"])
                 if warmed["error"]:
@@ -223,6 +227,9 @@ class Supervisor:
             worker.kill()
             self.log(f"[{self._name()}] {self.load_failure['error']}")
             return
+        except BaseException:
+            worker.kill()  # never leave a worker (and the devices it holds) behind
+            raise
         self.log(f"[{self._name()}] loaded in {self.worker_info['load_seconds']:.1f} s"
                  + (f", warm-up {self.summary.warmup_seconds[-1]:.1f} s" if warmup["batches"] else ""))
         self.worker = worker
@@ -234,8 +241,7 @@ class Supervisor:
 
     # -- trials ----------------------------------------------------------------------------------
     def _name(self) -> str:
-        s = self.sweep
-        return f"{s.hardware}/{s.engine}/{s.model}/g{s.n_gpus}"
+        return self.sweep.relpath
 
     def _record(self, key: TrialKey, status: str, *, batches: list[dict] = (), error: str | None = None,
                 peak: tuple = (None, None), started_at: str | None = None) -> dict:
@@ -243,9 +249,6 @@ class Supervisor:
         n_batches = -(-len(self.prompts) // batch_size)
         generated = sum(b["new_tokens"] for b in batches)
         seconds = sum(b["latency_s"] for b in batches)
-        config = {k: self.config[k] for k in ("dtype", "benchmark", "warmup", "trial_timeout_s",
-                                              "load_timeout_s", "oom_pruning")}
-        config["engine_args"] = self.config["engine_args"].get(self.sweep.engine, {})
         return {
             "schema_version": records.SCHEMA_VERSION,
             "hardware": self.sweep.hardware, "engine": self.sweep.engine, "model": self.sweep.model,
@@ -262,7 +265,8 @@ class Supervisor:
             "peak_memory": {"bytes": peak[0], "kind": peak[1]},
             "error": error,
             "environment": self.worker_info.get("environment"),
-            "config": config,
+            "config": {**self.measurement_settings,
+                       **{k: self.config[k] for k in ("trial_timeout_s", "load_timeout_s", "oom_pruning")}},
         }
 
     def _run_trial(self, key: TrialKey) -> dict:
@@ -274,7 +278,7 @@ class Supervisor:
         started_at = _now()
         deadline = time.monotonic() + self.config["trial_timeout_s"]
         msg = {"cmd": "trial", "max_new_tokens": key.max_new_tokens, "batch_size": key.batch_size,
-               "prompts": self.prompts, "fault": self.faults.get(key)}
+               "fault": self.faults.get(key)}
         batches, peak = [], (None, None)
         try:
             self.worker.send(msg)
@@ -298,7 +302,8 @@ class Supervisor:
             return self._record(key, "crashed", batches=batches, started_at=started_at, peak=peak,
                                 error=f"{description} after {len(batches)} batch(es)")
 
-    def _existing(self, path: Path) -> dict | None:
+    def _existing(self, path: Path, pruned_by: int | None) -> dict | None:
+        """The record to keep for a trial, or None to (re-)run it."""
         if not path.exists():
             return None
         try:
@@ -306,8 +311,18 @@ class Supervisor:
         except records.RecordError as exc:
             self.log(f"[{self._name()}] WARNING: {exc}; re-running that trial")
             return None
+        changed = [k for k, v in self.measurement_settings.items() if record["config"].get(k) != v]
+        if record["model_source"] != self.source:
+            changed.append("model")
+        if changed:
+            self.log(f"[{self._name()}] {path.name} was measured with other settings ({', '.join(changed)}); "
+                     f"measuring it again")
+            return None
         if record["status"] in FAILED_STATUSES and self.config["retry_failed"]:
             return None
+        if record["status"] == "skipped_oom" and not (self.config["oom_pruning"] and pruned_by is not None
+                                                      and record["batch_size"] > pruned_by):
+            return None  # the OOM that pruned it is gone (re-measured) or pruning is now off
         return record
 
     def run(self) -> SweepSummary:
@@ -318,12 +333,12 @@ class Supervisor:
             for number, key in enumerate(keys, 1):
                 path = self.sweep_dir / key.relpath
                 prefix = f"[{self._name()}] trial {number}/{len(keys)} t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
-                record = self._existing(path)
+                pruned_by = oom_at.get(key.max_new_tokens)
+                record = self._existing(path, pruned_by)
                 if record is not None:
                     self.summary.reused += 1
                     self.log(f"{prefix}: {record['status']} (kept from an earlier run)")
                 else:
-                    pruned_by = oom_at.get(key.max_new_tokens)
                     if self.config["oom_pruning"] and pruned_by is not None and key.batch_size > pruned_by:
                         record = self._record(key, "skipped_oom",
                                               error=f"not run: batch size {pruned_by} ran out of memory")
@@ -334,7 +349,9 @@ class Supervisor:
                     rate = record["throughput_tokens_per_s"]
                     self.log(f"{prefix}: {record['status']}"
                              + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else ""))
-                if record["status"] == "oom":
+                # Only a trial that ran can prune (a model that does not load at all is not an
+                # out-of-memory batch size: every trial keeps the load's status).
+                if record["status"] == "oom" and record["timings"]["started_at"]:
                     oom_at[key.max_new_tokens] = min(key.batch_size, oom_at.get(key.max_new_tokens, key.batch_size))
                 self.summary.trials[key.relpath] = record["status"]
         finally:

@@ -112,13 +112,14 @@ class Worker:
             self.send({"event": "load_failed", "status": status, "error": _error_text(exc)})
             return
         self.engine = engine
-        self.probe = MemoryProbe(spec.device, in_process=msg["engine"] == "hf")
+        self.prompts = msg["prompts"]  # the benchmark, sent once; trials take their batches from it
+        self.probe = MemoryProbe(spec.device, in_process=engine_class.in_process)
         self.send({"event": "loaded", "load_seconds": time.perf_counter() - started,
                    "environment": environment.collect(engine_class.library_versions())})
 
     def warmup(self, msg: dict) -> None:
         started = time.perf_counter()
-        prompts = msg["prompts"]
+        prompts = self.prompts
         error = None
         for i in range(msg["batches"]):
             batch = prompts[(i * msg["batch_size"]) % len(prompts):][: msg["batch_size"]] or prompts[: msg["batch_size"]]
@@ -130,7 +131,7 @@ class Worker:
         self.send({"event": "warmed", "seconds": time.perf_counter() - started, "error": error})
 
     def trial(self, msg: dict) -> None:
-        prompts, batch_size, tokens = msg["prompts"], msg["batch_size"], msg["max_new_tokens"]
+        prompts, batch_size, tokens = self.prompts, msg["batch_size"], msg["max_new_tokens"]
         batches = [prompts[i: i + batch_size] for i in range(0, len(prompts), batch_size)]
         self.probe.reset()
         status, error = "ok", None

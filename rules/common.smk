@@ -7,8 +7,9 @@ import sys
 sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
-from infpop.config import ConfigError, load_config, model_dir
-from infpop.grid import plan
+from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
+from infpop.grid import plan, trial_keys
+from infpop.paper import HARDWARE as PAPER_HARDWARE
 
 
 try:
@@ -26,7 +27,10 @@ REPORT = f"{RESULTS}/report.html"
 # Datasets analysed: our measurements and, unless turned off, the paper's published trials.
 DATASETS = ["measured"] + (["paper"] if CONFIG["paper_data"]["replay"] else [])
 BENCHMARK_FILE = f"resources/data/{CONFIG['benchmark']['name']}.jsonl.gz"
-BUILT_MODEL_DIR = "resources/models/{model}"  # where models with `build` go (checked by load_config)
+BUILT_MODEL_DIR = f"{BUILT_MODELS_DIR}/{{model}}"  # where models with `build` go (checked by load_config)
+# What the measurements depend on (the sweeps' and the plan's params): changing the analysis or
+# the replay settings must not make Snakemake re-run the measurement jobs.
+MEASUREMENT_CONFIG = {k: v for k, v in CONFIG.items() if k not in ("analysis", "paper_data")}
 # One folder per sweep; its manifest (the sweep rule's output) lists the trial JSONs beside it.
 SWEEP_MANIFEST = f"{RESULTS}/trials/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}/sweep.json"
 
@@ -68,8 +72,10 @@ def sweep_env(wildcards):
 
 
 def sweep_threads(wildcards):
-    """CPU sweeps take every core: two measurements sharing cores would distort both."""
-    return workflow.cores if sweep_hardware(wildcards)["kind"] == "cpu" else 2
+    """A sweep takes every core of a local run: two CPU measurements sharing cores would distort
+    both, and GPU sweeps are not yet given distinct devices on one box (each would pin devices
+    0..n-1), so they run one at a time too."""
+    return workflow.cores
 
 
 def sweep_gpus(wildcards):
@@ -83,8 +89,7 @@ def sweep_gpu_model(wildcards):
 
 def sweep_runtime(wildcards, attempt):
     """Minutes: every trial at its time limit plus the loads, doubled on each retry."""
-    trials = len(CONFIG["batch_sizes"]) * len(CONFIG["max_new_tokens"]) * CONFIG["repetitions"]
-    seconds = CONFIG["load_timeout_s"] + trials * CONFIG["trial_timeout_s"]
+    seconds = CONFIG["load_timeout_s"] + len(trial_keys(CONFIG)) * CONFIG["trial_timeout_s"]
     return int(seconds / 60 * attempt) + 1
 
 
@@ -97,7 +102,7 @@ def dataset_trials(wildcards):
 
 
 def dataset_hardware(dataset):
-    return ["a100", "v100"] if dataset == "paper" else list(CONFIG["hardware"])
+    return sorted(set(PAPER_HARDWARE.values())) if dataset == "paper" else list(CONFIG["hardware"])
 
 
 def _paper_config():

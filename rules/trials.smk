@@ -7,7 +7,7 @@ rule plan:
     log:
         f"{RESULTS}/logs/plan.log",
     params:
-        config=CONFIG,
+        config=MEASUREMENT_CONFIG,
     conda:
         analysis_env()
     script:
@@ -25,7 +25,7 @@ rule sweep:
     benchmark:
         f"{RESULTS}/benchmarks/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}.tsv"
     params:
-        config=CONFIG,
+        config=MEASUREMENT_CONFIG,
     threads: sweep_threads
     resources:
         gpu=sweep_gpus,

@@ -26,8 +26,8 @@ COLUMNS = ["quantity", "hardware", "engine", "model", "paper_value", "our_value"
 
 
 def _decimals(text: str) -> int:
-    exponent = Decimal(text).normalize().as_tuple().exponent if "." in text else 0
-    return max(0, -exponent)
+    """Digits printed after the decimal point ("4.0" -> 1, "4" -> 0, "0.8762" -> 4)."""
+    return max(0, -Decimal(text).as_tuple().exponent)
 
 
 def agreement(paper_text: str, ours: float | None) -> str:

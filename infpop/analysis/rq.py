@@ -33,7 +33,6 @@ from . import INSUFFICIENT, EmptyTrialsError
 from . import stats
 
 THROUGHPUT = "throughput_tokens_per_s"
-ENGINES = ("hf", "vllm")
 ONLINE_BATCH_SIZE = 1  # RQ2 and Table II: online inference, one prompt at a time
 NAN = float("nan")
 

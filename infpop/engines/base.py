@@ -34,6 +34,9 @@ class Engine(ABC):
     max_new_tokens new tokens (end-of-sequence ignored), so engines do the same work."""
 
     name: str
+    #: Whether the model runs in the worker's own process (its CUDA memory is then torch's
+    #: allocator's to report) rather than in processes the engine starts (vLLM).
+    in_process: bool = True
 
     def __init__(self, spec: EngineSpec):
         self.spec = spec

@@ -12,6 +12,7 @@ from infpop.engines.base import GenerationResult
 
 class Engine(BaseEngine):
     name = "vllm"
+    in_process = False  # the engine core runs in processes of its own
 
     def load(self) -> None:
         from vllm import LLM

@@ -1,9 +1,14 @@
 """Snakemake entry: run one sweep (all trials of one hardware/engine/model/n_gpus group)."""
+import signal
 import sys
 from pathlib import Path
 
 from infpop.grid import Sweep
 from infpop.sweep import SweepError, run_sweep
+
+# Snakemake and SLURM stop a job with SIGTERM: exit through the supervisor's cleanup, which kills
+# the worker's process group (its own session, so the signal does not reach it).
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 wc = snakemake.wildcards
 sweep = Sweep(wc.hardware, wc.engine, wc.model, int(wc.n_gpus))

@@ -12,14 +12,17 @@ from decimal import Decimal
 
 import pandas as pd
 
-#: The paper's correlation statements (V-B) as (x, y) pairs of infpop.analysis.rq.correlations.
+from infpop.analysis.rq import CORRELATION_PAIRS
+
+#: The paper's correlation statements (V-B), each a set of (x, y) pairs of rq.CORRELATION_PAIRS.
 CORRELATIONS = {
-    "params_vs_throughput": [("params_billion", y) for y in
-                             ("hf_best_throughput", "vllm_same_gpus_throughput", "vllm_best_throughput")],
+    "params_vs_throughput": [pair for pair in CORRELATION_PAIRS
+                             if pair[0] == "params_billion" and pair[1].endswith("_throughput")],
     "humaneval_vs_params": [("humaneval_pass1", "params_billion")],
     "hf_throughput_vs_humaneval": [("humaneval_pass1", "hf_best_throughput")],
     "vllm_best_throughput_vs_humaneval": [("humaneval_pass1", "vllm_best_throughput")],
 }
+assert all(pair in CORRELATION_PAIRS for pairs in CORRELATIONS.values() for pair in pairs)
 
 COLUMNS = ["quantity", "hardware", "engine", "model", "paper_value", "our_value", "difference",
            "agreement", "explanation", "source"]

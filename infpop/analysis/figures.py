@@ -64,9 +64,8 @@ def landscape_stem(hardware: str, engine: str, model: str) -> str:
 
 
 def _counted(df: pd.DataFrame) -> pd.Series:
-    if "counted" in df.columns:
-        return df["counted"].astype(bool)
-    return df["status"].isin({"ok", "oom"}) & df["throughput_tokens_per_s"].notna()
+    """Which trials count: the `counted` column of infpop.analysis.select (its one rule)."""
+    return df["counted"].astype(bool)
 
 
 def _batch_label(batch_size) -> str:

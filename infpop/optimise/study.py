@@ -1,0 +1,123 @@
+"""How fast each optimiser finds the best configuration, on every landscape of a dataset.
+
+Each optimiser searches each (hardware, engine, model) landscape once per seed, with a budget of
+as many evaluations as the space has points; after k evaluations we note best found / optimum.
+landscape_ei also runs with a prior, the same engine and model on the other GPU model (the RQ5
+situation), where the dataset has one.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from infpop.optimise.objectives import Landscape
+from infpop.optimise.optimisers import LandscapeEI, make
+from infpop.optimise.search import search
+from infpop.optimise.space import Space
+
+PRIOR_SUFFIX = "+prior"
+
+
+@dataclass(frozen=True)
+class Task:
+    optimiser: str
+    with_prior: bool
+    landscape: Landscape
+    prior: Landscape | None
+    space: Space
+    seeds: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        return self.optimiser + (PRIOR_SUFFIX if self.with_prior else "")
+
+
+def tasks(lands: dict[tuple, Landscape], spaces: dict[str, Space], optimisers: list[str], seeds: int,
+          prior_hardware: dict[str, str]) -> list[Task]:
+    """One task per (optimiser, landscape with a feasible point); landscape_ei once more with the
+    landscape of prior_hardware[hardware] as its prior, where that exists."""
+    todo = []
+    for (hardware, engine, model), land in sorted(lands.items()):
+        space = spaces[engine]
+        if land.optimum(space) is None:
+            continue
+        for name in optimisers:
+            todo.append(Task(name, False, land, None, space, tuple(range(seeds))))
+        prior = lands.get((prior_hardware.get(hardware), engine, model))
+        if LandscapeEI.name in optimisers and prior is not None and prior.optimum(space) is not None:
+            todo.append(Task(LandscapeEI.name, True, land, prior, space, tuple(range(seeds))))
+    return todo
+
+
+def run_task(task: Task) -> list[dict]:
+    """best/optimum after each k = 1..len(space), one row per seed."""
+    optimum = task.landscape.optimum(task.space)
+    budget = len(task.space)
+    prior = task.prior.values() if task.prior is not None else None
+    rows = []
+    for seed in task.seeds:
+        history = search(make(task.optimiser, task.space, seed, prior), task.landscape.evaluate, budget,
+                         stop_value=optimum)
+        ratios = [(history.best_after(k) or 0.0) / optimum for k in range(1, budget + 1)]
+        rows.append({"optimiser": task.label, "hardware": task.landscape.hardware, "engine": task.landscape.engine,
+                     "model": task.landscape.model, "seed": seed, "ratios": ratios})
+    return rows
+
+
+def run(todo: list[Task], threads: int = 1, log=print) -> list[dict]:
+    rows = []
+    if threads > 1:
+        with ProcessPoolExecutor(max_workers=threads) as pool:
+            for number, result in enumerate(pool.map(run_task, todo, chunksize=1), 1):
+                rows += result
+                _progress(log, number, len(todo), todo[number - 1])
+    else:
+        for number, task in enumerate(todo, 1):
+            rows += run_task(task)
+            _progress(log, number, len(todo), task)
+    return rows
+
+
+def _progress(log, number, total, task):
+    if log and (number % 20 == 0 or number == total):
+        log(f"[{number}/{total}] {task.label} on {task.landscape.hardware}/{task.landscape.engine}/{task.landscape.model}")
+
+
+def evaluations_to_reach(ratios: list[float], level: float) -> float:
+    """Evaluations until best/optimum >= level (inf if never within the budget)."""
+    return next((k for k, r in enumerate(ratios, 1) if r >= level - 1e-12), float("inf"))
+
+
+def efficiency(rows: list[dict], levels=(0.95, 0.99), within=(8, 12)) -> pd.DataFrame:
+    """Per optimiser: median evaluations to reach each level of the optimum, and the fraction of
+    (landscape, seed) runs at the first level within each number of evaluations."""
+    table = []
+    for label in dict.fromkeys(r["optimiser"] for r in rows):
+        runs = [r for r in rows if r["optimiser"] == label]
+        entry = {"optimiser": label, "prior": label.endswith(PRIOR_SUFFIX),
+                 "n_landscapes": len({(r["hardware"], r["engine"], r["model"]) for r in runs}),
+                 "n_runs": len(runs)}
+        for level in levels:
+            needed = [evaluations_to_reach(r["ratios"], level) for r in runs]
+            entry[f"median_evaluations_to_{round(level * 100)}pct"] = float(np.median(needed))
+        for k in within:
+            entry[f"fraction_{round(levels[0] * 100)}pct_within_{k}"] = float(np.mean(
+                [evaluations_to_reach(r["ratios"], levels[0]) <= k for r in runs]))
+        table.append(entry)
+    return pd.DataFrame(table)
+
+
+def curves(rows: list[dict], level: float = 0.95) -> pd.DataFrame:
+    """Per optimiser and k: the median and mean of best/optimum, and the fraction of runs at `level`."""
+    table = []
+    for label in dict.fromkeys(r["optimiser"] for r in rows):
+        ratios = np.array([r["ratios"] for r in rows if r["optimiser"] == label])
+        for k in range(ratios.shape[1]):
+            table.append({"optimiser": label, "evaluations": k + 1, "median_ratio": float(np.median(ratios[:, k])),
+                          "mean_ratio": float(ratios[:, k].mean()),
+                          f"fraction_at_{round(level * 100)}pct": float((ratios[:, k] >= level - 1e-12).mean())})
+    return pd.DataFrame(table)

@@ -1,0 +1,100 @@
+"""Live tuning: an optimiser drives real trials through the sweep machinery.
+
+Each evaluation is one trial of the sweep folder it belongs to
+(results/trials/<hardware>/<engine>/<model>/g<n>/t<tokens>/b<batch>_r0.json): an existing record
+is reused (a sweep may have measured it, or an earlier tuning run), anything else is measured by
+a supervised worker, which loads the model once per GPU count. The result is the search history
+(every evaluation, its status, and why the search stopped), the recommended configuration and
+the throughput / p95-latency Pareto front of what was measured.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Callable
+
+from infpop import records
+from infpop.grid import Sweep, TrialKey, exclusion_reason
+from infpop.optimise.objectives import Objective, pareto_front
+from infpop.optimise.optimisers import make
+from infpop.optimise.search import search
+from infpop.optimise.space import Outcome, Point, Space
+from infpop.sweep import Supervisor
+
+
+def tune_space(config: dict, engine: str) -> Space:
+    """The GPU counts (those the plan allows on the tuned hardware) x batch sizes to search."""
+    tune = config["optimisation"]["tune"]
+    counts = tune["n_gpus"] or config["n_gpus"][engine]
+    usable = [g for g in counts if exclusion_reason(config, tune["hardware"], engine, g) is None]
+    return Space(tuple(usable), tuple(tune["batch_sizes"]))
+
+
+def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
+         log: Callable[[str], None] = print, worker_stderr=None) -> dict:
+    settings = config["optimisation"]["tune"]
+    hardware, model, tokens = settings["hardware"], settings["model"], settings["max_new_tokens"]
+    objective = Objective(settings["objective"], settings["latency_p95_limit_s"])
+    space = tune_space(config, engine)
+    # The workers warm up at the tuned max_new_tokens (a sweep warms up at its largest).
+    measuring = copy.deepcopy(config)
+    measuring["max_new_tokens"] = [tokens]
+    supervisors: dict[int, Supervisor] = {}
+
+    def evaluate(point: Point) -> Outcome:
+        n_gpus, batch_size = point
+        if n_gpus not in supervisors:
+            sweep = Sweep(hardware, engine, model, n_gpus)
+            supervisors[n_gpus] = Supervisor(measuring, sweep, Path(trials_dir) / sweep.relpath, benchmark_file,
+                                             log=log, worker_stderr=worker_stderr)
+        record, reused = supervisors[n_gpus].measure(TrialKey(tokens, batch_size, 0))
+        latencies = record["timings"]["batch_latencies_s"]
+        return objective.outcome(record["status"], record["throughput_tokens_per_s"],
+                                 records.percentile(latencies, 95) if latencies else None, reused)
+
+    log(f"tuning {engine} on {hardware}, model {model}: {settings['optimiser']}, budget {settings['budget']}, "
+        f"objective {objective.kind}, space n_gpus {list(space.n_gpus)} x batch sizes {list(space.batch_sizes)}")
+    try:
+        history = search(make(settings["optimiser"], space, settings["seed"]), evaluate, settings["budget"], log=log)
+    finally:
+        for supervisor in supervisors.values():
+            supervisor.close()
+    best = history.best
+    measured = [((e.n_gpus, e.batch_size), Outcome(e.value, e.status, e.throughput, e.latency_p95_s))
+                for e in history.evaluations]
+    front = pareto_front(measured)
+    log(f"{engine}: stopped ({history.stop_reason}) after {len(history.evaluations)} evaluation(s), "
+        f"{sum(not e.reused for e in history.evaluations)} measured now; "
+        + (f"recommended n_gpus={best.n_gpus} batch_size={best.batch_size} ({best.throughput:,.1f} tok/s)"
+           if best else "no feasible configuration found"))
+    return {
+        "hardware": hardware, "engine": engine, "model": model, "max_new_tokens": tokens,
+        "space": {"n_gpus": list(space.n_gpus), "batch_sizes": list(space.batch_sizes)},
+        "objective": {"kind": objective.kind, "latency_p95_limit_s": objective.latency_p95_limit_s},
+        **history.to_json(),
+        "recommended": None if best is None else {
+            "n_gpus": best.n_gpus, "batch_size": best.batch_size, "throughput_tokens_per_s": best.throughput,
+            "latency_p95_s": best.latency_p95_s},
+        "pareto_front": [{"n_gpus": p[0], "batch_size": p[1], "throughput_tokens_per_s": o.throughput,
+                          "latency_p95_s": o.latency_p95_s} for p, o in front],
+    }
+
+
+def recommendations(results: list[dict]):
+    """One row per tuned engine: the recommended configuration and how the search went."""
+    import pandas as pd
+
+    rows = []
+    for r in results:
+        best = r["recommended"] or {}
+        rows.append({
+            "hardware": r["hardware"], "engine": r["engine"], "model": r["model"], "max_new_tokens": r["max_new_tokens"],
+            "objective": r["objective"]["kind"], "latency_p95_limit_s": r["objective"]["latency_p95_limit_s"],
+            "optimiser": r["optimiser"], "budget": r["budget"], "evaluations": len(r["evaluations"]),
+            "measured_now": sum(not e["reused"] for e in r["evaluations"]), "stop_reason": r["stop_reason"],
+            "n_gpus": best.get("n_gpus"), "batch_size": best.get("batch_size"),
+            "throughput_tokens_per_s": best.get("throughput_tokens_per_s"), "latency_p95_s": best.get("latency_p95_s"),
+            "pareto_front": "; ".join(f"g{p['n_gpus']} b{p['batch_size']}" for p in r["pareto_front"]),
+        })
+    return pd.DataFrame(rows)

@@ -19,6 +19,7 @@ include: "rules/data.smk"
 include: "rules/trials.smk"
 include: "rules/aggregate.smk"
 include: "rules/analysis.smk"
+include: "rules/hpo.smk"
 include: "rules/report.smk"
 
 
@@ -52,9 +53,14 @@ rule rq4:
         rq_targets("rq4"),
 
 
+rule rq5:
+    input:
+        rq_targets("rq5"),
+
+
 rule paper:
     input:
-        [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion") for t in rq_targets(rq, ["paper"])],
+        [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion", "rq5") for t in rq_targets(rq, ["paper"])],
         f"{RESULTS}/paper/comparison.csv",
 
 

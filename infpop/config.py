@@ -175,6 +175,7 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         problems.append((["analysis", "max_new_tokens"],
                          f"the paper replay has trials at max_new_tokens {list(paper_tokens)} only; choose one of those "
                          f"or turn the replay off (paper_data.replay: false)"))
+    problems += _optimisation_problems(config)
     missing = [e for e in config["engines"] if e not in config["n_gpus"]]
     for engine in missing:
         problems.append((["n_gpus"], f"no GPU counts given for engine '{engine}'"))
@@ -184,4 +185,50 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
             reasons = sorted({row["reason"] for row in excluded})
             problems.append(([], "the trial grid is empty: every (hardware, engine, n_gpus) combination is "
                                  "left out (" + "; ".join(reasons) + ")"))
+    return problems
+
+
+def _optimisation_problems(config: dict) -> list[tuple[list, str]]:
+    """The optimisation section against the rest of the config (defaults of `tune` filled here)."""
+    from infpop.grid import exclusion_reason
+
+    problems = []
+    section = config["optimisation"]
+    if section["objective"] == "latency_constrained":
+        if section["latency_p95_limit_s"] is None:
+            problems.append((["optimisation", "latency_p95_limit_s"], "the latency_constrained objective needs a limit"))
+        if config["paper_data"]["replay"]:
+            problems.append((["optimisation", "objective"],
+                             "the paper's published trials have no latency, so the replay's RQ5 and optimiser "
+                             "study cannot use latency_constrained: use 'throughput' or turn the replay off "
+                             "(paper_data.replay: false)"))
+    tune = section["tune"]
+    tune["hardware"] = tune["hardware"] or next(iter(config["hardware"]))
+    tune["model"] = tune["model"] or next(iter(config["models"]))
+    tune["engines"] = tune["engines"] or list(config["engines"])
+    tune["batch_sizes"] = tune["batch_sizes"] or list(config["batch_sizes"])
+    tune["max_new_tokens"] = tune["max_new_tokens"] or config["analysis"]["max_new_tokens"]
+    if tune["objective"] == "latency_constrained" and tune["latency_p95_limit_s"] is None:
+        problems.append((["optimisation", "tune", "latency_p95_limit_s"],
+                         "the latency_constrained objective needs a limit"))
+    if tune["hardware"] not in config["hardware"]:
+        problems.append((["optimisation", "tune", "hardware"],
+                         f"'{tune['hardware']}' is not a hardware of the config {list(config['hardware'])}"))
+    if tune["model"] not in config["models"]:
+        problems.append((["optimisation", "tune", "model"],
+                         f"'{tune['model']}' is not a model of the config {list(config['models'])}"))
+    for engine in tune["engines"]:
+        if engine not in config["engines"]:
+            problems.append((["optimisation", "tune", "engines"],
+                             f"engine '{engine}' is not in 'engines' {config['engines']}"))
+    if problems:
+        return problems
+    for engine in tune["engines"]:
+        counts = tune["n_gpus"] or config["n_gpus"][engine]
+        usable = [g for g in counts if exclusion_reason(config, tune["hardware"], engine, g) is None]
+        if not usable:
+            reasons = sorted({exclusion_reason(config, tune["hardware"], engine, g) for g in counts})
+            problems.append((["optimisation", "tune", "n_gpus"],
+                             f"empty search space for {engine} on '{tune['hardware']}': every GPU count "
+                             f"{sorted(counts)} is left out ({'; '.join(reasons)})"))
     return problems

@@ -325,39 +325,50 @@ class Supervisor:
             return None  # the OOM that pruned it is gone (re-measured) or pruning is now off
         return record
 
+    def measure(self, key: TrialKey, pruned_by: int | None = None, prefix: str = "") -> tuple[dict, bool]:
+        """(record, reused): the trial's existing record if it still holds, else the trial is run
+        (or, below an out-of-memory batch size `pruned_by`, recorded as skipped_oom) and its JSON
+        written at once."""
+        path = self.sweep_dir / key.relpath
+        prefix = prefix or f"[{self._name()}] t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
+        record = self._existing(path, pruned_by)
+        if record is not None:
+            self.summary.reused += 1
+            self.log(f"{prefix}: {record['status']} (kept from an earlier run)")
+            self.summary.trials[key.relpath] = record["status"]
+            return record, True
+        if self.config["oom_pruning"] and pruned_by is not None and key.batch_size > pruned_by:
+            record = self._record(key, "skipped_oom", error=f"not run: batch size {pruned_by} ran out of memory")
+        else:
+            record = self._run_trial(key)
+            self.summary.generation_seconds += record["timings"]["generation_seconds"]
+        records.write_atomic(path, record)
+        rate = record["throughput_tokens_per_s"]
+        self.log(f"{prefix}: {record['status']}"
+                 + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else ""))
+        self.summary.trials[key.relpath] = record["status"]
+        return record, False
+
+    def close(self) -> None:
+        """Stop the worker (and free the devices it holds)."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
     def run(self) -> SweepSummary:
         started = time.monotonic()
         keys = trial_keys(self.config)
         oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
         try:
             for number, key in enumerate(keys, 1):
-                path = self.sweep_dir / key.relpath
                 prefix = f"[{self._name()}] trial {number}/{len(keys)} t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
-                pruned_by = oom_at.get(key.max_new_tokens)
-                record = self._existing(path, pruned_by)
-                if record is not None:
-                    self.summary.reused += 1
-                    self.log(f"{prefix}: {record['status']} (kept from an earlier run)")
-                else:
-                    if self.config["oom_pruning"] and pruned_by is not None and key.batch_size > pruned_by:
-                        record = self._record(key, "skipped_oom",
-                                              error=f"not run: batch size {pruned_by} ran out of memory")
-                    else:
-                        record = self._run_trial(key)
-                        self.summary.generation_seconds += record["timings"]["generation_seconds"]
-                    records.write_atomic(path, record)
-                    rate = record["throughput_tokens_per_s"]
-                    self.log(f"{prefix}: {record['status']}"
-                             + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else ""))
+                record, _ = self.measure(key, oom_at.get(key.max_new_tokens), prefix)
                 # Only a trial that ran can prune (a model that does not load at all is not an
                 # out-of-memory batch size: every trial keeps the load's status).
                 if record["status"] == "oom" and record["timings"]["started_at"]:
                     oom_at[key.max_new_tokens] = min(key.batch_size, oom_at.get(key.max_new_tokens, key.batch_size))
-                self.summary.trials[key.relpath] = record["status"]
         finally:
-            if self.worker is not None:
-                self.worker.stop()
-                self.worker = None
+            self.close()
             self.summary.wall_seconds = time.monotonic() - started
         return self.summary
 

@@ -181,14 +181,7 @@ rule discussion:
 
 rule comparison:
     input:
-        reference=PAPER_REFERENCE,
-        table2=f"{RESULTS}/paper/rq2/table2_a100.csv",
-        rq2_anova=f"{RESULTS}/paper/rq2/anova.csv",
-        rq3_wilcoxon=f"{RESULTS}/paper/rq3/wilcoxon_engines.csv",
-        rq4_wilcoxon=f"{RESULTS}/paper/rq4/wilcoxon_hardware.csv",
-        rq4_improvement=f"{RESULTS}/paper/rq4/improvement.csv",
-        rq1_features=f"{RESULTS}/paper/rq1/landscape_features.csv",
-        correlations=f"{RESULTS}/paper/discussion/correlations.csv",
+        unpack(comparison_inputs),
     output:
         csv=report(
             f"{RESULTS}/paper/comparison.csv",

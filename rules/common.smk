@@ -30,7 +30,10 @@ BENCHMARK_FILE = f"resources/data/{CONFIG['benchmark']['name']}.jsonl.gz"
 BUILT_MODEL_DIR = f"{BUILT_MODELS_DIR}/{{model}}"  # where models with `build` go (checked by load_config)
 # What the measurements depend on (the sweeps' and the plan's params): changing the analysis or
 # the replay settings must not make Snakemake re-run the measurement jobs.
-MEASUREMENT_CONFIG = {k: v for k, v in CONFIG.items() if k not in ("analysis", "paper_data")}
+MEASUREMENT_CONFIG = {k: v for k, v in CONFIG.items() if k not in ("analysis", "paper_data", "optimisation")}
+# What the replayed optimisation reads (live tuning's settings apart), and what live tuning reads.
+OPTIMISATION_REPLAY_CONFIG = {k: v for k, v in CONFIG["optimisation"].items() if k != "tune"}
+TUNE_CONFIG = {**MEASUREMENT_CONFIG, "optimisation": {"tune": CONFIG["optimisation"]["tune"]}}
 # One folder per sweep; its manifest (the sweep rule's output) lists the trial JSONs beside it.
 SWEEP_MANIFEST = f"{RESULTS}/trials/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}/sweep.json"
 
@@ -136,12 +139,94 @@ def rq_targets(rq, datasets=None):
             targets += [f"{base}/rq4/wilcoxon_hardware.csv", f"{base}/rq4/improvement.csv"]
         elif rq == "discussion":
             targets += [f"{base}/discussion/correlations.csv"]
+        elif rq == "rq5":
+            targets += [f"{base}/rq5/efficiency.csv"]
+            if rq5_directions(dataset):
+                targets += [f"{base}/rq5/summary.csv"]
     return targets
 
 
 def analysis_targets():
-    """Every analysis output: RQ1-RQ4, the discussion, and the paper comparison."""
-    targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion") for t in rq_targets(rq)]
+    """Every analysis output: RQ1-RQ5, the discussion, the paper comparison and live tuning."""
+    targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion", "rq5") for t in rq_targets(rq)]
     if "paper" in DATASETS:
         targets.append(f"{RESULTS}/paper/comparison.csv")
-    return targets
+    return targets + tune_targets()
+
+
+def comparison_inputs(wildcards):
+    """The replay's tables the paper's stated numbers are checked against."""
+    paper = f"{RESULTS}/paper"
+    inputs = {
+        "reference": PAPER_REFERENCE,
+        "table2": f"{paper}/rq2/table2_a100.csv",
+        "rq2_anova": f"{paper}/rq2/anova.csv",
+        "rq3_wilcoxon": f"{paper}/rq3/wilcoxon_engines.csv",
+        "rq4_wilcoxon": f"{paper}/rq4/wilcoxon_hardware.csv",
+        "rq4_improvement": f"{paper}/rq4/improvement.csv",
+        "rq1_features": f"{paper}/rq1/landscape_features.csv",
+        "correlations": f"{paper}/discussion/correlations.csv",
+    }
+    if rq5_directions("paper"):
+        inputs["rq5_summary"] = f"{paper}/rq5/summary.csv"
+    return inputs
+
+
+# -- optimisation --------------------------------------------------------------------------------
+
+
+def rq5_directions(dataset):
+    """The configured hardware changes whose two hardware labels the dataset has."""
+    hardware = set(dataset_hardware(dataset))
+    return [d for d in CONFIG["optimisation"]["rq5"]["directions"] if d["old"] in hardware and d["new"] in hardware]
+
+
+def rq5_modes(wildcards):
+    """The faithful mode replays the appendix script on the paper's data only."""
+    modes = CONFIG["optimisation"]["rq5"]["modes"]
+    return modes if wildcards.dataset == "paper" else [m for m in modes if m != "faithful"] or ["corrected"]
+
+
+TUNE_ENGINES = CONFIG["optimisation"]["tune"]["engines"]
+
+
+def tune_targets():
+    return [f"{RESULTS}/tune/recommendations.csv"]
+
+
+def tune_env():
+    """Live tuning runs every tuned engine in one job: the engine's own environment when there is
+    one engine, else the hf one (vLLM's environment has transformers too)."""
+    engines = TUNE_ENGINES
+    return f"{workflow.basedir}/envs/{engines[0] if len(engines) == 1 else 'vllm'}.yaml"
+
+
+def tune_model_input(wildcards):
+    spec = CONFIG["models"][CONFIG["optimisation"]["tune"]["model"]]
+    return [spec["path"]] if "path" in spec else []
+
+
+def _tune_hardware():
+    return CONFIG["hardware"][CONFIG["optimisation"]["tune"]["hardware"]]
+
+
+def _tune_counts():
+    tune = CONFIG["optimisation"]["tune"]
+    return {g for engine in TUNE_ENGINES for g in (tune["n_gpus"] or CONFIG["n_gpus"][engine])}
+
+
+def tune_gpus(wildcards):
+    """The most GPUs a tuning trial may use (a resource, like a sweep's)."""
+    return max(_tune_counts()) if _tune_hardware()["kind"] == "gpu" else 0
+
+
+def tune_gpu_model(wildcards):
+    return _tune_hardware().get("gpu_model", "none")
+
+
+def tune_runtime(wildcards, attempt):
+    """Minutes: a model load per GPU count and every evaluation at its time limit, doubled on retry."""
+    tune = CONFIG["optimisation"]["tune"]
+    loads = sum(len(tune["n_gpus"] or CONFIG["n_gpus"][engine]) for engine in TUNE_ENGINES)
+    seconds = loads * CONFIG["load_timeout_s"] + len(TUNE_ENGINES) * tune["budget"] * CONFIG["trial_timeout_s"]
+    return int(seconds / 60 * attempt) + 1

@@ -70,6 +70,10 @@ def test_end_to_end_both_engines(tmp_path):
     (vLLM at 1 and 2 tensor-parallel ranks), one JSON per trial, the tidy table."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config.update(batch_sizes=[1, 8], max_new_tokens=[5], benchmark={"limit": 24}, repetitions=2)
+    # live tuning of both engines (budget 6, as in the default config) over a space beyond the
+    # sweeps' grid; the paper's RQ5 and optimiser study with fewer seeds than the paper's
+    config["optimisation"] = {"tune": {"budget": 6, "batch_sizes": [1, 8, 16, 32]},
+                              "rq5": {"repeats": 2, "evaluations": 30}, "study": {"seeds": 2}}
     # the replay is part of the default target; without the appendix data it is turned off
     config["paper_data"] = {"local_dir": str(APPENDIX)} if APPENDIX.is_dir() else {"replay": False}
     path = tmp_path / "small.yaml"
@@ -101,8 +105,32 @@ def test_end_to_end_both_engines(tmp_path):
     assert {(r["engine"], r["n_gpus"]) for r in anova} == {("hf", "1"), ("vllm", "1"), ("vllm", "2")}
     assert all(r["analysis_max_new_tokens"] == "5" for r in anova)
     report = (results / "report.html").read_text()
-    for category in ("RQ1 landscapes", "RQ2 GPU scaling", "RQ3 batch size", "RQ4 GPU model", "Discussion"):
+    for category in ("RQ1 landscapes", "RQ2 GPU scaling", "RQ3 batch size", "RQ4 GPU model", "Discussion",
+                     "RQ5 optimisation", "Live tuning"):
         assert category in report
+    # the optimiser study on the measured landscapes; no RQ5 replay with one hardware
+    with open(measured / "rq5" / "efficiency.csv") as handle:
+        efficiency = {r["optimiser"]: r for r in csv.DictReader(handle)}
+    assert set(efficiency) == {"hyperopt_tpe", "optuna_tpe", "random", "grid", "landscape_ei"}
+    assert all(r["n_landscapes"] == "2" for r in efficiency.values())
+    assert not (measured / "rq5" / "summary.csv").exists()
+
+    # Live tuning: 6 evaluations per engine, each a trial JSON (a sweep's trial reused, the
+    # others measured now), and a recommendation.
+    with open(results / "tune" / "recommendations.csv") as handle:
+        tuned = {r["engine"]: r for r in csv.DictReader(handle)}
+    assert set(tuned) == {"hf", "vllm"}
+    for engine, row in tuned.items():
+        result = json.loads((results / "tune" / f"{engine}.json").read_text())
+        points = [(e["n_gpus"], e["batch_size"]) for e in result["evaluations"]]
+        assert len(points) == len(set(points)) <= 6  # landscape_ei never pays twice
+        assert result["stop_reason"] in ("budget spent", "every point of the space evaluated or ruled out")
+        for g, b in points:
+            assert (results / "trials" / f"cpu/{engine}/tiny-llama/g{g}/t5/b{b}_r0.json").exists()
+        reused = [e for e in result["evaluations"] if e["reused"]]
+        assert all(e["batch_size"] in (1, 8) for e in reused)  # only the sweeps' trials existed
+        assert int(row["evaluations"]) == len(points) and row["batch_size"] and float(row["throughput_tokens_per_s"]) > 0
+        assert {g for g, _ in points} <= ({1} if engine == "hf" else {1, 2})
     plan = (results / "plan.csv").read_text()
     assert "cpu,hf,tiny-llama,2,excluded" in plan
 
@@ -114,8 +142,12 @@ def test_end_to_end_both_engines(tmp_path):
 @needs_appendix
 def test_paper_replay_target(tmp_path):
     """`snakemake paper`: import, RQ1-RQ4, discussion and the comparison with the paper."""
-    done = snakemake("--cores", "2", "paper", "--config", f'paper_data={{"local_dir": "{APPENDIX}"}}',
-                     "--directory", str(tmp_path), timeout=600)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["paper_data"] = {"local_dir": str(APPENDIX)}
+    config["optimisation"]["study"] = {"seeds": 2}  # the RQ5 replay keeps the paper's settings
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = snakemake("--cores", "2", "paper", "--configfile", str(path), "--directory", str(tmp_path), timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     paper = tmp_path / "results" / "paper"
     with open(paper / "comparison.csv") as handle:
@@ -123,7 +155,21 @@ def test_paper_replay_target(tmp_path):
     agreement = {r["agreement"] for r in rows}
     assert agreement <= {"exact", "within rounding", "differs"}
     counts = {a: sum(r["agreement"] == a for r in rows) for a in agreement}
-    assert counts == {"exact": 157, "within rounding": 6, "differs": 7} and len(rows) == 170
+    assert counts == {"exact": 164, "within rounding": 6, "differs": 12} and len(rows) == 182
+    # RQ5 (the paper's settings): the faithful mode reproduces every RQ5 figure the paper states
+    assert {r["agreement"] for r in rows if r["quantity"].startswith("rq5.faithful.")} == {"exact"}
+    with open(paper / "rq5" / "summary.csv") as handle:
+        rq5 = {(r["mode"], r["engine"], r["direction"]): r for r in csv.DictReader(handle)}
+    published = {("hf", "upgrade"): (6.40, 28.36, 19), ("hf", "downgrade"): (5.61, 13.67, 19),
+                 ("vllm", "upgrade"): (0.50, 3.31, 20), ("vllm", "downgrade"): (1.04, 6.90, 20)}
+    for (engine, direction), (median, mean, n_models) in published.items():  # the appendix's JSON summaries
+        row = rq5[("faithful", engine, direction)]
+        assert round(float(row["median_of_medians"]), 2) == median and round(float(row["mean_of_medians"]), 2) == mean
+        assert int(row["n_models"]) == n_models
+    assert len(list((paper / "rq5" / "models").glob("*.json"))) == 20
+    with open(paper / "rq5" / "efficiency.csv") as handle:
+        efficiency = {r["optimiser"]: r for r in csv.DictReader(handle)}
+    assert int(efficiency["landscape_ei"]["n_landscapes"]) == 79
     # every difference beyond rounding is explained
     assert all(r["explanation"] for r in rows if r["agreement"] == "differs")
     table2 = (paper / "rq2" / "table2_a100.md").read_text()

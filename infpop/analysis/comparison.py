@@ -77,6 +77,11 @@ def our_value(row: pd.Series, outputs: dict[str, pd.DataFrame]) -> float | None:
         features = outputs["rq1_features"]
         return _one(features[features["kind"] == "global_max"], "throughput",
                     hardware=hardware, engine=engine, model=model)
+    if kind == "rq5":  # rq5.<mode>.<direction>.<summary column>
+        if "rq5_summary" not in outputs:
+            return None
+        mode, direction, column = rest.split(".")
+        return _one(outputs["rq5_summary"], column, mode=mode, engine=engine, direction=direction)
     if kind == "discussion":
         measure, _, name = rest.partition(".")  # pearson_r.<name>[.min|.max]
         table = outputs["correlations"]

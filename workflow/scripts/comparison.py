@@ -6,8 +6,7 @@ import pandas as pd
 from infpop.analysis.comparison import compare, summary, to_markdown
 
 reference = pd.read_csv(snakemake.input.reference, dtype=str, keep_default_na=False)
-outputs = {name: pd.read_csv(snakemake.input[name]) for name in (
-    "table2", "rq2_anova", "rq3_wilcoxon", "rq4_wilcoxon", "rq4_improvement", "rq1_features", "correlations")}
+outputs = {name: pd.read_csv(path) for name, path in snakemake.input.items() if name != "reference"}
 table = compare(reference, outputs)
 table.to_csv(snakemake.output.csv, index=False)
 Path(snakemake.output.md).write_text(to_markdown(table))

@@ -1,0 +1,35 @@
+"""Live tuning through real trials of the tiny model (hf on the CPU): each evaluation is a trial
+JSON in its sweep folder, reused on the next run; the objective decides what is feasible."""
+
+from __future__ import annotations
+
+import json
+
+from infpop.optimise.tune import recommendations, tune
+
+
+def test_live_tuning_measures_then_reuses_real_trials(tmp_path, config_for, benchmark_file):
+    config = config_for(optimisation={"tune": {"optimiser": "grid", "budget": 3, "batch_sizes": [1, 2, 4, 8]}},
+                        benchmark={"limit": 16})
+    lines = []
+    first = tune(config, "hf", tmp_path, benchmark_file, log=lines.append)
+    assert [(e["n_gpus"], e["batch_size"]) for e in first["evaluations"]] == [(1, 1), (1, 2), (1, 4)]
+    assert [e["status"] for e in first["evaluations"]] == ["ok"] * 3
+    assert not any(e["reused"] for e in first["evaluations"])
+    assert first["stop_reason"] == "budget spent"
+    for e in first["evaluations"]:
+        record = json.loads((tmp_path / f"cpu/hf/tiny/g1/t3/b{e['batch_size']}_r0.json").read_text())
+        assert record["status"] == "ok" and record["counts"]["generated_tokens"] == 16 * 3
+        assert record["throughput_tokens_per_s"] == e["throughput"]
+    best = max(first["evaluations"], key=lambda e: e["throughput"])
+    assert (first["recommended"]["n_gpus"], first["recommended"]["batch_size"]) == (1, best["batch_size"])
+    assert first["pareto_front"] and any("loading" in line for line in lines)
+
+    # Again, under a p95 latency limit nothing meets: every trial is reused, none is feasible.
+    config["optimisation"]["tune"].update(objective="latency_constrained", latency_p95_limit_s=1e-9)
+    again = tune(config, "hf", tmp_path, benchmark_file, log=lines.append)
+    assert all(e["reused"] for e in again["evaluations"])
+    assert {e["status"] for e in again["evaluations"]} == {"latency_limit"}
+    assert again["recommended"] is None
+    table = recommendations([first, again])
+    assert list(table["measured_now"]) == [3, 0] and table["batch_size"].isna().tolist() == [False, True]

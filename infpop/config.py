@@ -175,7 +175,6 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         problems.append((["analysis", "max_new_tokens"],
                          f"the paper replay has trials at max_new_tokens {list(paper_tokens)} only; choose one of those "
                          f"or turn the replay off (paper_data.replay: false)"))
-    problems += _optimisation_problems(config)
     missing = [e for e in config["engines"] if e not in config["n_gpus"]]
     for engine in missing:
         problems.append((["n_gpus"], f"no GPU counts given for engine '{engine}'"))
@@ -185,6 +184,8 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
             reasons = sorted({row["reason"] for row in excluded})
             problems.append(([], "the trial grid is empty: every (hardware, engine, n_gpus) combination is "
                                  "left out (" + "; ".join(reasons) + ")"))
+    if not problems:  # the optimisation settings refer to a grid that holds
+        problems += _optimisation_problems(config)
     return problems
 
 

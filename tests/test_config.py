@@ -153,3 +153,42 @@ def test_analysis_tokens_must_be_measured_and_in_the_paper_data(tiny_model):
     config = load_config(make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3},
                                      paper_data={"replay": False}))
     assert config["analysis"] == {"max_new_tokens": 3, "include_partial_oom": True, "duplicates": "last"}
+
+
+@pytest.mark.parametrize(
+    "optimisation, expected",
+    [
+        ({"tune": {"budget": 0}}, "config key 'optimisation.tune.budget': 0 is less than the minimum of 1"),
+        ({"tune": {"batch_sizes": []}}, "config key 'optimisation.tune.batch_sizes': [] should be non-empty"),
+        ({"tune": {"n_gpus": [2]}}, "config key 'optimisation.tune.n_gpus': empty search space for hf on 'cpu'"),
+        ({"tune": {"optimiser": "smac"}}, "config key 'optimisation.tune.optimiser': 'smac' is not one of"),
+        ({"tune": {"hardware": "a100"}}, "config key 'optimisation.tune.hardware': 'a100' is not a hardware"),
+        ({"tune": {"engines": ["vllm"]}}, "config key 'optimisation.tune.engines': engine 'vllm' is not in"),
+        ({"tune": {"objective": "latency_constrained"}},
+         "config key 'optimisation.tune.latency_p95_limit_s': the latency_constrained objective needs a limit"),
+        ({"rq5": {"evaluations": 0}}, "config key 'optimisation.rq5.evaluations': 0 is less than the minimum of 1"),
+        ({"study": {"optimisers": []}}, "config key 'optimisation.study.optimisers'"),
+    ],
+)
+def test_bad_optimisation_settings_name_the_key(tiny_model, optimisation, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_config(tiny_model, optimisation=optimisation))
+    assert expected in str(caught.value)
+
+
+def test_latency_objective_on_the_paper_data_is_refused(tiny_model):
+    """The paper's published trials have no latency: refused before any work, naming the key."""
+    optimisation = {"objective": "latency_constrained", "latency_p95_limit_s": 0.5}
+    with pytest.raises(ConfigError) as caught:
+        load_config(make_config(tiny_model, optimisation=optimisation, paper_data={"replay": True},
+                                analysis={"max_new_tokens": 5}, max_new_tokens=[5]))
+    assert "config key 'optimisation.objective': the paper's published trials have no latency" in str(caught.value)
+    config = load_config(make_config(tiny_model, optimisation=optimisation))  # our own trials have latency
+    assert config["optimisation"]["objective"] == "latency_constrained"
+
+
+def test_tuning_defaults_follow_the_config(tiny_model):
+    tune = load_config(make_config(tiny_model, engines=["hf", "vllm"]))["optimisation"]["tune"]
+    assert tune == {"hardware": "cpu", "model": "tiny", "engines": ["hf", "vllm"], "n_gpus": None,
+                    "batch_sizes": [1, 4], "max_new_tokens": 3, "optimiser": "landscape_ei", "budget": 6,
+                    "seed": 0, "objective": "throughput", "latency_p95_limit_s": None}

@@ -220,3 +220,10 @@ def test_study_counts_evaluations_to_the_optimum():
     assert math.isinf(study.evaluations_to_reach([0.5, 0.9], 0.95))
     curves = study.curves(rows)
     assert set(curves["evaluations"]) == set(range(1, len(SPACE) + 1))
+    # landscapes of spaces of different sizes (engines measured at other GPU counts) share the curves
+    small = Space((1,), (1, 2, 4))
+    rows += study.run(study.tasks({("x", "vllm", "m"): Landscape("x", "vllm", "m", {p: synthetic(p) for p in small.points})},
+                                  {"vllm": small}, ["grid"], seeds=1, prior_hardware={}), log=None)
+    curves = study.curves(rows)
+    grid = curves[curves["optimiser"] == "grid"]
+    assert len(grid) == len(SPACE) and grid["mean_ratio"].iloc[-1] == 1.0

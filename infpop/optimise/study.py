@@ -112,10 +112,14 @@ def efficiency(rows: list[dict], levels=(0.95, 0.99), within=(8, 12)) -> pd.Data
 
 
 def curves(rows: list[dict], level: float = 0.95) -> pd.DataFrame:
-    """Per optimiser and k: the median and mean of best/optimum, and the fraction of runs at `level`."""
+    """Per optimiser and k: the median and mean of best/optimum, and the fraction of runs at `level`.
+    Landscapes whose space is smaller (an engine measured at fewer GPU counts) keep their last
+    value after their space is spent."""
     table = []
+    longest = max(len(r["ratios"]) for r in rows)
     for label in dict.fromkeys(r["optimiser"] for r in rows):
-        ratios = np.array([r["ratios"] for r in rows if r["optimiser"] == label])
+        ratios = np.array([r["ratios"] + r["ratios"][-1:] * (longest - len(r["ratios"]))
+                           for r in rows if r["optimiser"] == label])
         for k in range(ratios.shape[1]):
             table.append({"optimiser": label, "evaluations": k + 1, "median_ratio": float(np.median(ratios[:, k])),
                           "mean_ratio": float(ratios[:, k].mean()),

@@ -215,6 +215,11 @@ def _optimisation_problems(config: dict) -> list[tuple[list, str]]:
     if tune["hardware"] not in config["hardware"]:
         problems.append((["optimisation", "tune", "hardware"],
                          f"'{tune['hardware']}' is not a hardware of the config {list(config['hardware'])}"))
+    if tune["prior_hardware"] is not None and (tune["prior_hardware"] not in config["hardware"]
+                                               or tune["prior_hardware"] == tune["hardware"]):
+        problems.append((["optimisation", "tune", "prior_hardware"],
+                         f"'{tune['prior_hardware']}' must be another hardware of the config than the tuned "
+                         f"'{tune['hardware']}' (the config has {list(config['hardware'])})"))
     if tune["model"] not in config["models"]:
         problems.append((["optimisation", "tune", "model"],
                          f"'{tune['model']}' is not a model of the config {list(config['models'])}"))

@@ -166,6 +166,7 @@ def test_analysis_tokens_must_be_measured_and_in_the_paper_data(tiny_model):
         ({"tune": {"engines": ["vllm"]}}, "config key 'optimisation.tune.engines': engine 'vllm' is not in"),
         ({"tune": {"objective": "latency_constrained"}},
          "config key 'optimisation.tune.latency_p95_limit_s': the latency_constrained objective needs a limit"),
+        ({"tune": {"prior_hardware": "cpu"}}, "config key 'optimisation.tune.prior_hardware': 'cpu' must be another"),
         ({"rq5": {"evaluations": 0}}, "config key 'optimisation.rq5.evaluations': 0 is less than the minimum of 1"),
         ({"study": {"optimisers": []}}, "config key 'optimisation.study.optimisers'"),
     ],
@@ -191,4 +192,4 @@ def test_tuning_defaults_follow_the_config(tiny_model):
     tune = load_config(make_config(tiny_model, engines=["hf", "vllm"]))["optimisation"]["tune"]
     assert tune == {"hardware": "cpu", "model": "tiny", "engines": ["hf", "vllm"], "n_gpus": None,
                     "batch_sizes": [1, 4], "max_new_tokens": 3, "optimiser": "landscape_ei", "budget": 6,
-                    "seed": 0, "objective": "throughput", "latency_p95_limit_s": None}
+                    "seed": 0, "objective": "throughput", "latency_p95_limit_s": None, "prior_hardware": None}

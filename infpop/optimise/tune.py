@@ -31,6 +31,22 @@ def tune_space(config: dict, engine: str) -> Space:
     return Space(tuple(usable), tuple(tune["batch_sizes"]))
 
 
+def prior_landscape(trials_dir: Path, hardware: str, engine: str, model: str, tokens: int,
+                    objective: Objective) -> dict[Point, float | None]:
+    """The values of the trials measured on `hardware` (the last repetition of each point)."""
+    values = {}
+    for path in sorted(Path(trials_dir).glob(f"{hardware}/{engine}/{model}/g*/t{tokens}/b*_r*.json"),
+                       key=lambda p: (p.parent.parent.name, p.name)):
+        record = records.read(path)
+        latencies = record["timings"]["batch_latencies_s"]
+        outcome = objective.outcome(record["status"], record["throughput_tokens_per_s"],
+                                    records.percentile(latencies, 95) if latencies else None)
+        point = (record["n_gpus"], record["batch_size"])
+        if point not in values or record["rep"] >= values[point][1]:
+            values[point] = (outcome.value, record["rep"])
+    return {point: value for point, (value, _) in values.items()}
+
+
 def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
          log: Callable[[str], None] = print, worker_stderr=None) -> dict:
     settings = config["optimisation"]["tune"]
@@ -55,8 +71,14 @@ def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
 
     log(f"tuning {engine} on {hardware}, model {model}: {settings['optimiser']}, budget {settings['budget']}, "
         f"objective {objective.kind}, space n_gpus {list(space.n_gpus)} x batch sizes {list(space.batch_sizes)}")
+    prior = None
+    if settings["prior_hardware"]:
+        prior = prior_landscape(trials_dir, settings["prior_hardware"], engine, model, tokens, objective)
+        log(f"prior: {len(prior)} trial(s) of {model} on {settings['prior_hardware']}"
+            + ("" if any(v is not None for v in prior.values()) else " with no feasible one: a cold start"))
     try:
-        history = search(make(settings["optimiser"], space, settings["seed"]), evaluate, settings["budget"], log=log)
+        history = search(make(settings["optimiser"], space, settings["seed"], prior), evaluate, settings["budget"],
+                         log=log)
     finally:
         for supervisor in supervisors.values():
             supervisor.close()
@@ -72,6 +94,7 @@ def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
         "hardware": hardware, "engine": engine, "model": model, "max_new_tokens": tokens,
         "space": {"n_gpus": list(space.n_gpus), "batch_sizes": list(space.batch_sizes)},
         "objective": {"kind": objective.kind, "latency_p95_limit_s": objective.latency_p95_limit_s},
+        "prior_hardware": settings["prior_hardware"], "prior_points": len(prior or {}),
         **history.to_json(),
         "recommended": None if best is None else {
             "n_gpus": best.n_gpus, "batch_size": best.batch_size, "throughput_tokens_per_s": best.throughput,

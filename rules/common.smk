@@ -175,6 +175,11 @@ def comparison_inputs(wildcards):
 # -- optimisation --------------------------------------------------------------------------------
 
 
+def all_cores(wildcards):
+    """The replayed searches are independent: they spread over every core of the run."""
+    return workflow.cores
+
+
 def rq5_directions(dataset):
     """The configured hardware changes whose two hardware labels the dataset has."""
     hardware = set(dataset_hardware(dataset))

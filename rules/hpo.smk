@@ -25,7 +25,7 @@ rule hpo:
         analysis=CONFIG["analysis"],
         optimisation=OPTIMISATION_REPLAY_CONFIG,
         modes=rq5_modes,
-    threads: workflow.cores
+    threads: all_cores
     conda:
         analysis_env()
     script:
@@ -54,7 +54,7 @@ rule optimiser_study:
     params:
         analysis=CONFIG["analysis"],
         optimisation=OPTIMISATION_REPLAY_CONFIG,
-    threads: workflow.cores
+    threads: all_cores
     conda:
         analysis_env()
     script:
@@ -83,7 +83,7 @@ rule tune:
     params:
         config=TUNE_CONFIG,
         trials_dir=f"{RESULTS}/trials",
-    threads: workflow.cores  # like a sweep: trials never share the cores (or GPUs) with another job
+    threads: sweep_threads  # like a sweep: trials never share the cores (or GPUs) with another job
     resources:
         gpu=tune_gpus,
         gpu_model=tune_gpu_model,

@@ -1,5 +1,6 @@
 # Config validation, the trial plan, and the input functions of every rule.
 import os
+import re
 import sys
 
 # The infpop package lives beside the Snakefile: importable here, in every job's scripts (also in
@@ -7,6 +8,7 @@ import sys
 sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
+from infpop.cluster import planning_problems
 from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
 from infpop.grid import plan, trial_keys
 from infpop.paper import HARDWARE as PAPER_HARDWARE
@@ -19,10 +21,31 @@ except ConfigError as exc:
 
 RESULTS = CONFIG["results_dir"]
 SWEEPS, EXCLUDED = plan(CONFIG)
+
+
+def _resource_overrides(rule):
+    """Resources set on a rule from outside (--set-resources, a profile's set-resources)."""
+    values = {}
+    for name, resource in dict(workflow.resource_settings.overwrite_resources.get(rule, {})).items():
+        try:
+            values[name] = getattr(resource, "value", resource)
+        except ValueError:  # evaluated per job: a bare name or number is checked, an expression is not
+            raw = str(getattr(resource, "raw", ""))
+            if re.fullmatch(r"[A-Za-z0-9_.]+", raw):
+                values[name] = raw
+    return values
+
+
+# What the profile asks of the cluster, against the plan: a sweep no node can take stops here.
+_CLUSTER_PROBLEMS = planning_problems(CONFIG, SWEEPS, sys.argv, _resource_overrides("sweep"))
+if _CLUSTER_PROBLEMS:
+    sys.exit("InfPop: the cluster cannot run this plan:\n" + "\n".join(f"  {p}" for p in _CLUSTER_PROBLEMS))
 PLAN_FILE = f"{RESULTS}/plan.csv"
 MEASURED_TRIALS = f"{RESULTS}/measured/trials.csv"
 PAPER_TRIALS = f"{RESULTS}/paper/trials.csv"
 PAPER_REFERENCE = f"{workflow.basedir}/configs/paper_reference.csv"
+PROVENANCE = f"{RESULTS}/provenance.json"
+PROVENANCE_SWEEPS = f"{RESULTS}/provenance_sweeps.csv"
 REPORT = f"{RESULTS}/report.html"
 # Datasets analysed: our measurements and, unless turned off, the paper's published trials.
 DATASETS = ["measured"] + (["paper"] if CONFIG["paper_data"]["replay"] else [])
@@ -72,9 +95,13 @@ def sweep_env(wildcards):
 
 
 def sweep_threads(wildcards):
-    """A sweep takes every core of a local run: two CPU measurements sharing cores would distort
-    both, and GPU sweeps are not yet given distinct devices on one box (each would pin devices
-    0..n-1), so they run one at a time too."""
+    """A local CPU sweep takes every core: two CPU measurements sharing cores would distort both.
+    A local GPU sweep takes one core when the run declares its GPU count (`resources: gpu=N`, as
+    profiles/local does): the scheduler then never hands out more GPUs than there are, and each
+    sweep claims its own devices (infpop/devices.py). Without it, GPU sweeps take every core too
+    and run one at a time. On a cluster the profile sets the cores per sweep job (set-threads)."""
+    if sweep_hardware(wildcards)["kind"] == "gpu" and "gpu" in workflow.global_resources:
+        return 1
     return workflow.cores
 
 
@@ -84,7 +111,16 @@ def sweep_gpus(wildcards):
 
 
 def sweep_gpu_model(wildcards):
-    return sweep_hardware(wildcards).get("gpu_model", "none")
+    """The GPU model a sweep needs (None, unset, on the CPU: SLURM is then asked for no GPU)."""
+    return sweep_hardware(wildcards).get("gpu_model")
+
+
+def sweep_mem_mb(wildcards, attempt):
+    """Host memory: 4 GiB plus the model's weights at 2 bytes a parameter (more for float32),
+    times the attempt: a sweep killed for memory gets more on its retry."""
+    bytes_per_param = 4 if CONFIG["dtype"] == "float32" else 2
+    billions = CONFIG["models"][wildcards.model].get("params_billion") or 0
+    return int((4096 + billions * bytes_per_param * 1024) * attempt)
 
 
 def sweep_runtime(wildcards, attempt):
@@ -140,8 +176,10 @@ def rq_targets(rq, datasets=None):
 
 
 def analysis_targets():
-    """Every analysis output: RQ1-RQ4, the discussion, and the paper comparison."""
+    """Every analysis output: RQ1-RQ4, the discussion, the paper comparison, and the provenance of
+    the measurements (in the report too)."""
     targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion") for t in rq_targets(rq)]
+    targets += [PROVENANCE, PROVENANCE_SWEEPS]
     if "paper" in DATASETS:
         targets.append(f"{RESULTS}/paper/comparison.csv")
     return targets

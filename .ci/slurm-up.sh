@@ -67,14 +67,16 @@ JobCompType=jobcomp/none
 MinJobAge=600
 ReturnToService=2
 SchedulerType=sched/backfill
-# A GPU GRES backed by /dev/null: lets a gpu=1 job be scheduled, to test the submission path only
+# A GPU GRES of type "testgpu" backed by /dev/null: lets a job asking for --gpus=testgpu:1 (a sweep
+# of a config's gpu_model testgpu) be scheduled, to test the submission path only: nothing runs on
+# a GPU
 GresTypes=gpu
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mb Gres=gpu:1 State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mb Gres=gpu:testgpu:1 State=UNKNOWN
 PartitionName=$partition Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 cat > "$conf_dir/gres.conf" <<CONF
 $marker
-NodeName=$host Name=gpu File=/dev/null
+NodeName=$host Name=gpu Type=testgpu File=/dev/null
 CONF
 rm -f "$conf_dir/cgroup.conf"  # 22.05 has no "disabled" cgroup plugin: with none configured it uses none
 

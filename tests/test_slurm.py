@@ -95,3 +95,26 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     report = (results / "report.html").read_text()
     for category in ("RQ1 landscapes", "RQ3 batch size", "Provenance"):
         assert category in report
+
+
+@pytest.mark.slurm
+def test_a_gpu_sweep_is_submitted_with_its_gpu_model_and_count(tmp_path):
+    """The GPU path on the CI cluster, whose node declares one GPU of type testgpu backed by
+    /dev/null: a sweep of gpu_model testgpu is accepted by sbatch with --gpus=testgpu:1 and runs
+    on the node, where it finds no real GPU and stops with its clear error (nothing runs on a GPU)."""
+    _require_idle_node()
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(hardware={"testgpu": {"kind": "gpu", "gpu_model": "testgpu", "gpus_per_node": 1}}, engines=["hf"],
+                  n_gpus=[1], batch_sizes=[1], repetitions=1, benchmark={"limit": 8}, paper_data={"replay": False})
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    code, output = _run(["--profile", str(REPO / "profiles/slurm"), *CI_OVERRIDES, "--retries", "0",
+                         "--configfile", str(path), "--directory", str(tmp_path),
+                         "results/trials/testgpu/hf/tiny-llama/g1/sweep.json"], cwd=tmp_path, timeout=600)
+    assert code != 0, output[-3000:]
+    [(jobid, _)] = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
+    job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
+    assert "gpu:testgpu:1" in job and "JobState=FAILED" in job, job
+    log = (tmp_path / "results/logs/sweep/testgpu/hf/tiny-llama/g1.log").read_text()
+    assert "cannot run here" in log
+    assert not list((tmp_path / "results/trials").rglob("b*_r*.json"))

@@ -23,6 +23,36 @@ include: "rules/hpo.smk"
 include: "rules/report.smk"
 
 
+# Every rule but the sweeps runs on the machine that runs Snakemake, also on a cluster: they are
+# light (data, plan, tables, statistics, the report). A new rule that runs trials is left out.
+localrules:
+    benchmark_data,
+    tiny_model,
+    plan,
+    aggregate,
+    import_paper,
+    rq1_landscapes,
+    rq2_table2,
+    rq2_anova,
+    rq3_batch,
+    rq4_hardware,
+    discussion,
+    comparison,
+    hpo,
+    optimiser_study,
+    resolved_config,
+    provenance,
+    report,
+    all,
+    rq1,
+    rq2,
+    rq3,
+    rq4,
+    rq5,
+    paper,
+    analysis,
+
+
 rule all:
     input:
         PLAN_FILE,

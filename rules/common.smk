@@ -1,5 +1,6 @@
 # Config validation, the trial plan, and the input functions of every rule.
 import os
+import re
 import sys
 
 # The infpop package lives beside the Snakefile: importable here, in every job's scripts (also in
@@ -7,8 +8,12 @@ import sys
 sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
+from snakemake.exceptions import WorkflowError
+
+from infpop.cluster import planning_problems
 from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
 from infpop.grid import plan, trial_keys
+from infpop.optimise.tune import tune_space
 from infpop.paper import HARDWARE as PAPER_HARDWARE
 
 
@@ -19,10 +24,31 @@ except ConfigError as exc:
 
 RESULTS = CONFIG["results_dir"]
 SWEEPS, EXCLUDED = plan(CONFIG)
+
+
+def _resource_overrides(rule):
+    """Resources set on a rule from outside (--set-resources, a profile's set-resources)."""
+    values = {}
+    for name, resource in dict(workflow.resource_settings.overwrite_resources.get(rule, {})).items():
+        try:
+            values[name] = getattr(resource, "value", resource)
+        except ValueError:  # evaluated per job: a bare name or number is checked, an expression is not
+            raw = str(getattr(resource, "raw", ""))
+            if re.fullmatch(r"[A-Za-z0-9_.]+", raw):
+                values[name] = raw
+    return values
+
+
+# What the profile asks of the cluster, against the plan: a sweep no node can take stops here.
+_CLUSTER_PROBLEMS = planning_problems(CONFIG, SWEEPS, sys.argv, _resource_overrides("sweep"))
+if _CLUSTER_PROBLEMS:
+    sys.exit("InfPop: the cluster cannot run this plan:\n" + "\n".join(f"  {p}" for p in _CLUSTER_PROBLEMS))
 PLAN_FILE = f"{RESULTS}/plan.csv"
 MEASURED_TRIALS = f"{RESULTS}/measured/trials.csv"
 PAPER_TRIALS = f"{RESULTS}/paper/trials.csv"
 PAPER_REFERENCE = f"{workflow.basedir}/configs/paper_reference.csv"
+PROVENANCE = f"{RESULTS}/provenance.json"
+PROVENANCE_SWEEPS = f"{RESULTS}/provenance_sweeps.csv"
 REPORT = f"{RESULTS}/report.html"
 # Datasets analysed: our measurements and, unless turned off, the paper's published trials.
 DATASETS = ["measured"] + (["paper"] if CONFIG["paper_data"]["replay"] else [])
@@ -75,9 +101,13 @@ def sweep_env(wildcards):
 
 
 def sweep_threads(wildcards):
-    """A sweep takes every core of a local run: two CPU measurements sharing cores would distort
-    both, and GPU sweeps are not yet given distinct devices on one box (each would pin devices
-    0..n-1), so they run one at a time too."""
+    """A local CPU sweep takes every core: two CPU measurements sharing cores would distort both.
+    A local GPU sweep takes one core when the run declares its GPU count (`resources: gpu=N`, as
+    profiles/local does): the scheduler then never hands out more GPUs than there are, and each
+    sweep claims its own devices (infpop/devices.py). Without it, GPU sweeps take every core too
+    and run one at a time. On a cluster the profile sets the cores per sweep job (set-threads)."""
+    if sweep_hardware(wildcards)["kind"] == "gpu" and "gpu" in workflow.global_resources:
+        return 1
     return workflow.cores
 
 
@@ -87,7 +117,20 @@ def sweep_gpus(wildcards):
 
 
 def sweep_gpu_model(wildcards):
-    return sweep_hardware(wildcards).get("gpu_model", "none")
+    """The GPU model a sweep needs (None, unset, on the CPU: SLURM is then asked for no GPU)."""
+    return sweep_hardware(wildcards).get("gpu_model")
+
+
+def model_mem_mb(model, attempt):
+    """Host memory: 4 GiB plus the model's weights at 2 bytes a parameter (more for float32),
+    times the attempt: a job killed for memory gets more on its retry."""
+    bytes_per_param = 4 if CONFIG["dtype"] == "float32" else 2
+    billions = CONFIG["models"][model].get("params_billion") or 0
+    return int((4096 + billions * bytes_per_param * 1024) * attempt)
+
+
+def sweep_mem_mb(wildcards, attempt):
+    return model_mem_mb(wildcards.model, attempt)
 
 
 def sweep_runtime(wildcards, attempt):
@@ -147,8 +190,10 @@ def rq_targets(rq, datasets=None):
 
 
 def analysis_targets():
-    """Every analysis output: RQ1-RQ5, the discussion, the paper comparison and live tuning."""
+    """Every analysis output: RQ1-RQ5, the discussion, the paper comparison, live tuning, and the
+    provenance of the measurements (in the report too)."""
     targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion", "rq5") for t in rq_targets(rq)]
+    targets += [PROVENANCE, PROVENANCE_SWEEPS]
     if "paper" in DATASETS:
         targets.append(f"{RESULTS}/paper/comparison.csv")
     return targets + tune_targets()
@@ -176,8 +221,13 @@ def comparison_inputs(wildcards):
 
 
 def all_cores(wildcards):
-    """The replayed searches are independent: they spread over every core of the run."""
-    return workflow.cores
+    """Every core of the run: the replayed searches are independent and spread over them; live
+    tuning's trials, like a CPU sweep's, must not share them. (1 where the run has no core count:
+    the report's Snakemake run only reads the rules.)"""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
 def rq5_directions(dataset):
@@ -200,10 +250,8 @@ def tune_targets():
 
 
 def tune_env():
-    """Live tuning runs every tuned engine in one job: the engine's own environment when there is
-    one engine, else the hf one (vLLM's environment has transformers too)."""
-    engines = TUNE_ENGINES
-    return f"{workflow.basedir}/envs/{engines[0] if len(engines) == 1 else 'vllm'}.yaml"
+    """Live tuning runs both engines and the optimisers in one job: an environment of its own."""
+    return f"{workflow.basedir}/envs/tune.yaml"
 
 
 def tune_model_input(wildcards):
@@ -215,18 +263,20 @@ def _tune_hardware():
     return CONFIG["hardware"][CONFIG["optimisation"]["tune"]["hardware"]]
 
 
-def _tune_counts():
-    tune = CONFIG["optimisation"]["tune"]
-    return {g for engine in TUNE_ENGINES for g in (tune["n_gpus"] or CONFIG["n_gpus"][engine])}
-
-
 def tune_gpus(wildcards):
     """The most GPUs a tuning trial may use (a resource, like a sweep's)."""
-    return max(_tune_counts()) if _tune_hardware()["kind"] == "gpu" else 0
+    if _tune_hardware()["kind"] != "gpu":
+        return 0
+    return max(g for engine in TUNE_ENGINES for g in tune_space(CONFIG, engine).n_gpus)
 
 
 def tune_gpu_model(wildcards):
-    return _tune_hardware().get("gpu_model", "none")
+    """As a sweep's: unset on the CPU, so SLURM is asked for no GPU."""
+    return _tune_hardware().get("gpu_model")
+
+
+def tune_mem_mb(wildcards, attempt):
+    return model_mem_mb(CONFIG["optimisation"]["tune"]["model"], attempt)
 
 
 def tune_runtime(wildcards, attempt):

@@ -83,10 +83,11 @@ rule tune:
     params:
         config=TUNE_CONFIG,
         trials_dir=f"{RESULTS}/trials",
-    threads: sweep_threads  # like a sweep: trials never share the cores (or GPUs) with another job
+    threads: all_cores  # locally, no other job runs beside the trials (on a cluster: set-threads)
     resources:
         gpu=tune_gpus,
         gpu_model=tune_gpu_model,
+        mem_mb=tune_mem_mb,
         runtime=tune_runtime,
     conda:
         tune_env()

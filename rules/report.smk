@@ -14,6 +14,22 @@ rule resolved_config:
         "../workflow/scripts/resolved_config.py"
 
 
+rule provenance:
+    input:
+        sweep_manifests(),
+    output:
+        json=report(PROVENANCE, caption="../workflow/report/provenance.rst", category="Provenance"),
+        sweeps=report(PROVENANCE_SWEEPS, caption="../workflow/report/provenance_sweeps.rst", category="Provenance"),
+    log:
+        f"{RESULTS}/logs/provenance.log",
+    params:
+        config=CONFIG,
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/provenance.py"
+
+
 rule report:
     input:
         config=f"{RESULTS}/config.resolved.yaml",

@@ -30,6 +30,7 @@ rule sweep:
     resources:
         gpu=sweep_gpus,
         gpu_model=sweep_gpu_model,
+        mem_mb=sweep_mem_mb,
         runtime=sweep_runtime,
     conda:
         sweep_env

@@ -1,8 +1,11 @@
 """Snakemake entry: run one sweep (all trials of one hardware/engine/model/n_gpus group)."""
+import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
 
+from infpop import devices
 from infpop.grid import Sweep
 from infpop.sweep import SweepError, run_sweep
 
@@ -19,10 +22,21 @@ with open(snakemake.log[0], "a", buffering=1) as log:
         print(line, flush=True)
         print(line, file=log)
 
+    hardware = snakemake.params.config["hardware"][sweep.hardware]
+    slots = contextlib.nullcontext()
+    if hardware["kind"] == "gpu" and not os.environ.get("CUDA_VISIBLE_DEVICES"):
+        # No devices given (not under SLURM): claim free ones, so concurrent local sweeps never
+        # share a GPU (the local profile's `gpu` resource keeps the count within the machine's).
+        total = hardware.get("gpus_per_node") or devices.visible_device_count()
+        slots = devices.claim(sweep.n_gpus, total, wait_s=3600) if total else contextlib.nullcontext()
     try:
-        summary = run_sweep(snakemake.params.config, sweep, Path(snakemake.output.manifest).parent,
-                            snakemake.input.benchmark, log=progress, worker_stderr=log)
-    except SweepError as exc:
+        with slots as claimed:
+            if claimed is not None:
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, claimed))
+                progress(f"[{sweep.relpath}] GPUs {os.environ['CUDA_VISIBLE_DEVICES']} (free device slots)")
+            summary = run_sweep(snakemake.params.config, sweep, Path(snakemake.output.manifest).parent,
+                                snakemake.input.benchmark, log=progress, worker_stderr=log)
+    except (SweepError, devices.NoFreeDevices) as exc:
         progress(f"[{sweep.relpath}] cannot run here: {exc}")
         sys.exit(1)
     progress(f"[{sweep.relpath}] done: {len(summary['trials'])} trials, {summary['model_loads']} model load(s), "

@@ -1,0 +1,120 @@
+"""The default CPU pipeline (reduced grid, both engines) through `--profile profiles/slurm` on a
+real one-node SLURM (.ci/slurm-up.sh starts it in CI): every sweep must run as a SLURM job, every
+other rule locally, and the trials, manifests, provenance and report must be complete."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import REPO
+from test_workflow import SNAKEMAKE
+
+#: The CI cluster's settings on top of the profile: its one partition, no accounting database
+#: (squeue for status, no account), two CPUs a sweep so the sweeps run one at a time.
+CI_OVERRIDES = [
+    "--slurm-partition-config", str(REPO / "tests/slurm/partitions.yaml"),
+    "--slurm-no-account", "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs",
+    "--set-threads", "sweep=2",
+]
+SWEEPS = [("hf", 1), ("vllm", 1), ("vllm", 2)]
+
+
+def _node_state() -> str:
+    if shutil.which("sinfo") is None:
+        return "no sinfo on PATH (SLURM is not installed)"
+    done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    return done.stdout.strip() or done.stderr.strip() or "nothing"
+
+
+def _require_idle_node():
+    state = _node_state()
+    if state != "idle":
+        pytest.skip(f"no idle SLURM node (sinfo: {state}); start one with 'sudo .ci/slurm-up.sh'")
+
+
+def _run(args, cwd, timeout):
+    """Run Snakemake; a run that hangs is stopped with SIGINT (SIGTERM leaves the SLURM jobs)."""
+    process = subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+        pytest.fail(f"the SLURM run passed {timeout} s:\n{output[-5000:]}")
+    return process.returncode, output
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
+    _require_idle_node()
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(batch_sizes=[1, 8], repetitions=1, benchmark={"limit": 64}, paper_data={"replay": False})
+    path = tmp_path / "reduced.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    code, output = _run(["--profile", str(REPO / "profiles/slurm"), *CI_OVERRIDES, "--configfile", str(path),
+                         "--directory", str(tmp_path)], cwd=tmp_path, timeout=1500)
+    assert code == 0, output[-5000:]
+
+    # Every sweep, and nothing else, was submitted to SLURM, and each SLURM job completed.
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
+    assert len(submitted) == len(SWEEPS), output[-5000:]
+    assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in submitted) == \
+        sorted(f"cpu_{engine}_tiny-llama_{n}" for engine, n in SWEEPS)
+    for jobid, log in submitted:
+        job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
+        assert "JobState=COMPLETED" in job and "Partition=ci" in job, job
+        assert "NumCPUs=2" in job and "Comment=rule_sweep_wildcards_cpu_" in job, job
+        text = open(log.rstrip(")")).read()
+        assert "rule sweep:" in text and "done:" in text
+
+    results = tmp_path / "results"
+    trials = sorted(str(p.relative_to(results / "trials")) for p in (results / "trials").rglob("b*_r*.json"))
+    assert trials == [f"cpu/{engine}/tiny-llama/g{n}/t5/b{b}_r0.json" for engine, n in SWEEPS for b in (1, 8)]
+    for engine, n in SWEEPS:
+        manifest = json.loads((results / f"trials/cpu/{engine}/tiny-llama/g{n}/sweep.json").read_text())
+        assert manifest["model_loads"] == 1 and len(manifest["trials"]) == 2
+    for trial in (results / "trials").rglob("b*_r*.json"):
+        record = json.loads(trial.read_text())
+        assert record["status"] == "ok" and record["counts"]["generated_tokens"] == 64 * 5
+
+    provenance = json.loads((results / "provenance.json").read_text())
+    assert len(provenance["sweeps"]) == 3 and provenance["flagged_trials"] == []
+    assert set(provenance["engines"]) == {"hf", "vllm"}
+    assert provenance["engines"]["vllm"]["libraries"]["vllm"]
+    report = (results / "report.html").read_text()
+    for category in ("RQ1 landscapes", "RQ3 batch size", "Provenance"):
+        assert category in report
+
+
+@pytest.mark.slurm
+def test_a_gpu_sweep_is_submitted_with_its_gpu_model_and_count(tmp_path):
+    """The GPU path on the CI cluster, whose node declares one GPU of type testgpu backed by
+    /dev/null: a sweep of gpu_model testgpu is accepted by sbatch with --gpus=testgpu:1 and runs
+    on the node, where it finds no real GPU and stops with its clear error (nothing runs on a GPU)."""
+    _require_idle_node()
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config.update(hardware={"testgpu": {"kind": "gpu", "gpu_model": "testgpu", "gpus_per_node": 1}}, engines=["hf"],
+                  n_gpus=[1], batch_sizes=[1], repetitions=1, benchmark={"limit": 8}, paper_data={"replay": False})
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    code, output = _run(["--profile", str(REPO / "profiles/slurm"), *CI_OVERRIDES, "--retries", "0",
+                         "--configfile", str(path), "--directory", str(tmp_path),
+                         "results/trials/testgpu/hf/tiny-llama/g1/sweep.json"], cwd=tmp_path, timeout=600)
+    assert code != 0, output[-3000:]
+    [(jobid, _)] = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
+    job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
+    assert "gpu:testgpu:1" in job and "JobState=FAILED" in job, job
+    log = (tmp_path / "results/logs/sweep/testgpu/hf/tiny-llama/g1.log").read_text()
+    assert "cannot run here" in log
+    assert not list((tmp_path / "results/trials").rglob("b*_r*.json"))

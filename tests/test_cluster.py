@@ -84,10 +84,12 @@ def test_slurm_dry_run_of_the_paper_grid(tmp_path):
         assert f"gpu={n_gpus}, gpu_model={hardware}," in resources
         assert re.search(r"runtime=\d+", resources) and re.search(r"mem_mb=\d+", resources)
     assert {(h, int(n)) for h, n, _ in sweeps} == {(h, n) for h in ("a100", "v100") for n in (1, 2, 4, 8)}
-    # the local rules are not sweeps: only the sweep rule would go to SLURM
+    # the local rules are not sweeps: only the sweeps and live tuning (real trials) go to SLURM
     localrules = set(re.findall(r"^\s+(\w+),$", (REPO / "Snakefile").read_text().split("localrules:")[1]
                                 .split("\n\n")[0], re.M))
-    assert set(job_counts(done.stdout)) - {"total"} - localrules == {"sweep"}
+    assert set(job_counts(done.stdout)) - {"total"} - localrules == {"sweep", "tune"}
+    tune = re.search(r"rule tune:(?:\n\s+.*)*?\n\s+resources: (.*)", done.stdout).group(1)
+    assert "gpu=8, gpu_model=a100," in tune and "mem_mb=" in tune and "runtime=" in tune
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -39,9 +39,10 @@ def test_paper_dry_run_plans_320_sweeps_and_10560_trials(tmp_path):
                      "--directory", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert job_counts(done.stdout)["sweep"] == 320
-    # every sweep asks for its GPUs and GPU model as resources
+    # every sweep asks for its GPUs and GPU model as resources; so does live tuning (one job)
+    assert job_counts(done.stdout)["tune"] == 1
     resources = re.findall(r"resources: .*?gpu=(\d+), gpu_model=(\w+)", done.stdout)
-    assert len(resources) == 320
+    assert len(resources) == 320 + 1
     assert {(int(n), model) for n, model in resources} == {(n, m) for n in (1, 2, 4, 8) for m in ("a100", "v100")}
     # the plan file (written by the first rule) counts the trials
     assert snakemake("--cores", "1", "--configfile", str(REPO / "configs/paper.yaml"), "--directory",

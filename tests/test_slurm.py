@@ -22,7 +22,7 @@ CI_OVERRIDES = [
     "--slurm-partition-config", str(REPO / "tests/slurm/partitions.yaml"),
     "--slurm-no-account", "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs",
-    "--set-threads", "sweep=2",
+    "--set-threads", "sweep=2", "tune=2",
 ]
 SWEEPS = [("hf", 1), ("vllm", 1), ("vllm", 2)]
 
@@ -59,6 +59,8 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     _require_idle_node()
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config.update(batch_sizes=[1, 8], repetitions=1, benchmark={"limit": 64}, paper_data={"replay": False})
+    # live tuning runs real trials too: a SLURM job like a sweep (batch sizes the sweeps do not have)
+    config["optimisation"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}
     path = tmp_path / "reduced.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -66,21 +68,31 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
                          "--directory", str(tmp_path)], cwd=tmp_path, timeout=1500)
     assert code == 0, output[-5000:]
 
-    # Every sweep, and nothing else, was submitted to SLURM, and each SLURM job completed.
+    # Every sweep and the live tuning, and nothing else, were submitted to SLURM, and each SLURM
+    # job completed.
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
-    assert len(submitted) == len(SWEEPS), output[-5000:]
-    assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in submitted) == \
+    assert len(submitted) == len(SWEEPS) + 1, output[-5000:]
+    sweeps = [(jobid, log) for jobid, log in submitted if "/rule_sweep/" in log]
+    assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in sweeps) == \
         sorted(f"cpu_{engine}_tiny-llama_{n}" for engine, n in SWEEPS)
     for jobid, log in submitted:
         job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
-        assert "JobState=COMPLETED" in job and "Partition=ci" in job, job
-        assert "NumCPUs=2" in job and "Comment=rule_sweep_wildcards_cpu_" in job, job
+        assert "JobState=COMPLETED" in job and "Partition=ci" in job and "NumCPUs=2" in job, job
         text = open(log.rstrip(")")).read()
-        assert "rule sweep:" in text and "done:" in text
+        if (jobid, log) in sweeps:
+            assert "Comment=rule_sweep_wildcards_cpu_" in job, job
+            assert "rule sweep:" in text and "done:" in text
+        else:
+            assert "rule tune:" in text and "recommended n_gpus=" in text
 
     results = tmp_path / "results"
     trials = sorted(str(p.relative_to(results / "trials")) for p in (results / "trials").rglob("b*_r*.json"))
-    assert trials == [f"cpu/{engine}/tiny-llama/g{n}/t5/b{b}_r0.json" for engine, n in SWEEPS for b in (1, 8)]
+    swept = [f"cpu/{engine}/tiny-llama/g{n}/t5/b{b}_r0.json" for engine, n in SWEEPS for b in (1, 8)]
+    tuned = [t for t in trials if t not in swept]
+    assert set(swept) <= set(trials) and 2 <= len(tuned) <= 4
+    assert all(re.search(r"/t5/b(16|32)_r0.json$", t) for t in tuned)
+    tune = json.loads((results / "tune" / "vllm.json").read_text())
+    assert len(tune["evaluations"]) == 2 and tune["recommended"]["throughput_tokens_per_s"] > 0
     for engine, n in SWEEPS:
         manifest = json.loads((results / f"trials/cpu/{engine}/tiny-llama/g{n}/sweep.json").read_text())
         assert manifest["model_loads"] == 1 and len(manifest["trials"]) == 2

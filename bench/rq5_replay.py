@@ -5,10 +5,12 @@ times): 4 experiments x 20 models x 10 repeats x up to 100 Hyperopt TPE evaluati
 """
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from infpop.optimise import rq5
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the infpop package beside bench/
+from infpop.optimise import rq5  # noqa: E402
 
 if __name__ == "__main__":
     started = time.monotonic()

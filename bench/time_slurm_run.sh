@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Wall time of the reduced grid of tests/test_slurm.py (tiny model, both engines, batch sizes 1 and
-# 8, one repetition, 64 prompts, no replay) through profiles/slurm on a running one-node SLURM
+# 8, one repetition, 64 prompts, no replay, live tuning with a budget of 2) through profiles/slurm on a running one-node SLURM
 # (.ci/slurm-up.sh, with the CI overrides), then the same grid locally with --cores 2; each in a
 # fresh folder, one after the other. Prints both wall times and each sweep's job time.
 #   bash bench/time_slurm_run.sh [work folder, default: a new temporary folder]
@@ -15,6 +15,7 @@ mkdir -p "$work/slurm" "$work/local"
 import sys, yaml
 config = yaml.safe_load(open(sys.argv[1]))
 config.update(batch_sizes=[1, 8], repetitions=1, benchmark={"limit": 64}, paper_data={"replay": False})
+config["optimisation"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}  # as the test
 for where in ("slurm", "local"):
     yaml.safe_dump(config, open(f"{sys.argv[2]}/{where}/reduced.yaml", "w"), sort_keys=False)
 PY
@@ -23,7 +24,7 @@ ms() { echo $(( $(date +%s%N) / 1000000 )); }
 start=$(ms)
 (cd "$work/slurm" && "${snakemake[@]}" --profile "$repo/profiles/slurm" \
     --slurm-partition-config "$repo/tests/slurm/partitions.yaml" --slurm-no-account \
-    --slurm-status-command squeue --slurm-init-seconds-before-status-checks 5 --set-threads sweep=2 \
+    --slurm-status-command squeue --slurm-init-seconds-before-status-checks 5 --set-threads sweep=2 tune=2 \
     --configfile reduced.yaml > run.log 2>&1)
 slurm_ms=$(( $(ms) - start ))
 start=$(ms)

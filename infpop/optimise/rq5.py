@@ -23,7 +23,6 @@ evaluation could change its best, and the result is the same as running every ev
 from __future__ import annotations
 
 import math
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +31,7 @@ import pandas as pd
 from infpop.analysis import AnalysisSettings
 from infpop.optimise.objectives import Landscape, Objective, landscapes
 from infpop.optimise.optimisers import make
+from infpop.optimise.parallel import map_in_processes
 from infpop.optimise.search import search
 from infpop.optimise.space import Outcome, Point, Space
 
@@ -189,17 +189,11 @@ def _run_packed(args):
 
 def run_all(experiments: list[Experiment], settings: ReplaySettings, threads: int = 1, log=print) -> list[dict]:
     """Every experiment, on `threads` processes; results in the experiments' order."""
-    work = [(e, settings) for e in experiments]
     results = []
-    if threads > 1 and len(work) > 1:
-        with ProcessPoolExecutor(max_workers=threads) as pool:
-            for number, result in enumerate(pool.map(_run_packed, work, chunksize=1), 1):
-                results.append(result)
-                _progress(log, number, len(work), result)
-    else:
-        for number, item in enumerate(work, 1):
-            results.append(_run_packed(item))
-            _progress(log, number, len(work), results[-1])
+    work = [(e, settings) for e in experiments]
+    for number, result in enumerate(map_in_processes(_run_packed, work, threads), 1):
+        results.append(result)
+        _progress(log, number, len(work), result)
     return results
 
 

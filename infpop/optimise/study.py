@@ -8,7 +8,7 @@ situation), where the dataset has one.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ import pandas as pd
 
 from infpop.optimise.objectives import Landscape
 from infpop.optimise.optimisers import LandscapeEI, make
+from infpop.optimise.parallel import map_in_processes
 from infpop.optimise.search import search
 from infpop.optimise.space import Space
 
@@ -53,6 +54,13 @@ def tasks(lands: dict[tuple, Landscape], spaces: dict[str, Space], optimisers: l
     return todo
 
 
+def run_seed(land: Landscape, seed: int) -> int:
+    """The seed of one run: the study's seed combined with the landscape, so that the runs on
+    different landscapes are independent (one seed everywhere would give random search the same
+    order of points on every landscape)."""
+    return zlib.crc32(f"{land.hardware}/{land.engine}/{land.model}".encode()) % 100_000 * 1_000 + seed
+
+
 def run_task(task: Task) -> list[dict]:
     """best/optimum after each k = 1..len(space), one row per seed."""
     optimum = task.landscape.optimum(task.space)
@@ -60,8 +68,8 @@ def run_task(task: Task) -> list[dict]:
     prior = task.prior.values() if task.prior is not None else None
     rows = []
     for seed in task.seeds:
-        history = search(make(task.optimiser, task.space, seed, prior), task.landscape.evaluate, budget,
-                         stop_value=optimum)
+        optimiser = make(task.optimiser, task.space, run_seed(task.landscape, seed), prior)
+        history = search(optimiser, task.landscape.evaluate, budget, stop_value=optimum)
         ratios = [(history.best_after(k) or 0.0) / optimum for k in range(1, budget + 1)]
         rows.append({"optimiser": task.label, "hardware": task.landscape.hardware, "engine": task.landscape.engine,
                      "model": task.landscape.model, "seed": seed, "ratios": ratios})
@@ -70,15 +78,9 @@ def run_task(task: Task) -> list[dict]:
 
 def run(todo: list[Task], threads: int = 1, log=print) -> list[dict]:
     rows = []
-    if threads > 1:
-        with ProcessPoolExecutor(max_workers=threads) as pool:
-            for number, result in enumerate(pool.map(run_task, todo, chunksize=1), 1):
-                rows += result
-                _progress(log, number, len(todo), todo[number - 1])
-    else:
-        for number, task in enumerate(todo, 1):
-            rows += run_task(task)
-            _progress(log, number, len(todo), task)
+    for number, result in enumerate(map_in_processes(run_task, todo, threads), 1):
+        rows += result
+        _progress(log, number, len(todo), todo[number - 1])
     return rows
 
 

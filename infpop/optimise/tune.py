@@ -31,6 +31,13 @@ def tune_space(config: dict, engine: str) -> Space:
     return Space(tuple(usable), tuple(tune["batch_sizes"]))
 
 
+def _outcome(record: dict, objective: Objective, reused: bool = False) -> Outcome:
+    """A trial record as the objective sees it (the p95 over its batch latencies)."""
+    latencies = record["timings"]["batch_latencies_s"]
+    return objective.outcome(record["status"], record["throughput_tokens_per_s"],
+                             records.percentile(latencies, 95) if latencies else None, reused)
+
+
 def prior_landscape(trials_dir: Path, hardware: str, engine: str, model: str, tokens: int,
                     objective: Objective) -> dict[Point, float | None]:
     """The values of the trials measured on `hardware` (the last repetition of each point)."""
@@ -38,9 +45,7 @@ def prior_landscape(trials_dir: Path, hardware: str, engine: str, model: str, to
     for path in sorted(Path(trials_dir).glob(f"{hardware}/{engine}/{model}/g*/t{tokens}/b*_r*.json"),
                        key=lambda p: (p.parent.parent.name, p.name)):
         record = records.read(path)
-        latencies = record["timings"]["batch_latencies_s"]
-        outcome = objective.outcome(record["status"], record["throughput_tokens_per_s"],
-                                    records.percentile(latencies, 95) if latencies else None)
+        outcome = _outcome(record, objective)
         point = (record["n_gpus"], record["batch_size"])
         if point not in values or record["rep"] >= values[point][1]:
             values[point] = (outcome.value, record["rep"])
@@ -65,9 +70,7 @@ def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
             supervisors[n_gpus] = Supervisor(measuring, sweep, Path(trials_dir) / sweep.relpath, benchmark_file,
                                              log=log, worker_stderr=worker_stderr)
         record, reused = supervisors[n_gpus].measure(TrialKey(tokens, batch_size, 0))
-        latencies = record["timings"]["batch_latencies_s"]
-        return objective.outcome(record["status"], record["throughput_tokens_per_s"],
-                                 records.percentile(latencies, 95) if latencies else None, reused)
+        return _outcome(record, objective, reused)
 
     log(f"tuning {engine} on {hardware}, model {model}: {settings['optimiser']}, budget {settings['budget']}, "
         f"objective {objective.kind}, space n_gpus {list(space.n_gpus)} x batch sizes {list(space.batch_sizes)}")

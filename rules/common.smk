@@ -81,10 +81,14 @@ def built_model_seed(wildcards):
     return CONFIG["models"][wildcards.model]["seed"]
 
 
-def sweep_model_input(wildcards):
-    """A local model directory is an input of its sweeps (built first when it has `build`)."""
-    spec = CONFIG["models"][wildcards.model]
+def model_input(model):
+    """A local model directory is an input of the jobs that run it (built first when it has `build`)."""
+    spec = CONFIG["models"][model]
     return [spec["path"]] if "path" in spec else []
+
+
+def sweep_model_input(wildcards):
+    return model_input(wildcards.model)
 
 
 def sweep_hardware(wildcards):
@@ -255,8 +259,7 @@ def tune_env():
 
 
 def tune_model_input(wildcards):
-    spec = CONFIG["models"][CONFIG["optimisation"]["tune"]["model"]]
-    return [spec["path"]] if "path" in spec else []
+    return model_input(CONFIG["optimisation"]["tune"]["model"])
 
 
 def _tune_hardware():

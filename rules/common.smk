@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 from infpop.cluster import planning_problems
 from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
 from infpop.grid import plan, trial_keys
+from infpop.optimise.rq5 import applicable_directions
 from infpop.optimise.tune import tune_space
 from infpop.paper import HARDWARE as PAPER_HARDWARE
 
@@ -236,8 +237,7 @@ def all_cores(wildcards):
 
 def rq5_directions(dataset):
     """The configured hardware changes whose two hardware labels the dataset has."""
-    hardware = set(dataset_hardware(dataset))
-    return [d for d in CONFIG["optimisation"]["rq5"]["directions"] if d["old"] in hardware and d["new"] in hardware]
+    return applicable_directions(CONFIG["optimisation"]["rq5"]["directions"], set(dataset_hardware(dataset)))
 
 
 def rq5_modes(wildcards):

@@ -62,10 +62,14 @@ class Landscape:
     def evaluate(self, point: Point) -> Outcome:
         return self.outcomes.get(point) or Outcome(None, "missing")
 
+    def best(self, space: Space) -> Point | None:
+        """The point of the space with the highest value (None if none is feasible)."""
+        feasible = [p for p in space.points if self.evaluate(p).value is not None]
+        return max(feasible, key=lambda p: self.evaluate(p).value) if feasible else None
+
     def optimum(self, space: Space) -> float | None:
-        values = [self.evaluate(p).value for p in space.points]
-        values = [v for v in values if v is not None]
-        return max(values) if values else None
+        best = self.best(space)
+        return None if best is None else self.evaluate(best).value
 
     def values(self) -> dict[Point, float | None]:
         return {p: o.value for p, o in self.outcomes.items()}

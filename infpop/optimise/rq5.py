@@ -23,7 +23,7 @@ evaluation could change its best, and the result is the same as running every ev
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,12 @@ class Direction:
     name: str
     old: str  # hardware the configuration was tuned on
     new: str  # hardware it moves to
+
+
+def applicable_directions(configured: list[dict], hardware) -> list[Direction]:
+    """The configured hardware changes ({name, old, new}) whose two hardware labels are present."""
+    return [Direction(d["name"], d["old"], d["new"]) for d in configured
+            if d["old"] in hardware and d["new"] in hardware]
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,8 @@ def run_experiment(experiment: Experiment, settings: ReplaySettings) -> dict:
     if baseline is None:
         return {**result, "status": "no configuration that runs on the old GPU runs on the new one"}
     point, old_value, base_value = baseline
-    optimum = experiment.new.optimum(experiment.space)
+    best_point = experiment.new.best(experiment.space)
+    optimum = experiment.new.evaluate(best_point).value
     repeats = []
     for repeat in range(settings.repeats):
         seed = settings.seed + repeat
@@ -174,8 +181,6 @@ def run_experiment(experiment: Experiment, settings: ReplaySettings) -> dict:
                         "improvement_pct": None if found is None else (found - base_value) / base_value * 100,
                         "evaluations_used": len(history.evaluations), "stop_reason": history.stop_reason})
     improvements = [r["improvement_pct"] for r in repeats if r["improvement_pct"] is not None]
-    best_point = max((p for p in experiment.space.points if experiment.new.evaluate(p).value is not None),
-                     key=lambda p: experiment.new.evaluate(p).value)
     return {**result, "status": "ok",
             "best_on_old": _point(point, old_value),
             "baseline_on_new": _point(point, base_value),

@@ -103,12 +103,12 @@ def efficiency(rows: list[dict], levels=(0.95, 0.99), within=(8, 12)) -> pd.Data
         entry = {"optimiser": label, "prior": label.endswith(PRIOR_SUFFIX),
                  "n_landscapes": len({(r["hardware"], r["engine"], r["model"]) for r in runs}),
                  "n_runs": len(runs)}
+        needed = {level: [evaluations_to_reach(r["ratios"], level) for r in runs] for level in levels}
         for level in levels:
-            needed = [evaluations_to_reach(r["ratios"], level) for r in runs]
-            entry[f"median_evaluations_to_{round(level * 100)}pct"] = float(np.median(needed))
+            entry[f"median_evaluations_to_{round(level * 100)}pct"] = float(np.median(needed[level]))
         for k in within:
             entry[f"fraction_{round(levels[0] * 100)}pct_within_{k}"] = float(np.mean(
-                [evaluations_to_reach(r["ratios"], levels[0]) <= k for r in runs]))
+                [n <= k for n in needed[levels[0]]]))
         table.append(entry)
     return pd.DataFrame(table)
 

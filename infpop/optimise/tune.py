@@ -14,6 +14,8 @@ import copy
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from infpop import records
 from infpop.grid import Sweep, TrialKey, exclusion_reason
 from infpop.optimise.objectives import Objective, pareto_front
@@ -109,8 +111,6 @@ def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
 
 def recommendations(results: list[dict]):
     """One row per tuned engine: the recommended configuration and how the search went."""
-    import pandas as pd
-
     rows = []
     for r in results:
         best = r["recommended"] or {}

@@ -18,9 +18,7 @@ if __name__ == "__main__":  # worker processes re-import this file
     section = snakemake.params.optimisation
     replay = rq5.ReplaySettings(**{k: section["rq5"][k] for k in ("optimiser", "evaluations", "repeats", "seed")})
     trials = read_trials(snakemake.input[0])
-    hardware = set(trials["hardware"])
-    directions = [rq5.Direction(d["name"], d["old"], d["new"]) for d in section["rq5"]["directions"]
-                  if d["old"] in hardware and d["new"] in hardware]
+    directions = rq5.applicable_directions(section["rq5"]["directions"], set(trials["hardware"]))
     experiments = []
     if "faithful" in snakemake.params.modes:
         experiments += rq5.faithful_experiments(trials, directions, settings.max_new_tokens)

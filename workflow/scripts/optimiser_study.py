@@ -6,7 +6,7 @@ from infpop.analysis import AnalysisSettings, read_trials
 from infpop.optimise import study
 from infpop.optimise.figures import efficiency_png
 from infpop.optimise.objectives import Objective, landscapes
-from infpop.optimise.rq5 import data_space
+from infpop.optimise.rq5 import applicable_directions, data_space
 
 if __name__ == "__main__":  # worker processes re-import this file
     sys.stdout = sys.stderr = open(snakemake.log[0], "w", buffering=1)
@@ -17,9 +17,8 @@ if __name__ == "__main__":  # worker processes re-import this file
     lands = landscapes(trials, settings, Objective(section["objective"], section["latency_p95_limit_s"]))
     at_tokens = trials[trials["max_new_tokens"] == settings.max_new_tokens]
     spaces = {engine: data_space(at_tokens, engine) for engine in at_tokens["engine"].unique()}
-    hardware = set(trials["hardware"])
     # The prior of a landscape: the same engine and model on the old GPU of a direction ending here.
-    prior = {d["new"]: d["old"] for d in section["rq5"]["directions"] if d["old"] in hardware and d["new"] in hardware}
+    prior = {d.new: d.old for d in applicable_directions(section["rq5"]["directions"], set(trials["hardware"]))}
     todo = study.tasks(lands, spaces, section["study"]["optimisers"], section["study"]["seeds"], prior)
     print(f"optimiser study on {snakemake.input[0]}: {len(todo)} (optimiser, landscape) pairs x "
           f"{section['study']['seeds']} seeds, on {snakemake.threads} process(es)")

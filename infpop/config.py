@@ -90,7 +90,10 @@ def _describe(error: ValidationError) -> tuple[list, str]:
         return path, (f"model '{path[1]}' needs exactly one source: 'hf_id' (a HuggingFace id) or "
                       f"'path' (a local directory, optionally with 'build')")
     if error.context:
-        return _describe(best_match(error.context))
+        # Of a oneOf/anyOf's branches, the one whose type fits says what is wrong (a mapping
+        # missing a key), not the branches of other types ("is not of type 'integer'").
+        fitting = [e for e in error.context if e.validator != "type"] or error.context
+        return _describe(best_match(fitting))
     return path, error.message
 
 
@@ -136,6 +139,10 @@ def _normalise(config: dict) -> None:
     for label, hardware in config["hardware"].items():
         if hardware["kind"] == "gpu":
             hardware.setdefault("gpu_model", label)
+    # Engines on equal terms: vLLM 0.32 caches prompt prefixes by default, so every trial after
+    # the first would skip most of its prefill. Off unless the config sets it; written into the
+    # config, so the trial records say so and a change re-measures them.
+    config["engine_args"].setdefault("vllm", {}).setdefault("enable_prefix_caching", False)
 
 
 def model_dir(spec: dict) -> Path | None:
@@ -162,6 +169,9 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         directory = model_dir(spec)
         if directory is not None and "build" not in spec and not directory.is_dir():
             problems.append((["models", key, "path"], f"model directory does not exist: {directory}"))
+    repetitions = config["repetitions"]
+    if isinstance(repetitions, dict) and repetitions["min"] > repetitions["max"]:
+        problems.append((["repetitions", "min"], f"min {repetitions['min']} is more than max {repetitions['max']}"))
     for engine in config["n_gpus"]:
         if engine not in config["engines"]:
             problems.append((["n_gpus", engine], f"engine '{engine}' is not in 'engines' {config['engines']}"))

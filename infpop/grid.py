@@ -33,17 +33,22 @@ class TrialKey:
         return f"t{self.max_new_tokens}/b{self.batch_size}_r{self.rep}.json"
 
 
-def trial_keys(config: dict) -> list[TrialKey]:
-    """Every trial of one sweep, in the order it runs: tokens, then batch size ascending, then rep.
+def configurations(config: dict) -> list[tuple[int, int]]:
+    """The (max_new_tokens, batch_size) configurations of one sweep, in the order a round runs
+    them: tokens, then batch size ascending (so one out-of-memory batch size can prune the larger
+    ones, see sweep.py)."""
+    return [(tokens, batch) for tokens in sorted(config["max_new_tokens"]) for batch in sorted(config["batch_sizes"])]
 
-    Ascending batch sizes let one out-of-memory trial prune the larger ones (see sweep.py).
-    """
-    return [
-        TrialKey(tokens, batch, rep)
-        for tokens in sorted(config["max_new_tokens"])
-        for batch in sorted(config["batch_sizes"])
-        for rep in range(config["repetitions"])
-    ]
+
+def trial_keys(config: dict) -> list[TrialKey]:
+    """Every trial one sweep may run, in the order it runs them: repetitions interleaved (every
+    configuration's r0, then every r1, ...), so drift over time (background load, heat) does not
+    line up with batch size. An adaptive repetition policy may stop a configuration early; this
+    is the most it runs."""
+    from infpop.repetitions import Policy
+
+    return [TrialKey(tokens, batch, rep) for rep in range(Policy.from_config(config).maximum)
+            for tokens, batch in configurations(config)]
 
 
 def exclusion_reason(config: dict, hardware: str, engine: str, n_gpus: int) -> str | None:

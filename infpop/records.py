@@ -13,7 +13,9 @@ import yaml
 
 from infpop import SCHEMA_DIR, atomic
 
-SCHEMA_VERSION = 1
+#: 2 added the trial's run order, the engine's effective settings and counters, and the output
+#: digests; records of version 1 stay readable.
+SCHEMA_VERSION = 2
 
 #: Columns of the tidy trials table (results/<dataset>/trials.csv), in order.
 TIDY_COLUMNS = [
@@ -21,7 +23,7 @@ TIDY_COLUMNS = [
     "throughput_tokens_per_s", "generated_tokens", "prompt_tokens", "prompts", "batches",
     "batches_completed", "generation_seconds", "load_seconds", "latency_p50_s", "latency_p95_s",
     "peak_memory_bytes", "peak_memory_kind", "gpu_name", "n_gpus_seen", "engine_version",
-    "git_commit", "error", "path",
+    "sequence", "prefix_caching", "prefix_cache_hit_rate", "offloaded", "git_commit", "error", "path",
 ]
 
 
@@ -44,6 +46,18 @@ def validate(record: dict, where: str = "trial record") -> None:
 
 def throughput(generated_tokens: int, generation_seconds: float) -> float | None:
     return generated_tokens / generation_seconds if generation_seconds > 0 else None
+
+
+def engine_metrics(counters: dict | None, prompt_tokens: int) -> dict | None:
+    """What the engine's own counters say about one trial (their change over it). For vLLM: the
+    prefix cache's lookups and hits, in tokens, and the hit rate: the share of the trial's prompt
+    tokens served from the cache (0 with the cache off, which then looks nothing up)."""
+    if not counters:
+        return None
+    metrics = {name: int(value) for name, value in counters.items()}
+    if "prefix_cache_hits" in metrics:
+        metrics["prefix_cache_hit_rate"] = metrics["prefix_cache_hits"] / prompt_tokens if prompt_tokens else None
+    return metrics
 
 
 def write_atomic(path: Path, record: dict) -> None:
@@ -85,6 +99,7 @@ def tidy_row(record: dict, path: str | None = None) -> dict:
     env = record["environment"] or {}
     gpus = env.get("gpus") or []
     libraries = env.get("libraries") or {}
+    settings = record.get("engine_settings") or {}
     return {
         **{k: record[k] for k in ("hardware", "engine", "model", "n_gpus", "max_new_tokens",
                                    "batch_size", "rep", "status", "throughput_tokens_per_s")},
@@ -98,6 +113,10 @@ def tidy_row(record: dict, path: str | None = None) -> dict:
         "gpu_name": gpus[0]["name"] if gpus else None,
         "n_gpus_seen": len(gpus),
         "engine_version": libraries.get(record["engine"]) or libraries.get("transformers"),
+        "sequence": record.get("sequence"),
+        "prefix_caching": settings.get("enable_prefix_caching"),
+        "prefix_cache_hit_rate": (record.get("engine_metrics") or {}).get("prefix_cache_hit_rate"),
+        "offloaded": settings.get("offloaded"),
         "git_commit": env.get("git_commit"),
         "error": record["error"],
         "path": path,

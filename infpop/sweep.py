@@ -25,7 +25,9 @@ from typing import Callable
 from infpop import atomic, records
 from infpop.benchmark import load_prompts
 from infpop.config import model_source
-from infpop.grid import Sweep, TrialKey, trial_keys
+from infpop.grid import Sweep, TrialKey, configurations
+from infpop.locks import FolderLock, SnakemakeWatch
+from infpop.repetitions import Policy, summarise
 
 MANIFEST_NAME = "sweep.json"
 
@@ -82,7 +84,8 @@ def worker_environment(config: dict, sweep: Sweep, base: dict | None = None) -> 
 class WorkerProcess:
     """A running infpop.worker with a line-based JSON channel and deadlines on every answer."""
 
-    def __init__(self, env: dict, stderr):
+    def __init__(self, env: dict, stderr, watch: SnakemakeWatch | None = None):
+        self.watch = watch
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "infpop.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=stderr, env=env, start_new_session=True,  # own process group: kill it whole
@@ -103,7 +106,9 @@ class WorkerProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WorkerTimeout()
-            if not self.selector.select(timeout=remaining):
+            if self.watch is not None:
+                self.watch.check()  # the Snakemake run that started us is gone: stop, don't carry on
+            if not self.selector.select(timeout=min(remaining, 1.0)):
                 continue
             chunk = os.read(self.proc.stdout.fileno(), 65536)
             if not chunk:
@@ -148,12 +153,16 @@ class SweepSummary:
     warmup_seconds: list = field(default_factory=list)
     generation_seconds: float = 0.0
     wall_seconds: float = 0.0
+    order: list = field(default_factory=list)  # trial relpaths measured now, in the order they ran
+    repetitions: dict = field(default_factory=dict)  # the policy
+    configurations: list = field(default_factory=list)  # per configuration: its repetitions and why they stopped
 
     def to_json(self) -> dict:
         measured = sum(self.load_seconds) + self.generation_seconds
         return {
             "hardware": self.sweep.hardware, "engine": self.sweep.engine, "model": self.sweep.model,
             "n_gpus": self.sweep.n_gpus, "trials": self.trials, "reused_trials": self.reused,
+            "order": self.order, "repetitions": self.repetitions, "configurations": self.configurations,
             "model_loads": self.model_loads, "load_seconds": self.load_seconds,
             "warmup_seconds": self.warmup_seconds, "generation_seconds": self.generation_seconds,
             "wall_seconds": self.wall_seconds,
@@ -163,9 +172,12 @@ class SweepSummary:
 
 
 class Supervisor:
+    """Measures the trials of one sweep folder through a worker process. It holds the folder's
+    lock from construction to `close()`: one writer per folder."""
+
     def __init__(self, config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, *,
-                 faults: dict | None = None,
-                 log: Callable[[str], None] = print, worker_stderr=None):
+                 faults: dict | None = None, log: Callable[[str], None] = print, worker_stderr=None,
+                 lock_wait_s: float = 3600.0):
         self.config, self.sweep, self.sweep_dir = config, sweep, Path(sweep_dir)
         self.faults = faults or {}  # TrialKey -> fault, for tests of the fault handling only
         self.log, self.worker_stderr = log, worker_stderr
@@ -174,13 +186,17 @@ class Supervisor:
         self.source = model_source(config["models"][sweep.model])
         bench = config["benchmark"]
         self.prompts = load_prompts(benchmark_file, bench["order"], bench["seed"], bench["limit"])
+        self.policy = Policy.from_config(config)
         self.worker: WorkerProcess | None = None
         self.worker_info: dict = {}
         self.load_failure: dict | None = None
-        self.summary = SweepSummary(sweep)
+        self.summary = SweepSummary(sweep, repetitions=self.policy.describe())
         # What a trial's figures depend on: a record made with other settings is measured again.
         self.measurement_settings = {k: config[k] for k in ("dtype", "benchmark", "warmup")}
         self.measurement_settings["engine_args"] = config["engine_args"].get(sweep.engine, {})
+        self.watch = SnakemakeWatch()
+        self.lock = FolderLock(self.sweep_dir, wait_s=lock_wait_s, log=lambda line: log(f"[{self._name()}] {line}"))
+        self.lock.acquire()
 
     # -- the worker ----------------------------------------------------------------------------
     def _start_worker(self) -> None:
@@ -189,7 +205,7 @@ class Supervisor:
         deadline = started + self.config["load_timeout_s"]
         self.log(f"[{self._name()}] loading {self.source} ({self.sweep.engine}, {self.sweep.n_gpus} "
                  f"{'GPU' if self.device == 'cuda' else 'rank'}(s), {self.config['dtype']})")
-        worker = WorkerProcess(worker_environment(self.config, self.sweep), self.worker_stderr)
+        worker = WorkerProcess(worker_environment(self.config, self.sweep), self.worker_stderr, self.watch)
         self.summary.model_loads += 1
         try:
             worker.send({"cmd": "load", "engine": self.sweep.engine, "hardware": self.sweep.hardware,
@@ -206,7 +222,8 @@ class Supervisor:
                 self.load_failure = {"status": answer["status"], "error": answer["error"]}
                 self.log(f"[{self._name()}] model load failed ({answer['status']}): {answer['error'].splitlines()[0]}")
                 return
-            self.worker_info = {"load_seconds": answer["load_seconds"], "environment": answer["environment"]}
+            self.worker_info = {"load_seconds": answer["load_seconds"], "environment": answer["environment"],
+                                "engine_settings": answer["engine_settings"]}
             self.summary.load_seconds.append(answer["load_seconds"])
             warmup = self.config["warmup"]
             if warmup["batches"]:
@@ -230,8 +247,10 @@ class Supervisor:
         except BaseException:
             worker.kill()  # never leave a worker (and the devices it holds) behind
             raise
+        settings = self.worker_info["engine_settings"]
         self.log(f"[{self._name()}] loaded in {self.worker_info['load_seconds']:.1f} s"
-                 + (f", warm-up {self.summary.warmup_seconds[-1]:.1f} s" if warmup["batches"] else ""))
+                 + (f", warm-up {self.summary.warmup_seconds[-1]:.1f} s" if warmup["batches"] else "")
+                 + f"; engine settings: {json.dumps(settings, sort_keys=True)}")
         self.worker = worker
 
     def _drop_worker(self) -> None:
@@ -244,11 +263,14 @@ class Supervisor:
         return self.sweep.relpath
 
     def _record(self, key: TrialKey, status: str, *, batches: list[dict] = (), error: str | None = None,
-                peak: tuple = (None, None), started_at: str | None = None) -> dict:
+                peak: tuple = (None, None), started_at: str | None = None, counters: dict | None = None,
+                call: str = "engine") -> dict:
         batch_size = key.batch_size
         n_batches = -(-len(self.prompts) // batch_size)
         generated = sum(b["new_tokens"] for b in batches)
         seconds = sum(b["latency_s"] for b in batches)
+        prompt_tokens = sum(b["prompt_tokens"] for b in batches)
+        ran = started_at is not None
         return {
             "schema_version": records.SCHEMA_VERSION,
             "hardware": self.sweep.hardware, "engine": self.sweep.engine, "model": self.sweep.model,
@@ -256,20 +278,25 @@ class Supervisor:
             "max_new_tokens": key.max_new_tokens, "batch_size": batch_size, "rep": key.rep,
             "status": status,
             "counts": {"prompts": len(self.prompts), "batches": n_batches, "batches_completed": len(batches),
-                       "generated_tokens": generated, "prompt_tokens": sum(b["prompt_tokens"] for b in batches)},
-            "timings": {"load_seconds": self.worker_info.get("load_seconds") if started_at else None,
+                       "generated_tokens": generated, "prompt_tokens": prompt_tokens},
+            "timings": {"load_seconds": self.worker_info.get("load_seconds") if ran else None,
                         "generation_seconds": seconds,
                         "batch_latencies_s": [b["latency_s"] for b in batches],
-                        "started_at": started_at, "finished_at": _now() if started_at else None},
+                        "started_at": started_at, "finished_at": _now() if ran else None},
             "throughput_tokens_per_s": records.throughput(generated, seconds),
             "peak_memory": {"bytes": peak[0], "kind": peak[1]},
             "error": error,
+            "sequence": len(self.summary.order) if ran else None,
+            "engine_call": call,
+            "engine_settings": self.worker_info.get("engine_settings") if ran else None,
+            "engine_metrics": records.engine_metrics(counters, prompt_tokens) if ran else None,
+            "output_digests": [d for b in batches for d in b["output_digests"]],
             "environment": self.worker_info.get("environment"),
             "config": {**self.measurement_settings,
                        **{k: self.config[k] for k in ("trial_timeout_s", "load_timeout_s", "oom_pruning")}},
         }
 
-    def _run_trial(self, key: TrialKey) -> dict:
+    def _run_trial(self, key: TrialKey, call: str = "engine") -> dict:
         """Run one trial on the worker (starting one if needed) and return its record."""
         if self.worker is None and self.load_failure is None:
             self._start_worker()
@@ -278,7 +305,7 @@ class Supervisor:
         started_at = _now()
         deadline = time.monotonic() + self.config["trial_timeout_s"]
         msg = {"cmd": "trial", "max_new_tokens": key.max_new_tokens, "batch_size": key.batch_size,
-               "fault": self.faults.get(key)}
+               "call": call, "fault": self.faults.get(key)}
         batches, peak = [], (None, None)
         try:
             self.worker.send(msg)
@@ -289,17 +316,17 @@ class Supervisor:
                     peak = (event["peak_memory_bytes"], peak[1])
                     continue
                 peak = (event["peak_memory_bytes"], event["peak_memory_kind"])
-                return self._record(key, event["status"], batches=batches, error=event["error"],
-                                    peak=peak, started_at=started_at)
+                return self._record(key, event["status"], batches=batches, error=event["error"], peak=peak,
+                                    started_at=started_at, counters=event["engine_counters"], call=call)
         except WorkerTimeout:
             self._drop_worker()
-            return self._record(key, "timeout", batches=batches, started_at=started_at, peak=peak,
+            return self._record(key, "timeout", batches=batches, started_at=started_at, peak=peak, call=call,
                                 error=f"trial exceeded trial_timeout_s={self.config['trial_timeout_s']} "
                                       f"after {len(batches)} batch(es); the worker was killed")
         except WorkerGone:
             description = self.worker.exit_description()
             self._drop_worker()
-            return self._record(key, "crashed", batches=batches, started_at=started_at, peak=peak,
+            return self._record(key, "crashed", batches=batches, started_at=started_at, peak=peak, call=call,
                                 error=f"{description} after {len(batches)} batch(es)")
 
     def _existing(self, path: Path, pruned_by: int | None) -> dict | None:
@@ -325,7 +352,8 @@ class Supervisor:
             return None  # the OOM that pruned it is gone (re-measured) or pruning is now off
         return record
 
-    def measure(self, key: TrialKey, pruned_by: int | None = None, prefix: str = "") -> tuple[dict, bool]:
+    def measure(self, key: TrialKey, pruned_by: int | None = None, prefix: str = "",
+                call: str = "engine") -> tuple[dict, bool]:
         """(record, reused): the trial's existing record if it still holds, else the trial is run
         (or, below an out-of-memory batch size `pruned_by`, recorded as skipped_oom) and its JSON
         written at once."""
@@ -340,36 +368,77 @@ class Supervisor:
         if self.config["oom_pruning"] and pruned_by is not None and key.batch_size > pruned_by:
             record = self._record(key, "skipped_oom", error=f"not run: batch size {pruned_by} ran out of memory")
         else:
-            record = self._run_trial(key)
+            record = self._run_trial(key, call)
             self.summary.generation_seconds += record["timings"]["generation_seconds"]
         records.write_atomic(path, record)
+        if record["sequence"] is not None:
+            self.summary.order.append(key.relpath)
         rate = record["throughput_tokens_per_s"]
         self.log(f"{prefix}: {record['status']}"
                  + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else ""))
         self.summary.trials[key.relpath] = record["status"]
         return record, False
 
-    def close(self) -> None:
-        """Stop the worker (and free the devices it holds)."""
+    def measure_repeated(self, tokens: int, batch_size: int, pruned_by: int | None = None) -> list[tuple[dict, bool]]:
+        """One configuration, repeated as the policy says (r0, r1, ... until it stops): live
+        tuning's evaluations, which must rest on the mean, not on one lucky run."""
+        done: list[tuple[dict, bool]] = []
+        while self.policy.stop_reason([record for record, _ in done]) is None:
+            done.append(self.measure(TrialKey(tokens, batch_size, len(done)), pruned_by))
+        return done
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the worker (and free the devices it holds), then the folder's lock."""
         if self.worker is not None:
-            self.worker.stop()
+            if graceful:
+                self.worker.stop()
+            else:
+                self.worker.kill()
             self.worker = None
+        self.lock.release()
 
     def run(self) -> SweepSummary:
+        """Every configuration in rounds: round r runs repetition r of each configuration whose
+        repetitions have not stopped (a fixed count, or the adaptive policy's confidence target)."""
         started = time.monotonic()
-        keys = trial_keys(self.config)
+        plan = configurations(self.config)
+        done: dict[tuple[int, int], list[dict]] = {c: [] for c in plan}
+        stopped: dict[tuple[int, int], str] = {}
         oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
+        most = self.policy.maximum * len(plan)
+        number = 0
+        graceful = False
         try:
-            for number, key in enumerate(keys, 1):
-                prefix = f"[{self._name()}] trial {number}/{len(keys)} t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
-                record, _ = self.measure(key, oom_at.get(key.max_new_tokens), prefix)
-                # Only a trial that ran can prune (a model that does not load at all is not an
-                # out-of-memory batch size: every trial keeps the load's status).
-                if record["status"] == "oom" and record["timings"]["started_at"]:
-                    oom_at[key.max_new_tokens] = min(key.batch_size, oom_at.get(key.max_new_tokens, key.batch_size))
+            for rep in range(self.policy.maximum):
+                for tokens, batch in plan:
+                    if (tokens, batch) in stopped:
+                        continue
+                    number += 1
+                    key = TrialKey(tokens, batch, rep)
+                    prefix = (f"[{self._name()}] trial {number}/{'up to ' if self.policy.adaptive else ''}{most} "
+                              f"t{tokens} b{batch} r{rep}")
+                    record, _ = self.measure(key, oom_at.get(tokens), prefix)
+                    done[(tokens, batch)].append(record)
+                    # Only a trial that ran can prune (a model that does not load at all is not an
+                    # out-of-memory batch size: every trial keeps the load's status).
+                    if record["status"] == "oom" and record["timings"]["started_at"]:
+                        oom_at[tokens] = min(batch, oom_at.get(tokens, batch))
+                for configuration in plan:
+                    if configuration not in stopped:
+                        reason = self.policy.stop_reason(done[configuration])
+                        if reason:
+                            stopped[configuration] = reason
+            graceful = True
         finally:
-            self.close()
+            self.close(graceful)
             self.summary.wall_seconds = time.monotonic() - started
+        for (tokens, batch), reps in done.items():
+            ok = summarise(r["throughput_tokens_per_s"] for r in reps if r["status"] == "ok")
+            self.summary.configurations.append({
+                "max_new_tokens": tokens, "batch_size": batch, "repetitions": len(reps), "n_ok": ok.n,
+                "mean_tokens_per_s": ok.mean, "ci_half_width_pct": ok.ci_half_width_pct,
+                "stop_reason": stopped.get((tokens, batch)),
+            })
         return self.summary
 
 

@@ -8,6 +8,7 @@ supervisor survive a crash or a hang here and kill the engine's own children wit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -111,10 +112,11 @@ class Worker:
             status = "oom" if engine_class.is_out_of_memory(exc) else "error"
             self.send({"event": "load_failed", "status": status, "error": _error_text(exc)})
             return
+        load_seconds = time.perf_counter() - started
         self.engine = engine
         self.prompts = msg["prompts"]  # the benchmark, sent once; trials take their batches from it
         self.probe = MemoryProbe(spec.device, in_process=engine_class.in_process)
-        self.send({"event": "loaded", "load_seconds": time.perf_counter() - started,
+        self.send({"event": "loaded", "load_seconds": load_seconds, "engine_settings": engine.effective_settings(),
                    "environment": environment.collect(engine_class.library_versions())})
 
     def warmup(self, msg: dict) -> None:
@@ -133,13 +135,17 @@ class Worker:
     def trial(self, msg: dict) -> None:
         prompts, batch_size, tokens = self.prompts, msg["batch_size"], msg["max_new_tokens"]
         batches = [prompts[i: i + batch_size] for i in range(0, len(prompts), batch_size)]
+        # "engine": the engine's own call (the measurement); "bare": the hf cross-check's plain
+        # model.generate on the same batches
+        generate = self.engine.generate_bare if msg.get("call") == "bare" else self.engine.generate
         self.probe.reset()
+        counters_before = self.engine.counters()
         status, error = "ok", None
         for index, batch in enumerate(batches):
             try:
                 _inject(msg.get("fault"), index)
                 started = time.perf_counter()
-                result = self.engine.generate(batch, tokens)
+                result = generate(batch, tokens)
                 latency = time.perf_counter() - started
             except Exception as exc:
                 status = "oom" if self.engine.is_out_of_memory(exc) else "error"
@@ -147,12 +153,22 @@ class Worker:
                 break
             self.send({"event": "batch", "index": index, "latency_s": latency,
                        "new_tokens": result.new_tokens, "prompt_tokens": result.prompt_tokens,
+                       "output_digests": [output_digest(ids) for ids in result.new_token_ids],
                        "peak_memory_bytes": self.probe.sample()})
         peak = self.probe.sample()  # before an OOM's memory is released: the peak includes it
         if status == "oom":
             self.engine.recover_from_oom()
-        self.send({"event": "trial_end", "status": status, "error": error,
+        counters = {name: value - counters_before.get(name, 0) for name, value in self.engine.counters().items()}
+        self.send({"event": "trial_end", "status": status, "error": error, "engine_counters": counters,
                    "peak_memory_bytes": peak, "peak_memory_kind": self.probe.kind})
+
+
+def output_digest(token_ids: list[int]) -> str:
+    """A short fingerprint of one prompt's generated token ids: two outputs are equal exactly
+    when their digests are (12 hex digits: a collision between two outputs of one prompt is
+    out of reach), so output agreement is checked without storing every token."""
+    data = b"".join(int(t).to_bytes(4, "little", signed=True) for t in token_ids)
+    return hashlib.blake2b(data, digest_size=6).hexdigest()
 
 
 def _error_text(exc: BaseException) -> str:

@@ -34,9 +34,26 @@ def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, b
             assert record["throughput_tokens_per_s"] == pytest.approx(
                 10 * tokens / record["timings"]["generation_seconds"])
             assert record["peak_memory"]["kind"] == "rss" and record["peak_memory"]["bytes"] > 0
+            assert len(record["output_digests"]) == 10
     libraries = record["environment"]["libraries"]
     assert ("vllm" in libraries) == (engine == "vllm") and "transformers" in libraries
+    if engine == "vllm":  # engines on equal terms: vLLM's prefix cache is off, and it served nothing
+        settings = record["engine_settings"]
+        assert settings["enable_prefix_caching"] is False and settings["tensor_parallel_size"] == 1
+        assert settings["kv_cache_tokens"] > 0 and settings["max_num_seqs"] > 0 and settings["attention_backends"]
+        assert record["engine_metrics"]["prefix_cache_hits"] == 0 and record["engine_metrics"]["prefix_cache_hit_rate"] == 0
     assert record["environment"]["cpu_count"] >= 1 and record["environment"]["gpus"] == []
+
+
+def test_vllm_prefix_cache_when_turned_on_serves_the_repeated_prompts(tmp_path, config_for, benchmark_file):
+    """The setting stays a user's choice; the record then shows the cache at work."""
+    config = config_for(engines=["vllm"], batch_sizes=[4], repetitions=2, benchmark={"limit": 8},
+                        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "enable_prefix_caching": True}})
+    run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file, log=lambda line: None)
+    second = records.read(tmp_path / TrialKey(3, 4, 1).relpath)
+    assert second["engine_settings"]["enable_prefix_caching"] is True
+    assert second["engine_metrics"]["prefix_cache_hits"] > 0
+    assert 0.5 < second["engine_metrics"]["prefix_cache_hit_rate"] <= 1
 
 
 def test_engines_agree_on_the_greedy_tokens(tiny_model):

@@ -72,12 +72,16 @@ def test_tidy_row():
     assert row["latency_p50_s"] == pytest.approx(0.25) and row["engine_version"] == "5.19.0"
 
 
-def test_trial_keys_run_batch_sizes_ascending(tiny_model):
+def test_trial_keys_run_batch_sizes_ascending_with_repetitions_interleaved(tiny_model):
     config = load_config(make_config(tiny_model, batch_sizes=[8, 1, 4], max_new_tokens=[10, 5], repetitions=2,
                                      analysis={"max_new_tokens": 5}))
     keys = trial_keys(config)
-    assert keys[:3] == [TrialKey(5, 1, 0), TrialKey(5, 1, 1), TrialKey(5, 4, 0)]
+    # every configuration's r0 (tokens, then batch size ascending), then every r1
+    assert keys[:4] == [TrialKey(5, 1, 0), TrialKey(5, 4, 0), TrialKey(5, 8, 0), TrialKey(10, 1, 0)]
+    assert keys[6] == TrialKey(5, 1, 1)
     assert len(keys) == 12 and keys[-1] == TrialKey(10, 8, 1)
+    adaptive = load_config(make_config(tiny_model, repetitions={"min": 2, "max": 5}))
+    assert len(trial_keys(adaptive)) == 2 * 5  # the most an adaptive policy may run
     path = f'{Sweep("a100", "vllm", "m", 4).relpath}/{TrialKey(10, 8, 1).relpath}'
     assert path == "a100/vllm/m/g4/t10/b8_r1.json"
 

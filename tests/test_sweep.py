@@ -135,3 +135,69 @@ def test_worker_environment(config_for):
     gpu = config_for(hardware={"a100": {"kind": "gpu", "gpus_per_node": 8}}, engines=["hf", "vllm"])
     assert worker_environment(gpu, Sweep("a100", "hf", "tiny", 2), base)["CUDA_VISIBLE_DEVICES"] == "3,5"
     assert worker_environment(gpu, Sweep("a100", "vllm", "tiny", 4), {})["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+
+
+def test_repetitions_are_interleaved_adaptive_and_recorded(tmp_path, config_for, benchmark_file):
+    """Every configuration's r0 before any r1; the adaptive policy stops each configuration once
+    its CI is narrow enough (a wide target here: after the minimum) and says why in the manifest."""
+    config = config_for(batch_sizes=[1, 4], repetitions={"min": 2, "max": 4, "ci_half_width_pct": 1000})
+    summary = run_sweep(config, SWEEP, tmp_path, benchmark_file, log=lambda line: None)
+    assert summary["order"] == ["t3/b1_r0.json", "t3/b4_r0.json", "t3/b1_r1.json", "t3/b4_r1.json"]
+    assert summary["repetitions"] == {"min": 2, "max": 4, "ci_half_width_pct": 1000}
+    for configuration in summary["configurations"]:
+        assert configuration["repetitions"] == configuration["n_ok"] == 2
+        assert configuration["stop_reason"].startswith("95% CI half-width") and "<= 1000% after 2" in configuration["stop_reason"]
+        assert configuration["mean_tokens_per_s"] > 0
+    sequences = [records.read(tmp_path / relpath)["sequence"] for relpath in summary["order"]]
+    assert sequences == [0, 1, 2, 3]
+    # a target no run can meet: every configuration runs to the maximum
+    tight = config_for(batch_sizes=[1], repetitions={"min": 2, "max": 3, "ci_half_width_pct": 1e-9})
+    summary = run_sweep(tight, SWEEP, tmp_path / "tight", benchmark_file, log=lambda line: None)
+    assert summary["configurations"][0]["repetitions"] == 3
+    assert summary["configurations"][0]["stop_reason"].startswith("maximum of 3 reached")
+
+
+def test_the_record_says_what_the_engine_did(tmp_path, config_for, benchmark_file):
+    config = config_for(batch_sizes=[2])
+    run_sweep(config, SWEEP, tmp_path, benchmark_file, log=lambda line: None)
+    record = records.read(tmp_path / TrialKey(3, 2, 0).relpath)
+    assert record["schema_version"] == 2 and record["engine_call"] == "engine"
+    assert record["engine_settings"] == {"dtype": "float32", "device_map": {"cpu": 1}, "offloaded": False,
+                                         "pipeline_device": "cpu"}
+    assert len(record["output_digests"]) == 8 and all(len(d) == 12 for d in record["output_digests"])
+    assert record["engine_metrics"] is None  # hf has no counters of its own
+
+
+def test_a_trial_recorded_with_other_settings_is_measured_again(tmp_path, config_for, benchmark_file):
+    config = config_for(batch_sizes=[1, 2])
+    run_sweep(config, SWEEP, tmp_path, benchmark_file, log=lambda line: None)
+    before = {key: (tmp_path / key.relpath).read_bytes() for key in (TrialKey(3, 1, 0), TrialKey(3, 2, 0))}
+    lines = []
+    changed = dict(config, warmup={"batches": 1, "batch_size": 2})
+    summary = run_sweep(changed, SWEEP, tmp_path, benchmark_file, log=lines.append)
+    assert summary["reused_trials"] == 0 and summary["model_loads"] == 1
+    assert sum("was measured with other settings (warmup); measuring it again" in line for line in lines) == 2
+    for key, old in before.items():
+        assert (tmp_path / key.relpath).read_bytes() != old
+        assert records.read(tmp_path / key.relpath)["config"]["warmup"] == {"batches": 1, "batch_size": 2}
+    # the same settings again: nothing is measured
+    again = run_sweep(changed, SWEEP, tmp_path, benchmark_file, log=lambda line: None)
+    assert again["reused_trials"] == 2 and again["model_loads"] == 0
+
+
+def test_a_second_writer_waits_for_the_folder_then_fails_clearly(tmp_path, config_for, benchmark_file):
+    import threading
+
+    from infpop.locks import FolderBusy, FolderLock
+    from infpop.sweep import Supervisor
+
+    config = config_for(batch_sizes=[1])
+    holder = FolderLock(tmp_path).acquire()
+    lines = []
+    with pytest.raises(FolderBusy, match=rf"is being measured by pid {os.getpid()} on .*; waited \d+ s"):
+        Supervisor(config, SWEEP, tmp_path, benchmark_file, log=lines.append, lock_wait_s=1)
+    assert any("waiting for" in line and f"pid {os.getpid()}" in line for line in lines)
+    # released while the second one waits: it goes on
+    threading.Timer(0.5, holder.release).start()
+    supervisor = Supervisor(config, SWEEP, tmp_path, benchmark_file, log=lines.append, lock_wait_s=30)
+    supervisor.close()

@@ -52,6 +52,16 @@ class Engine(ABC):
     def free(self) -> None:
         """Release the model (the worker process exiting frees everything as well)."""
 
+    def effective_settings(self) -> dict:
+        """The settings the engine really runs with, read back from it after loading (not only
+        what we passed: an engine fills in its own defaults), for the trial record."""
+        return {}
+
+    def counters(self) -> dict[str, float]:
+        """The engine's own cumulative counters (e.g. vLLM's prefix-cache queries and hits); the
+        worker records their change over each trial."""
+        return {}
+
     def recover_from_oom(self) -> None:
         """Return what a failed batch held to the allocator, so the next trial starts clean."""
         import gc

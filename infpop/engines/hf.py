@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import Counter
 
 from infpop.engines.base import Engine as BaseEngine
 from infpop.engines.base import GenerationResult
+
+#: Where accelerate may put weights that do not fit on the accelerators: a trial with weights there
+#: measures offloading, not the GPUs.
+OFFLOAD_DEVICES = {"cpu", "disk"}
 
 
 class Engine(BaseEngine):
@@ -32,31 +37,58 @@ class Engine(BaseEngine):
             self.spec.model_source, device_map="auto", dtype=dtype, **self.spec.engine_args
         )
         model.eval()
-        self.tokenizer = tokenizer
+        self.model, self.tokenizer = model, tokenizer
         self.generation_config = copy.deepcopy(model.generation_config)
         self.pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
+
+    def _generation(self, max_new_tokens: int):
+        """The model's own GenerationConfig, greedy, exactly max_new_tokens (the minimum equal to
+        the maximum makes generation ignore end-of-sequence): one object rather than keyword
+        arguments, which transformers would merge with the model's defaults and warn about."""
+        generation = copy.deepcopy(self.generation_config)
+        generation.update(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
+                          pad_token_id=self.tokenizer.pad_token_id)
+        return generation
 
     def generate(self, prompts: list[str], max_new_tokens: int) -> GenerationResult:
         # One batched call of the fast tokenizer (the new tokens start after the longest prompt).
         prompt_lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
-        # One GenerationConfig (the model's own, greedy, exactly max_new_tokens: the minimum
-        # equal to the maximum makes generation ignore end-of-sequence) rather than keyword
-        # arguments, which transformers would merge with the model's defaults and warn about.
-        generation = copy.deepcopy(self.generation_config)
-        generation.update(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
-                          pad_token_id=self.tokenizer.pad_token_id)
         with warnings.catch_warnings():
             # "use a dataset for efficiency" - we time one pipeline call per batch on purpose.
             warnings.simplefilter("ignore")
-            outputs = self.pipe(prompts, batch_size=len(prompts), generation_config=generation, return_tensors=True)
+            outputs = self.pipe(prompts, batch_size=len(prompts), generation_config=self._generation(max_new_tokens),
+                                return_tensors=True)
         # Each row is [left padding + prompt + new tokens]; the batch is padded to its longest
         # prompt, so the new tokens are everything after that length.
         padded_length = max(prompt_lengths)
         new_ids = [list(out[0]["generated_token_ids"][padded_length:]) for out in outputs]
         return GenerationResult(new_token_ids=new_ids, prompt_tokens=sum(prompt_lengths))
 
+    def generate_bare(self, prompts: list[str], max_new_tokens: int) -> GenerationResult:
+        """The same batch through a bare `model.generate` (tokenise, generate, slice), without the
+        pipeline: the cross-check that measures what the pipeline itself costs."""
+        import torch
+
+        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=self._generation(max_new_tokens))
+        padded_length = inputs["input_ids"].shape[1]
+        new_ids = [row[padded_length:].tolist() for row in output]
+        return GenerationResult(new_token_ids=new_ids, prompt_tokens=int(inputs["attention_mask"].sum()))
+
+    def effective_settings(self) -> dict:
+        # accelerate's map of module -> device; summarised as modules per device
+        device_map = getattr(self.model, "hf_device_map", None) or {"": str(self.model.device)}
+        per_device = Counter(str(device) for device in device_map.values())
+        return {
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device_map": dict(sorted(per_device.items())),
+            "offloaded": self.spec.device == "cuda" and bool(OFFLOAD_DEVICES & set(per_device)),
+            "pipeline_device": str(self.pipe.device),
+        }
+
     def free(self) -> None:
-        self.pipe = None
+        self.pipe = self.model = None
         self.recover_from_oom()
 
     @staticmethod

@@ -9,12 +9,31 @@ from __future__ import annotations
 from infpop.engines.base import Engine as BaseEngine
 from infpop.engines.base import GenerationResult
 
+#: vLLM's own counters recorded per trial (summed over its engines): the prefix cache's lookups
+#: and hits, in tokens. With the cache off both stay 0, which the record then shows.
+COUNTERS = {"vllm:prefix_cache_queries": "prefix_cache_queries", "vllm:prefix_cache_hits": "prefix_cache_hits"}
+
+
+def _attention_backends(worker) -> list[str]:
+    """Run inside each vLLM worker (collective_rpc): the attention backends its layers use."""
+    names = set()
+    for module in worker.model_runner.model.modules():
+        backend = getattr(module, "attn_backend", None)
+        if backend is not None:
+            names.add(backend.get_name())
+    return sorted(names)
+
 
 class Engine(BaseEngine):
     name = "vllm"
     in_process = False  # the engine core runs in processes of its own
 
     def load(self) -> None:
+        import os
+
+        # effective_settings sends a function to the engine's workers (collective_rpc), which
+        # vLLM serialises with pickle only when allowed; the channel is local to this process tree.
+        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         from vllm import LLM
 
         self.llm = LLM(
@@ -22,6 +41,9 @@ class Engine(BaseEngine):
             tensor_parallel_size=self.spec.n_gpus,
             dtype=self.spec.dtype,
             seed=0,
+            # The offline LLM keeps no statistics by default; its counters (the prefix cache's
+            # hits among them) are what the trial record reads back.
+            disable_log_stats=False,
             **self.spec.engine_args,
         )
 
@@ -39,6 +61,34 @@ class Engine(BaseEngine):
             new_token_ids=[list(out.outputs[0].token_ids) for out in outputs],
             prompt_tokens=sum(len(out.prompt_token_ids) for out in outputs),
         )
+
+    def effective_settings(self) -> dict:
+        config = self.llm.llm_engine.vllm_config
+        cache, scheduler = config.cache_config, config.scheduler_config
+        try:  # read from the workers themselves: the platform picks the backend there
+            backends = sorted({name for names in self.llm.collective_rpc(_attention_backends) for name in names})
+        except Exception as exc:  # noqa: BLE001 - a missing detail must not fail the load
+            backends = [f"unknown ({type(exc).__name__})"]
+        return {
+            "enable_prefix_caching": bool(cache.enable_prefix_caching),
+            "enable_chunked_prefill": bool(scheduler.enable_chunked_prefill),
+            "max_num_seqs": scheduler.max_num_seqs,
+            "max_num_batched_tokens": scheduler.max_num_batched_tokens,
+            "kv_cache_tokens": (cache.num_gpu_blocks or 0) * cache.block_size or None,
+            "block_size": cache.block_size,
+            "gpu_memory_utilization": cache.gpu_memory_utilization,
+            "attention_backends": backends,
+            "tensor_parallel_size": config.parallel_config.tensor_parallel_size,
+            "dtype": str(config.model_config.dtype).removeprefix("torch."),
+            "max_model_len": config.model_config.max_model_len,
+        }
+
+    def counters(self) -> dict[str, float]:
+        totals = dict.fromkeys(COUNTERS.values(), 0.0)
+        for metric in self.llm.get_metrics():
+            if metric.name in COUNTERS:
+                totals[COUNTERS[metric.name]] += metric.value
+        return totals
 
     def free(self) -> None:
         self.llm = None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from infpop import devices
 from infpop.grid import Sweep
+from infpop.locks import FolderBusy, SnakemakeGone
 from infpop.sweep import SweepError, run_sweep
 
 # Snakemake and SLURM stop a job with SIGTERM: exit through the supervisor's cleanup, which kills
@@ -36,7 +37,7 @@ with open(snakemake.log[0], "a", buffering=1) as log:
                 progress(f"[{sweep.relpath}] GPUs {os.environ['CUDA_VISIBLE_DEVICES']} (free device slots)")
             summary = run_sweep(snakemake.params.config, sweep, Path(snakemake.output.manifest).parent,
                                 snakemake.input.benchmark, log=progress, worker_stderr=log)
-    except (SweepError, devices.NoFreeDevices) as exc:
+    except (SweepError, devices.NoFreeDevices, FolderBusy, SnakemakeGone) as exc:
         progress(f"[{sweep.relpath}] cannot run here: {exc}")
         sys.exit(1)
     progress(f"[{sweep.relpath}] done: {len(summary['trials'])} trials, {summary['model_loads']} model load(s), "

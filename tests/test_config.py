@@ -46,6 +46,12 @@ def test_input_is_not_modified(tiny_model):
         ({"n_gpus": {"hf": [1], "sglang": [1]}}, "config key 'n_gpus'"),
         ({"trial_timeout_s": 0}, "config key 'trial_timeout_s'"),
         ({"max_new_tokens": [-5]}, "config key 'max_new_tokens[0]'"),
+        ({"runtime_estimate": {"hf": {"trial_s": 0}}},
+         "config key 'runtime_estimate.hf.trial_s': 0 is less than or equal to the minimum of 0"),
+        ({"runtime_estimate": {"safety_factor": 0.5}},
+         "config key 'runtime_estimate.safety_factor': 0.5 is less than the minimum of 1"),
+        ({"runtime_estimate": {"sglang": {"trial_s": 5}}}, "unknown key 'sglang' under 'runtime_estimate'"),
+        ({"runtime_estimate": {"vllm": {"trial": 5}}}, "unknown key 'trial' under 'runtime_estimate.vllm'"),
     ],
 )
 def test_bad_values_name_the_key(tiny_model, overrides, expected):

@@ -355,9 +355,10 @@ class Supervisor:
             self.worker.stop()
             self.worker = None
 
-    def run(self) -> SweepSummary:
+    def run(self, keys: list[TrialKey] | None = None) -> SweepSummary:
+        """Run `keys` (default: every trial of the sweep), in their order."""
         started = time.monotonic()
-        keys = trial_keys(self.config)
+        keys = trial_keys(self.config) if keys is None else list(keys)
         oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
         try:
             for number, key in enumerate(keys, 1):
@@ -373,9 +374,12 @@ class Supervisor:
         return self.summary
 
 
-def run_sweep(config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, **kwargs) -> dict:
-    """Run one sweep into `sweep_dir` (one JSON per trial) and write its manifest,
-    `sweep_dir/sweep.json` (the Snakemake output), listing every trial relative to that folder."""
-    summary = Supervisor(config, sweep, sweep_dir, benchmark_file, **kwargs).run().to_json()
-    atomic.write_text(Path(sweep_dir) / MANIFEST_NAME, json.dumps(summary, indent=1) + "\n")
+def run_sweep(config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, *,
+              keys: list[TrialKey] | None = None, manifest: Path | None = None, **kwargs) -> dict:
+    """Run one sweep (or its trials `keys`, one job of a split sweep) into `sweep_dir` (one JSON per
+    trial) and write its manifest (the Snakemake output; default `sweep_dir/sweep.json`), listing
+    every trial it ran or kept relative to that folder."""
+    summary = Supervisor(config, sweep, sweep_dir, benchmark_file, **kwargs).run(keys).to_json()
+    manifest = Path(sweep_dir) / MANIFEST_NAME if manifest is None else Path(manifest)
+    atomic.write_text(manifest, json.dumps(summary, indent=1) + "\n")
     return summary

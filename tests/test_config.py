@@ -147,6 +147,8 @@ def test_paper_config_is_the_papers_grid():
     assert sum(r["n_trials"] for r in rows) == 10_560
     assert len(config["models"]) == 20 and config["dtype"] == "float16"
     assert config["benchmark"]["order"] == "length_ascending"
+    # vLLM as the paper's script built it: 85% of GPU memory, no prefix caching (vLLM 0.32 has it on)
+    assert config["engine_args"]["vllm"] == {"gpu_memory_utilization": 0.85, "enable_prefix_caching": False}
     assert all("hf_id" in spec and spec["params_billion"] and spec["humaneval_pass1"]
                for spec in config["models"].values())
 

@@ -250,9 +250,8 @@ def tune_need(config: dict, gpu_counts: dict[str, list[int]]) -> Need:
     """Live tuning's job: every engine on the tuned hardware, up to the largest GPU count it searches."""
     tune = config["optimisation"]["tune"]
     model, gpus = _job_gpus(config, tune["hardware"], max(max(c) for c in gpu_counts.values()))
-    engines = list(gpu_counts)
-    how = "; ".join(f"{engine}: " + sizing.describe(config, engine, len(gpu_counts[engine]), tune["budget"])
-                    for engine in engines)
+    how = "; ".join(f"{engine}: " + sizing.describe(config, engine, len(counts), tune["budget"])
+                    for engine, counts in gpu_counts.items())
     return Need("tune", model, gpus, sizing.tune_minutes(config, gpu_counts),
                 sizing.tune_memory_mb(config, gpu_counts), how,
                 "lower optimisation.tune.budget or trial_timeout_s, or set runtime_estimate.<engine>.trial_s "

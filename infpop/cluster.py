@@ -7,16 +7,30 @@ Two sources are checked against the config's plan:
   GPU count within a node of that hardware;
 - the partitions file of snakemake-executor-plugin-slurm (`slurm-partition-config` in the profile
   or on the command line, or SNAKEMAKE_SLURM_PARTITIONS): every planned GPU sweep needs a
-  partition offering its GPU model and GPU count.
+  partition offering its GPU model and GPU count, and every job (the sweeps and live tuning) one
+  whose max_runtime and max_mem_mb hold its estimated runtime and host memory (infpop.sizing).
+  A sweep estimated to run longer than that is split into one job per max_new_tokens first.
+
+The plugin gives a job the best-fitting partition among those whose limits hold all its requests,
+and falls back to the cluster's default partition when none does. So the requests are capped at
+the limits of the partition with the most room for the job, and what does not fit there is an
+error here.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import yaml
+
+from infpop import sizing
+from infpop.grid import Sweep
+from infpop.sizing import SweepJob
 
 PARTITIONS_ENV = "SNAKEMAKE_SLURM_PARTITIONS"
 
@@ -33,25 +47,33 @@ def _option(argv: list[str], names: tuple[str, ...]) -> str | None:
     return value
 
 
-def _profile_dir(profile: str) -> Path | None:
-    """A profile given as a directory, or by name under Snakemake's profile folders."""
-    candidates = [Path(profile)]
+def _profile_dir(profile: str, roots: Iterable[Path]) -> Path | None:
+    """A profile given as a directory (relative to one of `roots`), or by name under Snakemake's
+    profile folders."""
+    candidates = [Path(profile)] if os.path.isabs(profile) else [Path(root) / profile for root in roots]
     if not os.path.isabs(profile) and os.sep not in profile:
-        candidates += [Path("profiles") / profile, Path.home() / ".config" / "snakemake" / profile,
-                       Path("/etc/xdg/snakemake") / profile]
+        candidates += [Path(root) / "profiles" / profile for root in roots]
+        candidates += [Path.home() / ".config" / "snakemake" / profile, Path("/etc/xdg/snakemake") / profile]
     return next((c for c in candidates if (c / "config.yaml").is_file()), None)
 
 
-def partition_file(argv: list[str], environ: Mapping[str, str] | None = None) -> Path | None:
+def partition_file(argv: list[str], environ: Mapping[str, str] | None = None,
+                   roots: Iterable[Path | str | None] = ()) -> Path | None:
     """The plugin's partitions file this run uses, as the plugin resolves it: the command line,
-    then the profile, then the environment variable. None when there is none."""
+    then the profile, then the environment variable. None when there is none.
+
+    Relative paths on the command line are tried against the working directory, then `roots`:
+    with --directory, Snakemake has changed the working directory before the workflow is read,
+    so the caller passes the directory it was started in ($PWD) and the workflow's own."""
     environ = os.environ if environ is None else environ
+    roots = [Path.cwd()] + [Path(root) for root in roots if root]
     given = _option(argv, ("--slurm-partition-config",))
     if given:
-        return Path(given)
+        found = [Path(root) / given for root in roots if (Path(root) / given).is_file()]
+        return found[0] if found and not os.path.isabs(given) else Path(given)
     for profile in filter(None, [_option(argv, ("--profile",)), _option(argv, ("--workflow-profile",)),
                                  environ.get("SNAKEMAKE_PROFILE")]):
-        directory = _profile_dir(profile)
+        directory = _profile_dir(profile, roots)
         if directory is None:
             continue
         settings = yaml.safe_load((directory / "config.yaml").read_text()) or {}
@@ -124,14 +146,184 @@ def check_partitions(config: dict, sweeps: Iterable, partitions: dict[str, dict]
     return problems
 
 
-def planning_problems(config: dict, sweeps: Iterable, argv: list[str], overrides: Mapping[str, object],
-                      environ: Mapping[str, str] | None = None) -> list[str]:
-    """Every cluster problem of this run, checked before any job is submitted."""
+def parse_minutes(value) -> float:
+    """A partition's max_runtime in minutes, read as the SLURM plugin reads it: a number of minutes;
+    SLURM's 'minutes', 'hours:minutes' (the plugin's reading of two fields), 'hours:minutes:seconds',
+    'days-hours', 'days-hours:minutes', 'days-hours:minutes:seconds'; or Snakemake's '2d12h30m'.
+    Rounded to whole minutes, half up, as the plugin does."""
+    if isinstance(value, bool):
+        raise ValueError(f"max_runtime {value!r} is not a time")
+    if isinstance(value, (int, float)):
+        return math.floor(value + 0.5)
+    text = str(value).strip()
+    try:
+        return math.floor(float(text) + 0.5)
+    except ValueError:
+        pass
+    slurm = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if slurm and ("-" in text or ":" in text):
+        days, first, second, third = (int(g) if g else 0 for g in slurm.groups())
+        if slurm.group(3) is None and not days:  # 'minutes', and (the plugin's reading) '0-minutes'
+            minutes = first
+        else:  # [days-]hours[:minutes[:seconds]]
+            minutes = days * 1440 + first * 60 + second + third / 60
+        return math.floor(minutes + 0.5)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([dhms])", text.lower())
+    if not parts:
+        raise ValueError(f"max_runtime {value!r} is not a time the SLURM plugin reads (minutes, "
+                         f"'days-hours:minutes:seconds' or '2d12h')")
+    per_unit = {"d": 1440, "h": 60, "m": 1, "s": 1 / 60}
+    return math.floor(sum(float(number) * per_unit[unit] for number, unit in parts) + 0.5)
+
+
+@dataclass(frozen=True)
+class Room:
+    """What one partition allows a job: minutes and host memory (inf where it sets no limit)."""
+
+    partition: str
+    max_runtime: float
+    max_mem_mb: float
+
+
+class Partitions:
+    """The plugin's partitions file of this run, as the limits a job is placed by."""
+
+    def __init__(self, limits: dict[str, dict], source: str):
+        self.limits, self.source = limits, source
+        self.rooms = {}
+        for name, spec in limits.items():
+            try:
+                runtime = parse_minutes(spec["max_runtime"]) if "max_runtime" in spec else math.inf
+            except ValueError as exc:
+                raise ValueError(f"partition {name} in {source}: {exc}") from None
+            memory = spec.get("max_mem_mb", math.inf)
+            if isinstance(memory, bool) or not isinstance(memory, (int, float)):
+                raise ValueError(f"partition {name} in {source}: max_mem_mb {memory!r} is not a number of MB")
+            self.rooms[name] = Room(name, runtime, memory)
+
+    def room(self, gpu_model: str | None, n_gpus: int) -> Room | None:
+        """The partition with the most room (the longest max_runtime, then the most memory) among
+        those the plugin may give a job of n_gpus GPUs of gpu_model; any partition takes a job
+        without GPUs. None when no partition offers the GPUs (check_partitions says so)."""
+        eligible = []
+        for name, spec in self.limits.items():
+            max_gpu = int(spec.get("max_gpu", 0))
+            models = spec.get("available_gpu_models")
+            if n_gpus and (max_gpu < n_gpus or (gpu_model and models and gpu_model not in models)):
+                continue
+            eligible.append(self.rooms[name])
+        return max(eligible, key=lambda r: (r.max_runtime, r.max_mem_mb), default=None)
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one job asks for on its first attempt, with what to change if that does not fit."""
+
+    name: str
+    gpu_model: str | None
+    n_gpus: int
+    minutes: float
+    mem_mb: int
+    how: str  # how the runtime estimate is made up
+    advice: str  # what to change when the runtime does not fit
+
+
+def _job_gpus(config: dict, hardware: str, n_gpus: int) -> tuple[str | None, int]:
+    """(gpu_model, GPUs) a job on `hardware` asks SLURM for (None, 0 on the CPU)."""
+    spec = config["hardware"][hardware]
+    return (spec["gpu_model"], n_gpus) if spec["kind"] == "gpu" else (None, 0)
+
+
+def sweep_need(config: dict, job: SweepJob) -> Need:
+    sweep = job.sweep
+    model, gpus = _job_gpus(config, sweep.hardware, sweep.n_gpus)
+    what = ("max_new_tokens" if job.max_new_tokens is None
+            else "batch_sizes or repetitions (each max_new_tokens is a job of its own already)")
+    return Need(job.name, model, gpus, sizing.sweep_minutes(config, job),
+                sizing.host_memory_mb(config, sweep.model, sweep.engine, sweep.n_gpus),
+                sizing.describe(config, sweep.engine, 1, len(job.trial_keys(config))),
+                f"lower trial_timeout_s (a trial is estimated at most that), set runtime_estimate."
+                f"{sweep.engine}.trial_s to what a trial takes on this hardware, or measure fewer {what}")
+
+
+def tune_need(config: dict, gpu_counts: dict[str, list[int]]) -> Need:
+    """Live tuning's job: every engine on the tuned hardware, up to the largest GPU count it searches."""
+    tune = config["optimisation"]["tune"]
+    model, gpus = _job_gpus(config, tune["hardware"], max(max(c) for c in gpu_counts.values()))
+    how = "; ".join(f"{engine}: " + sizing.describe(config, engine, len(counts), tune["budget"])
+                    for engine, counts in gpu_counts.items())
+    return Need("tune", model, gpus, sizing.tune_minutes(config, gpu_counts),
+                sizing.tune_memory_mb(config, gpu_counts), how,
+                "lower optimisation.tune.budget or trial_timeout_s, or set runtime_estimate.<engine>.trial_s "
+                "to what a trial takes on this hardware")
+
+
+def check_sizes(needs: Iterable[Need], partitions: Partitions, runtime: bool = True,
+                memory: bool = True) -> list[str]:
+    """Problems: jobs whose estimated runtime or host memory (first attempt) exceeds every partition
+    that could take them, grouped by partition and remedy, with the largest job as the example."""
+    over: dict[tuple, list[tuple[float, Need, float]]] = {}
+    for need in needs:
+        room = partitions.room(need.gpu_model, need.n_gpus)
+        if room is None:
+            continue  # no partition offers its GPUs: check_partitions reports that
+        if runtime and math.ceil(need.minutes) > room.max_runtime:
+            over.setdefault((room.partition, "runtime", need.advice), []).append((need.minutes, need, room.max_runtime))
+        if memory and need.mem_mb > room.max_mem_mb:
+            over.setdefault((room.partition, "memory", ""), []).append((need.mem_mb, need, room.max_mem_mb))
+    problems = []
+    for (partition, kind, advice), items in sorted(over.items()):
+        value, need, cap = max(items, key=lambda item: item[0])  # the first of the largest, in plan order
+        if kind == "runtime":
+            problems.append(f"{len(items)} job(s) are estimated to run up to {math.ceil(value)} min (e.g. {need.name}: "
+                            f"{need.how}), longer than partition {partition} allows (max_runtime {int(cap)} min in "
+                            f"{partitions.source}); {advice}, or give max_runtime the partition's real limit")
+        else:
+            problems.append(f"{len(items)} job(s) need up to {value} MB of host memory (e.g. {need.name}), more than "
+                            f"partition {partition} allows (max_mem_mb {int(cap)} in {partitions.source}); give max_mem_mb "
+                            f"the memory of the partition's nodes, or set the rule's mem_mb (set-resources) if "
+                            f"less will do")
+    return problems
+
+
+@dataclass
+class ClusterPlan:
+    """The jobs of a run's sweeps, the partitions they go to (None: no partitions file, so nothing is
+    capped or split), and every problem found before submission."""
+
+    jobs: list[SweepJob]
+    partitions: Partitions | None
+    problems: list[str]
+
+    def room(self, config: dict, hardware: str, n_gpus: int) -> Room | None:
+        """The partition a job on `hardware` with n_gpus GPUs is capped by (None: no cap)."""
+        return self.partitions.room(*_job_gpus(config, hardware, n_gpus)) if self.partitions else None
+
+
+def plan_cluster(config: dict, sweeps: Iterable[Sweep], argv: list[str], overrides: Mapping[str, object],
+                 tune_gpu_counts: dict[str, list[int]] | None = None,
+                 environ: Mapping[str, str] | None = None, roots: Iterable[Path | str | None] = ()) -> ClusterPlan:
+    """The sweep jobs of this run and every cluster problem, before any job is submitted. A runtime
+    or mem_mb set on the sweeps from outside (set-resources) replaces the estimate: then the sweeps
+    are neither split nor checked on it."""
+    sweeps = list(sweeps)
     problems = check_sweep_overrides(config, overrides)
-    path = partition_file(argv, environ)
+    partitions = None
+    path = partition_file(argv, environ, roots)
     if path is not None:
         try:
-            problems += check_partitions(config, sweeps, load_partitions(path), str(path))
+            partitions = Partitions(load_partitions(path), str(path))
         except ValueError as exc:
             problems.append(str(exc))
-    return problems
+    jobs = []
+    for sweep in sweeps:
+        room = partitions.room(*_job_gpus(config, sweep.hardware, sweep.n_gpus)) if partitions else None
+        cap = room.max_runtime if room is not None and "runtime" not in overrides else math.inf
+        jobs += sizing.split(config, sweep, cap)
+    if partitions is not None:
+        problems += check_partitions(config, sweeps, partitions.limits, partitions.source)
+        problems += check_sizes([sweep_need(config, job) for job in jobs], partitions,
+                                runtime="runtime" not in overrides, memory="mem_mb" not in overrides)
+        if tune_gpu_counts:
+            problems += check_sizes([tune_need(config, tune_gpu_counts)], partitions)
+    return ClusterPlan(jobs, partitions, problems)

@@ -176,8 +176,8 @@ class Supervisor:
     lock from construction to `close()`: one writer per folder."""
 
     def __init__(self, config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, *,
-                 faults: dict | None = None, log: Callable[[str], None] = print, worker_stderr=None,
-                 lock_wait_s: float = 3600.0):
+                 tokens: int | None = None, faults: dict | None = None, log: Callable[[str], None] = print,
+                 worker_stderr=None, lock_wait_s: float = 3600.0):
         self.config, self.sweep, self.sweep_dir = config, sweep, Path(sweep_dir)
         self.faults = faults or {}  # TrialKey -> fault, for tests of the fault handling only
         self.log, self.worker_stderr = log, worker_stderr
@@ -194,9 +194,23 @@ class Supervisor:
         # What a trial's figures depend on: a record made with other settings is measured again.
         self.measurement_settings = {k: config[k] for k in ("dtype", "benchmark", "warmup")}
         self.measurement_settings["engine_args"] = config["engine_args"].get(sweep.engine, {})
+        # The max_new_tokens this supervisor measures: all of the sweep's, or one (a job of a split
+        # sweep, live tuning). It is the one writer of their trial folders (t<tokens>/) while it lives.
+        self.tokens = sorted(config["max_new_tokens"]) if tokens is None else [tokens]
         self.watch = SnakemakeWatch()
-        self.lock = FolderLock(self.sweep_dir, wait_s=lock_wait_s, log=lambda line: log(f"[{self._name()}] {line}"))
-        self.lock.acquire()
+        self.locks = []
+        try:
+            for t in self.tokens:
+                self.locks.append(FolderLock(self.sweep_dir / f"t{t}", wait_s=lock_wait_s,
+                                             log=lambda line: log(f"[{self._name()}] {line}")).acquire())
+        except BaseException:
+            self._release_locks()
+            raise
+
+    def _release_locks(self) -> None:
+        for lock in self.locks:
+            lock.release()
+        self.locks = []
 
     # -- the worker ----------------------------------------------------------------------------
     def _start_worker(self) -> None:
@@ -388,20 +402,20 @@ class Supervisor:
         return done
 
     def close(self, graceful: bool = True) -> None:
-        """Stop the worker (and free the devices it holds), then the folder's lock."""
+        """Stop the worker (and free the devices it holds), then the trial folders' locks."""
         if self.worker is not None:
             if graceful:
                 self.worker.stop()
             else:
                 self.worker.kill()
             self.worker = None
-        self.lock.release()
+        self._release_locks()
 
     def run(self) -> SweepSummary:
         """Every configuration in rounds: round r runs repetition r of each configuration whose
         repetitions have not stopped (a fixed count, or the adaptive policy's confidence target)."""
         started = time.monotonic()
-        plan = configurations(self.config)
+        plan = [c for c in configurations(self.config) if c[0] in self.tokens]
         done: dict[tuple[int, int], list[dict]] = {c: [] for c in plan}
         stopped: dict[tuple[int, int], str] = {}
         oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
@@ -442,9 +456,12 @@ class Supervisor:
         return self.summary
 
 
-def run_sweep(config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, **kwargs) -> dict:
-    """Run one sweep into `sweep_dir` (one JSON per trial) and write its manifest,
-    `sweep_dir/sweep.json` (the Snakemake output), listing every trial relative to that folder."""
-    summary = Supervisor(config, sweep, sweep_dir, benchmark_file, **kwargs).run().to_json()
-    atomic.write_text(Path(sweep_dir) / MANIFEST_NAME, json.dumps(summary, indent=1) + "\n")
+def run_sweep(config: dict, sweep: Sweep, sweep_dir: Path, benchmark_file: Path, *,
+              tokens: int | None = None, manifest: Path | None = None, **kwargs) -> dict:
+    """Run one sweep (or, one job of a split sweep, its trials at max_new_tokens `tokens`) into
+    `sweep_dir` (one JSON per trial) and write its manifest (the Snakemake output; default
+    `sweep_dir/sweep.json`), listing every trial it ran or kept relative to that folder."""
+    summary = Supervisor(config, sweep, sweep_dir, benchmark_file, tokens=tokens, **kwargs).run().to_json()
+    manifest = Path(sweep_dir) / MANIFEST_NAME if manifest is None else Path(manifest)
+    atomic.write_text(manifest, json.dumps(summary, indent=1) + "\n")
     return summary

@@ -10,9 +10,10 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 
 from snakemake.exceptions import WorkflowError
 
-from infpop.cluster import planning_problems
+from infpop import sizing
+from infpop.cluster import plan_cluster
 from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
-from infpop.grid import plan, trial_keys
+from infpop.grid import Sweep, plan
 from infpop.optimise.rq5 import applicable_directions
 from infpop.optimise.tune import tune_space
 from infpop.paper import HARDWARE as PAPER_HARDWARE
@@ -40,10 +41,18 @@ def _resource_overrides(rule):
     return values
 
 
-# What the profile asks of the cluster, against the plan: a sweep no node can take stops here.
-_CLUSTER_PROBLEMS = planning_problems(CONFIG, SWEEPS, sys.argv, _resource_overrides("sweep"))
-if _CLUSTER_PROBLEMS:
-    sys.exit("InfPop: the cluster cannot run this plan:\n" + "\n".join(f"  {p}" for p in _CLUSTER_PROBLEMS))
+def _tune_gpu_counts():
+    """{engine: the GPU counts live tuning searches}."""
+    return {engine: list(tune_space(CONFIG, engine).n_gpus) for engine in CONFIG["optimisation"]["tune"]["engines"]}
+
+
+# What the profile asks of the cluster, against the plan: a sweep no node can take stops here. With
+# a partitions file, a sweep estimated to outlast its partition becomes one job per max_new_tokens.
+# (Relative paths on the command line: from where Snakemake was started, which --directory left.)
+CLUSTER = plan_cluster(CONFIG, SWEEPS, sys.argv, _resource_overrides("sweep"), _tune_gpu_counts(),
+                       roots=[os.environ.get("PWD"), workflow.basedir])
+if CLUSTER.problems:
+    sys.exit("InfPop: the cluster cannot run this plan:\n" + "\n".join(f"  {p}" for p in CLUSTER.problems))
 PLAN_FILE = f"{RESULTS}/plan.csv"
 MEASURED_TRIALS = f"{RESULTS}/measured/trials.csv"
 PAPER_TRIALS = f"{RESULTS}/paper/trials.csv"
@@ -56,13 +65,15 @@ DATASETS = ["measured"] + (["paper"] if CONFIG["paper_data"]["replay"] else [])
 BENCHMARK_FILE = f"resources/data/{CONFIG['benchmark']['name']}.jsonl.gz"
 BUILT_MODEL_DIR = f"{BUILT_MODELS_DIR}/{{model}}"  # where models with `build` go (checked by load_config)
 # What the measurements depend on (the sweeps' and the plan's params): changing the analysis or
-# the replay settings must not make Snakemake re-run the measurement jobs.
-MEASUREMENT_CONFIG = {k: v for k, v in CONFIG.items() if k not in ("analysis", "paper_data", "optimisation")}
+# the replay settings (or the jobs' runtime estimate) must not make Snakemake re-run the measurement jobs.
+MEASUREMENT_CONFIG = {k: v for k, v in CONFIG.items()
+                      if k not in ("analysis", "paper_data", "optimisation", "runtime_estimate")}
 # What the replayed optimisation reads (live tuning's settings apart), and what live tuning reads.
 OPTIMISATION_REPLAY_CONFIG = {k: v for k, v in CONFIG["optimisation"].items() if k != "tune"}
 TUNE_CONFIG = {**MEASUREMENT_CONFIG, "optimisation": {"tune": CONFIG["optimisation"]["tune"]}}
-# One folder per sweep; its manifest (the sweep rule's output) lists the trial JSONs beside it.
-SWEEP_MANIFEST = f"{RESULTS}/trials/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}/sweep.json"
+# One folder per sweep; its manifest (the sweep rule's output) lists the trial JSONs beside it. A
+# sweep split into jobs (`part` _t<max_new_tokens>, else empty) has a manifest per job.
+SWEEP_MANIFEST = f"{RESULTS}/trials/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}/sweep{{part}}.json"
 
 
 wildcard_constraints:
@@ -71,11 +82,18 @@ wildcard_constraints:
     engine="|".join(CONFIG["engines"]),
     model="|".join(CONFIG["models"]),
     n_gpus=r"\d+",
+    part=sizing.PART_PATTERN,
 
 
 def sweep_manifests():
-    """The manifest of every sweep in the plan (the sweep rule's outputs)."""
-    return [SWEEP_MANIFEST.format(**vars(sweep)) for sweep in SWEEPS]
+    """The manifest of every sweep job in the plan (the sweep rule's outputs)."""
+    return [SWEEP_MANIFEST.format(**vars(job.sweep), part=job.part) for job in CLUSTER.jobs]
+
+
+def sweep_job(wildcards):
+    """The sweep job of a sweep rule's wildcards (its trials: all, or one max_new_tokens's)."""
+    sweep = Sweep(wildcards.hardware, wildcards.engine, wildcards.model, int(wildcards.n_gpus))
+    return sizing.SweepJob(sweep, sizing.part_tokens(wildcards.part))
 
 
 def built_model_seed(wildcards):
@@ -126,22 +144,25 @@ def sweep_gpu_model(wildcards):
     return sweep_hardware(wildcards).get("gpu_model")
 
 
-def model_mem_mb(model, attempt):
-    """Host memory: 4 GiB plus the model's weights at 2 bytes a parameter (more for float32),
-    times the attempt: a job killed for memory gets more on its retry."""
-    bytes_per_param = 4 if CONFIG["dtype"] == "float32" else 2
-    billions = CONFIG["models"][model].get("params_billion") or 0
-    return int((4096 + billions * bytes_per_param * 1024) * attempt)
+def _cap(hardware, n_gpus, limit):
+    """A limit (max_runtime, max_mem_mb) of the partition a job goes to; inf without a partitions file."""
+    room = CLUSTER.room(CONFIG, hardware, n_gpus)
+    return getattr(room, limit) if room is not None else float("inf")
 
 
 def sweep_mem_mb(wildcards, attempt):
-    return model_mem_mb(wildcards.model, attempt)
+    """Host memory (infpop/sizing.py): the weights plus the engine's processes (vLLM: one per GPU
+    and the engine core), times the attempt (a job killed for memory gets more on its retry), never
+    above the partition's max_mem_mb."""
+    estimate = sizing.host_memory_mb(CONFIG, wildcards.model, wildcards.engine, int(wildcards.n_gpus))
+    return sizing.request(estimate, attempt, _cap(wildcards.hardware, int(wildcards.n_gpus), "max_mem_mb"))
 
 
 def sweep_runtime(wildcards, attempt):
-    """Minutes: every trial at its time limit plus the loads, doubled on each retry."""
-    seconds = CONFIG["load_timeout_s"] + len(trial_keys(CONFIG)) * CONFIG["trial_timeout_s"]
-    return int(seconds / 60 * attempt) + 1
+    """Minutes: the config's runtime_estimate for the job's trials and load, times the attempt,
+    never above the partition's max_runtime (infpop/sizing.py)."""
+    estimate = sizing.sweep_minutes(CONFIG, sweep_job(wildcards))
+    return sizing.request(estimate, attempt, _cap(wildcards.hardware, int(wildcards.n_gpus), "max_runtime"))
 
 
 # -- analysis ------------------------------------------------------------------------------------
@@ -270,7 +291,7 @@ def tune_gpus(wildcards):
     """The most GPUs a tuning trial may use (a resource, like a sweep's)."""
     if _tune_hardware()["kind"] != "gpu":
         return 0
-    return max(g for engine in TUNE_ENGINES for g in tune_space(CONFIG, engine).n_gpus)
+    return max(g for counts in _tune_gpu_counts().values() for g in counts)
 
 
 def tune_gpu_model(wildcards):
@@ -279,12 +300,15 @@ def tune_gpu_model(wildcards):
 
 
 def tune_mem_mb(wildcards, attempt):
-    return model_mem_mb(CONFIG["optimisation"]["tune"]["model"], attempt)
+    """As a sweep's, for the engine and GPU count that need the most."""
+    estimate = sizing.tune_memory_mb(CONFIG, _tune_gpu_counts())
+    hardware = CONFIG["optimisation"]["tune"]["hardware"]
+    return sizing.request(estimate, attempt, _cap(hardware, tune_gpus(wildcards), "max_mem_mb"))
 
 
 def tune_runtime(wildcards, attempt):
-    """Minutes: a model load per GPU count and every evaluation at its time limit, doubled on retry."""
-    tune = CONFIG["optimisation"]["tune"]
-    loads = sum(len(tune["n_gpus"] or CONFIG["n_gpus"][engine]) for engine in TUNE_ENGINES)
-    seconds = loads * CONFIG["load_timeout_s"] + len(TUNE_ENGINES) * tune["budget"] * CONFIG["trial_timeout_s"]
-    return int(seconds / 60 * attempt) + 1
+    """Minutes: a model load per engine and GPU count, and `budget` trials per engine (the config's
+    runtime_estimate), times the attempt, never above the partition's max_runtime."""
+    estimate = sizing.tune_minutes(CONFIG, _tune_gpu_counts())
+    hardware = CONFIG["optimisation"]["tune"]["hardware"]
+    return sizing.request(estimate, attempt, _cap(hardware, tune_gpus(wildcards), "max_runtime"))

@@ -14,6 +14,8 @@ rule plan:
         "../workflow/scripts/plan.py"
 
 
+# A sweep is one job, or (when a partition's max_runtime is too short for it) one job per
+# max_new_tokens, `part` _t<max_new_tokens>: the same trial JSONs, a manifest per job.
 rule sweep:
     input:
         benchmark=BENCHMARK_FILE,
@@ -21,9 +23,9 @@ rule sweep:
     output:
         manifest=SWEEP_MANIFEST,
     log:
-        f"{RESULTS}/logs/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}.log",
+        f"{RESULTS}/logs/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}{{part}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}.tsv"
+        f"{RESULTS}/benchmarks/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}{{part}}.tsv"
     params:
         config=MEASUREMENT_CONFIG,
     threads: sweep_threads

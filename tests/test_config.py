@@ -46,6 +46,12 @@ def test_input_is_not_modified(tiny_model):
         ({"n_gpus": {"hf": [1], "sglang": [1]}}, "config key 'n_gpus'"),
         ({"trial_timeout_s": 0}, "config key 'trial_timeout_s'"),
         ({"max_new_tokens": [-5]}, "config key 'max_new_tokens[0]'"),
+        ({"runtime_estimate": {"hf": {"trial_s": 0}}},
+         "config key 'runtime_estimate.hf.trial_s': 0 is less than or equal to the minimum of 0"),
+        ({"runtime_estimate": {"safety_factor": 0.5}},
+         "config key 'runtime_estimate.safety_factor': 0.5 is less than the minimum of 1"),
+        ({"runtime_estimate": {"sglang": {"trial_s": 5}}}, "unknown key 'sglang' under 'runtime_estimate'"),
+        ({"runtime_estimate": {"vllm": {"trial": 5}}}, "unknown key 'trial' under 'runtime_estimate.vllm'"),
     ],
 )
 def test_bad_values_name_the_key(tiny_model, overrides, expected):
@@ -141,6 +147,8 @@ def test_paper_config_is_the_papers_grid():
     assert sum(r["n_trials"] for r in rows) == 10_560
     assert len(config["models"]) == 20 and config["dtype"] == "float16"
     assert config["benchmark"]["order"] == "length_ascending"
+    # vLLM as the paper's script built it: 85% of GPU memory, no prefix caching (vLLM 0.32 has it on)
+    assert config["engine_args"]["vllm"] == {"gpu_memory_utilization": 0.85, "enable_prefix_caching": False}
     assert all("hf_id" in spec and spec["params_billion"] and spec["humaneval_pass1"]
                for spec in config["models"].values())
 

@@ -92,6 +92,29 @@ def test_interrupted_sweep_resumes_where_it_stopped(tmp_path, config_for, benchm
     assert (tmp_path / TrialKey(3, 1, 0).relpath).read_bytes() == first
 
 
+def test_a_split_sweep_writes_the_same_trials_and_a_manifest_per_job(tmp_path, config_for, benchmark_file):
+    """The jobs of a sweep split by max_new_tokens (infpop/sizing.py) each run their own trials into
+    the sweep's folder and list them in their own manifest; the whole sweep then has nothing to run."""
+    from infpop.aggregate import collect_rows
+    from infpop.sizing import SweepJob
+
+    config = config_for(batch_sizes=[1, 4], max_new_tokens=[2, 3], analysis={"max_new_tokens": 3})
+    manifests = []
+    for tokens in (2, 3):
+        job = SweepJob(SWEEP, tokens)
+        manifest = tmp_path / f"sweep{job.part}.json"
+        summary = run_sweep(config, SWEEP, tmp_path, benchmark_file, tokens=job.max_new_tokens,
+                            manifest=manifest, log=lambda line: None)
+        assert sorted(summary["trials"]) == [f"t{tokens}/b1_r0.json", f"t{tokens}/b4_r0.json"]
+        assert summary["model_loads"] == 1 and manifest.is_file()
+        manifests.append(manifest)
+    assert not (tmp_path / "sweep.json").exists()
+    assert sorted((r["max_new_tokens"], r["batch_size"]) for r in collect_rows(manifests)) == \
+        [(2, 1), (2, 4), (3, 1), (3, 4)]
+    whole = run_sweep(config, SWEEP, tmp_path, benchmark_file, log=lambda line: None)
+    assert whole["reused_trials"] == 4 and whole["model_loads"] == 0
+
+
 def test_corrupt_trial_file_is_rerun_with_a_warning(tmp_path, config_for, benchmark_file):
     config = config_for(batch_sizes=[1])
     path = (tmp_path / TrialKey(3, 1, 0).relpath)
@@ -192,7 +215,7 @@ def test_a_second_writer_waits_for_the_folder_then_fails_clearly(tmp_path, confi
     from infpop.sweep import Supervisor
 
     config = config_for(batch_sizes=[1])
-    holder = FolderLock(tmp_path).acquire()
+    holder = FolderLock(tmp_path / "t3").acquire()  # the trial folder the sweep writes
     lines = []
     with pytest.raises(FolderBusy, match=rf"is being measured by pid {os.getpid()} on .*; waited \d+ s"):
         Supervisor(config, SWEEP, tmp_path, benchmark_file, log=lines.append, lock_wait_s=1)

@@ -8,6 +8,7 @@ from pathlib import Path
 from infpop import devices
 from infpop.grid import Sweep
 from infpop.locks import FolderBusy, SnakemakeGone
+from infpop.sizing import SweepJob, part_tokens
 from infpop.sweep import SweepError, run_sweep
 
 # Snakemake and SLURM stop a job with SIGTERM: exit through the supervisor's cleanup, which kills
@@ -16,6 +17,7 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 wc = snakemake.wildcards
 sweep = Sweep(wc.hardware, wc.engine, wc.model, int(wc.n_gpus))
+job = SweepJob(sweep, part_tokens(wc.part))  # the whole sweep, or its trials at one max_new_tokens
 
 with open(snakemake.log[0], "a", buffering=1) as log:
 
@@ -35,10 +37,11 @@ with open(snakemake.log[0], "a", buffering=1) as log:
             if claimed is not None:
                 os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, claimed))
                 progress(f"[{sweep.relpath}] GPUs {os.environ['CUDA_VISIBLE_DEVICES']} (free device slots)")
-            summary = run_sweep(snakemake.params.config, sweep, Path(snakemake.output.manifest).parent,
-                                snakemake.input.benchmark, log=progress, worker_stderr=log)
+            manifest = Path(snakemake.output.manifest)
+            summary = run_sweep(snakemake.params.config, sweep, manifest.parent, snakemake.input.benchmark,
+                                tokens=job.max_new_tokens, manifest=manifest, log=progress, worker_stderr=log)
     except (SweepError, devices.NoFreeDevices, FolderBusy, SnakemakeGone) as exc:
         progress(f"[{sweep.relpath}] cannot run here: {exc}")
         sys.exit(1)
-    progress(f"[{sweep.relpath}] done: {len(summary['trials'])} trials, {summary['model_loads']} model load(s), "
+    progress(f"[{job.name}] done: {len(summary['trials'])} trials, {summary['model_loads']} model load(s), "
              f"wall {summary['wall_seconds']:.1f} s, harness overhead {summary['harness_overhead'] or 0:.2f}")

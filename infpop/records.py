@@ -21,7 +21,7 @@ TIDY_COLUMNS = [
     "throughput_tokens_per_s", "generated_tokens", "prompt_tokens", "prompts", "batches",
     "batches_completed", "generation_seconds", "load_seconds", "latency_p50_s", "latency_p95_s",
     "peak_memory_bytes", "peak_memory_kind", "gpu_name", "n_gpus_seen", "engine_version",
-    "git_commit", "error", "path",
+    "model_revision", "git_commit", "error", "path",
 ]
 
 
@@ -98,6 +98,7 @@ def tidy_row(record: dict, path: str | None = None) -> dict:
         "gpu_name": gpus[0]["name"] if gpus else None,
         "n_gpus_seen": len(gpus),
         "engine_version": libraries.get(record["engine"]) or libraries.get("transformers"),
+        "model_revision": record.get("model_revision"),  # absent from records made before it existed
         "git_commit": env.get("git_commit"),
         "error": record["error"],
         "path": path,

@@ -10,8 +10,10 @@ import pytest
 
 from conftest import make_config
 from fake_hub import GRANTED_TOKEN, FakeHub
-from infpop import hub
+from infpop import hub, records
 from infpop.config import load_config
+from infpop.grid import Sweep
+from infpop.sweep import SweepError, run_sweep
 
 TINY = "test-org/tiny-llama"
 GATED = "test-org/gated-llama"
@@ -115,3 +117,25 @@ def test_gated_missing_and_unknown_revision_fail_in_one_line(fake_hub, online, m
         f"of {fake_hub.url}/{TINY})")
     assert "cannot reach the hub at http://127.0.0.1:9" in _failure(fake_hub, TINY, endpoint="http://127.0.0.1:9")
     assert not (tmp_path / "unused" / "m.json").exists()
+
+
+def test_a_sweep_of_a_model_not_downloaded_stops_with_the_command(tmp_path, tiny_model, benchmark_file):
+    config = hub_config(tiny_model, tmp_path / "hub")
+    with pytest.raises(SweepError, match=r"model 'tiny' has not been downloaded .*: run `snakemake .*tiny.json`"):
+        run_sweep(config, Sweep("cpu", "hf", "tiny", 1), tmp_path / "trials", benchmark_file)
+
+
+@pytest.mark.slow
+def test_a_trial_of_another_snapshot_is_measured_again(fake_hub, online, tmp_path, tiny_model, benchmark_file):
+    hub.download("tiny", TINY, None, tmp_path / "hub", log=lambda line: None, endpoint=fake_hub.url)
+    config = dict(hub_config(tiny_model, tmp_path / "hub"), batch_sizes=[1])
+    sweep, trials = Sweep("cpu", "hf", "tiny", 1), tmp_path / "trials"
+    run_sweep(config, sweep, trials, benchmark_file, log=lambda line: None)
+    path = next(trials.rglob("b1_r0.json"))
+    record = records.read(path)
+    assert (record["status"], record["model_source"], record["model_revision"]) == ("ok", TINY, fake_hub.repos[TINY].commit)
+    records.write_atomic(path, dict(record, model_revision="an older commit"))
+    lines = []
+    summary = run_sweep(config, sweep, trials, benchmark_file, log=lines.append)
+    assert summary["reused_trials"] == 0 and records.read(path)["model_revision"] == record["model_revision"]
+    assert any("measured with other settings (model revision)" in line for line in lines)

@@ -4,11 +4,17 @@ huggingface_hub as the hub does, and HF_ENDPOINT points at it."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import re
+import subprocess
+import sys
 
 import pytest
+import yaml
 
-from conftest import make_config
+from conftest import REPO, make_config
 from fake_hub import GRANTED_TOKEN, FakeHub
 from infpop import hub, records
 from infpop.config import load_config
@@ -139,3 +145,81 @@ def test_a_trial_of_another_snapshot_is_measured_again(fake_hub, online, tmp_pat
     summary = run_sweep(config, sweep, trials, benchmark_file, log=lines.append)
     assert summary["reused_trials"] == 0 and records.read(path)["model_revision"] == record["model_revision"]
     assert any("measured with other settings (model revision)" in line for line in lines)
+
+
+def _snakemake(args, cwd, env):
+    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _hub_env(fake_hub, tmp_path) -> dict:
+    """The environment of the machine that runs Snakemake: online, the hub at HF_ENDPOINT, no token."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    return {**env, "HF_ENDPOINT": fake_hub.url, "HF_HOME": str(tmp_path / "hf-home")}
+
+
+def _write_config(tmp_path, models) -> str:
+    config = make_config("unused", models=models, batch_sizes=[1], max_new_tokens=[5],
+                         analysis={"max_new_tokens": 5}, benchmark={"limit": 8})
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def test_download_rule_fails_gated_and_missing_models_alone_in_one_line(fake_hub, tmp_path):
+    config = _write_config(tmp_path, {"tiny": {"hf_id": TINY}, "gated": {"hf_id": GATED},
+                                      "missing": {"hf_id": "test-org/no-such-model"}})
+    targets = [f"resources/hub/{key}.json" for key in ("tiny", "gated", "missing")]
+    done = _snakemake(["--cores", "1", "--keep-going", "--configfile", config, "--directory", str(tmp_path),
+                       *targets], tmp_path, _hub_env(fake_hub, tmp_path))
+    assert done.returncode != 0
+    assert json.loads((tmp_path / "resources/hub/tiny.json").read_text())["commit"] == fake_hub.repos[TINY].commit
+    assert not (tmp_path / "resources/hub/gated.json").exists()
+    gated = f"InfPop: model 'gated' ({GATED}) is gated: accept its licence at {fake_hub.url}/{GATED}, then set HF_TOKEN"
+    missing = f"InfPop: model 'missing' (test-org/no-such-model) was not found on {fake_hub.url}: " \
+              f"check models.missing.hf_id in {config}"
+    for key, line in (("gated", gated), ("missing", missing)):
+        assert line in done.stderr
+        log = (tmp_path / f"results/logs/download_model/{key}.log").read_text()
+        assert line in log and "Traceback" not in log
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_end_to_end_hub_model_downloaded_once_and_measured_offline(fake_hub, tmp_path):
+    """A model given as hf_id through the pipeline: the download rule fetches it once from the
+    (local) hub, the sweep loads the snapshot with the hub offline, and every trial and the
+    trials table carry the snapshot's commit. With the hub gone the sweep still runs."""
+    commit = fake_hub.repos[TINY].commit
+    config = _write_config(tmp_path, {"tiny-llama": {"hf_id": TINY}})
+    target = "results/measured/trials.csv"
+    args = ["--cores", "2", "--configfile", config, "--directory", str(tmp_path), target]
+    env = _hub_env(fake_hub, tmp_path)
+    done = _snakemake(args, tmp_path, env)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    assert re.search(r"^download_model\s+1$", done.stderr, re.M)  # the job stats
+    manifest = json.loads((tmp_path / "resources/hub/tiny-llama.json").read_text())
+    assert manifest["commit"] == commit
+    assert "downloaded: " in (tmp_path / "results/logs/download_model/tiny-llama.log").read_text()
+    # Only the download reached the hub: one look-up of the revision, no request from the engine.
+    assert [r["path"] for r in fake_hub.requests if "/revision/" in r["path"]] == [f"/api/models/{TINY}/revision/main"]
+    assert not [r for r in fake_hub.requests if "transformers" in r["user_agent"]]
+
+    sweep_dir = tmp_path / "results/trials/cpu/hf/tiny-llama/g1"
+    record = records.read(sweep_dir / "t5/b1_r0.json")
+    assert record["status"] == "ok" and record["model_source"] == TINY and record["model_revision"] == commit
+    with open(tmp_path / target) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["model"], r["model_revision"], r["status"]) for r in rows] == [("tiny-llama", commit, "ok")]
+
+    # The hub gone (a compute node without internet): the trial is measured again from the
+    # snapshot, and nothing is downloaded again.
+    fake_hub.stop()
+    (sweep_dir / "t5/b1_r0.json").unlink()
+    (sweep_dir / "sweep.json").unlink()
+    again = _snakemake([*args[:-1], str((sweep_dir / "sweep.json").relative_to(tmp_path))], tmp_path, env)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]
+    assert "download_model" not in again.stderr and re.search(r"^sweep\s+1$", again.stderr, re.M)
+    assert records.read(sweep_dir / "t5/b1_r0.json")["model_revision"] == commit
+    assert f"loading {TINY} at {commit}" in (tmp_path / "results/logs/sweep/cpu/hf/tiny-llama/g1.log").read_text()

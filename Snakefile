@@ -24,10 +24,12 @@ include: "rules/report.smk"
 
 
 # Every rule but the sweeps runs on the machine that runs Snakemake, also on a cluster: they are
-# light (data, plan, tables, statistics, the report). A new rule that runs trials is left out.
+# light (data, plan, tables, statistics, the report), or need the internet (model downloads). A
+# new rule that runs trials is left out.
 localrules:
     benchmark_data,
     tiny_model,
+    download_model,
     plan,
     aggregate,
     import_paper,

@@ -154,7 +154,8 @@ def model_dir(spec: dict) -> Path | None:
 
 
 def model_source(spec: dict) -> str:
-    """What the engines load: the HuggingFace id unchanged, or the local directory."""
+    """Where a model comes from, as trial records name it: the HuggingFace id, or the local
+    directory. (An hf_id model is loaded from its downloaded snapshot: infpop.hub.model_files.)"""
     return spec["hf_id"] if "hf_id" in spec else str(model_dir(spec))
 
 
@@ -169,9 +170,16 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         directory = model_dir(spec)
         if directory is not None and "build" not in spec and not directory.is_dir():
             problems.append((["models", key, "path"], f"model directory does not exist: {directory}"))
+        if "revision" in spec and "hf_id" not in spec:
+            problems.append((["models", key, "revision"], "a revision applies to hf_id models only (a local "
+                                                          "directory is loaded as it is)"))
     repetitions = config["repetitions"]
     if isinstance(repetitions, dict) and repetitions["min"] > repetitions["max"]:
         problems.append((["repetitions", "min"], f"min {repetitions['min']} is more than max {repetitions['max']}"))
+    models_dir = Path(config["models_dir"]).expanduser()
+    if models_dir.exists() and not models_dir.is_dir():
+        problems.append((["models_dir"], f"'{config['models_dir']}' exists and is not a directory: hf_id models "
+                                         f"are downloaded into a folder there"))
     for engine in config["n_gpus"]:
         if engine not in config["engines"]:
             problems.append((["n_gpus", engine], f"engine '{engine}' is not in 'engines' {config['engines']}"))

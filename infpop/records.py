@@ -23,7 +23,7 @@ TIDY_COLUMNS = [
     "throughput_tokens_per_s", "generated_tokens", "prompt_tokens", "prompts", "batches",
     "batches_completed", "generation_seconds", "load_seconds", "latency_p50_s", "latency_p95_s",
     "peak_memory_bytes", "peak_memory_kind", "gpu_name", "n_gpus_seen", "engine_version",
-    "sequence", "prefix_caching", "prefix_cache_hit_rate", "offloaded", "git_commit", "error", "path",
+    "sequence", "prefix_caching", "prefix_cache_hit_rate", "offloaded", "model_revision", "git_commit", "error", "path",
 ]
 
 
@@ -117,6 +117,7 @@ def tidy_row(record: dict, path: str | None = None) -> dict:
         "prefix_caching": settings.get("enable_prefix_caching"),
         "prefix_cache_hit_rate": (record.get("engine_metrics") or {}).get("prefix_cache_hit_rate"),
         "offloaded": settings.get("offloaded"),
+        "model_revision": record.get("model_revision"),  # absent from records made before it existed
         "git_commit": env.get("git_commit"),
         "error": record["error"],
         "path": path,

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from infpop import atomic, records
+from infpop import atomic, hub, records
 from infpop.benchmark import load_prompts
 from infpop.config import model_source
 from infpop.grid import Sweep, TrialKey, configurations
@@ -56,9 +56,14 @@ def _now() -> str:
 
 
 def worker_environment(config: dict, sweep: Sweep, base: dict | None = None) -> dict:
-    """Environment of a worker: the devices it may use, and on the CPU how vLLM ranks share cores."""
+    """Environment of a worker: the hub offline, the devices it may use, and on the CPU how vLLM
+    ranks share cores."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
+    # Workers load local folders only (hf_id models from the snapshot download_model fetched):
+    # compute nodes often have no internet, and a load must never fetch or re-resolve weights.
+    env["HF_HUB_OFFLINE"] = "1"
+    env["TRANSFORMERS_OFFLINE"] = "1"
     hardware = config["hardware"][sweep.hardware]
     if hardware["kind"] == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU trial on a GPU box stays on the CPU
@@ -183,7 +188,11 @@ class Supervisor:
         self.log, self.worker_stderr = log, worker_stderr
         hardware = config["hardware"][sweep.hardware]
         self.device = "cpu" if hardware["kind"] == "cpu" else "cuda"
-        self.source = model_source(config["models"][sweep.model])
+        self.source = model_source(config["models"][sweep.model])  # what the records name: the hub id or folder
+        try:  # what the engines load, and the hub commit that is (None for a local model)
+            self.model_path, self.revision = hub.model_files(config, sweep.model)
+        except hub.SnapshotMissing as exc:
+            raise SweepError(str(exc)) from None
         bench = config["benchmark"]
         self.prompts = load_prompts(benchmark_file, bench["order"], bench["seed"], bench["limit"])
         self.policy = Policy.from_config(config)
@@ -217,13 +226,14 @@ class Supervisor:
         """Start a worker, load the model and warm up; sets load_failure if that fails."""
         started = time.monotonic()
         deadline = started + self.config["load_timeout_s"]
-        self.log(f"[{self._name()}] loading {self.source} ({self.sweep.engine}, {self.sweep.n_gpus} "
+        self.log(f"[{self._name()}] loading {self.source}" + (f" at {self.revision}" if self.revision else "")
+                 + f" ({self.sweep.engine}, {self.sweep.n_gpus} "
                  f"{'GPU' if self.device == 'cuda' else 'rank'}(s), {self.config['dtype']})")
         worker = WorkerProcess(worker_environment(self.config, self.sweep), self.worker_stderr, self.watch)
         self.summary.model_loads += 1
         try:
             worker.send({"cmd": "load", "engine": self.sweep.engine, "hardware": self.sweep.hardware,
-                         "model_source": self.source, "n_gpus": self.sweep.n_gpus,
+                         "model_path": self.model_path, "n_gpus": self.sweep.n_gpus,
                          "dtype": self.config["dtype"], "device": self.device,
                          "engine_args": self.config["engine_args"].get(self.sweep.engine, {}),
                          "prompts": self.prompts})
@@ -288,7 +298,7 @@ class Supervisor:
         return {
             "schema_version": records.SCHEMA_VERSION,
             "hardware": self.sweep.hardware, "engine": self.sweep.engine, "model": self.sweep.model,
-            "model_source": self.source, "n_gpus": self.sweep.n_gpus,
+            "model_source": self.source, "model_revision": self.revision, "n_gpus": self.sweep.n_gpus,
             "max_new_tokens": key.max_new_tokens, "batch_size": batch_size, "rep": key.rep,
             "status": status,
             "counts": {"prompts": len(self.prompts), "batches": n_batches, "batches_completed": len(batches),
@@ -355,6 +365,8 @@ class Supervisor:
         changed = [k for k, v in self.measurement_settings.items() if record["config"].get(k) != v]
         if record["model_source"] != self.source:
             changed.append("model")
+        elif record.get("model_revision") != self.revision:  # other weights, or weights not recorded
+            changed.append("model revision")
         if changed:
             self.log(f"[{self._name()}] {path.name} was measured with other settings ({', '.join(changed)}); "
                      f"measuring it again")

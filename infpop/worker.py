@@ -93,7 +93,7 @@ class Worker:
         self.probe = None
 
     def load(self, msg: dict) -> None:
-        spec = EngineSpec(msg["model_source"], msg["n_gpus"], msg["dtype"], msg["device"], msg["engine_args"])
+        spec = EngineSpec(msg["model_path"], msg["n_gpus"], msg["dtype"], msg["device"], msg["engine_args"])
         engine_class = load_engine_class(msg["engine"])
         if spec.device == "cuda":
             import torch

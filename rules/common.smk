@@ -14,6 +14,7 @@ from infpop import sizing
 from infpop.cluster import plan_cluster
 from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
 from infpop.grid import Sweep, plan
+from infpop.hub import manifest_path
 from infpop.optimise.rq5 import applicable_directions
 from infpop.optimise.tune import tune_space
 from infpop.paper import HARDWARE as PAPER_HARDWARE
@@ -64,6 +65,10 @@ REPORT = f"{RESULTS}/report.html"
 DATASETS = ["measured"] + (["paper"] if CONFIG["paper_data"]["replay"] else [])
 BENCHMARK_FILE = f"resources/data/{CONFIG['benchmark']['name']}.jsonl.gz"
 BUILT_MODEL_DIR = f"{BUILT_MODELS_DIR}/{{model}}"  # where models with `build` go (checked by load_config)
+# hf_id models are downloaded once into models_dir; each one's manifest is what jobs depend on.
+MODELS_DIR = CONFIG["models_dir"]
+HUB_MODELS = [key for key, spec in CONFIG["models"].items() if "hf_id" in spec]
+MODEL_MANIFEST = str(manifest_path(MODELS_DIR, "{model}"))
 # What the measurements depend on (the sweeps' and the plan's params): changing the analysis or
 # the replay settings (or the jobs' runtime estimate) must not make Snakemake re-run the measurement jobs.
 MEASUREMENT_CONFIG = {k: v for k, v in CONFIG.items()
@@ -101,9 +106,30 @@ def built_model_seed(wildcards):
 
 
 def model_input(model):
-    """A local model directory is an input of the jobs that run it (built first when it has `build`)."""
+    """What the jobs that run a model need first: a local model's directory (built first when it
+    has `build`), or a hub model's download manifest (downloaded first)."""
     spec = CONFIG["models"][model]
-    return [spec["path"]] if "path" in spec else []
+    return [spec["path"]] if "path" in spec else [MODEL_MANIFEST.format(model=model)]
+
+
+def hub_models_pattern():
+    """The download rule's `model` wildcard: the hf_id models only (a regex that matches nothing
+    when there are none)."""
+    return "|".join(re.escape(key) for key in HUB_MODELS) or "(?!)"
+
+
+def model_hf_id(wildcards):
+    return CONFIG["models"][wildcards.model]["hf_id"]
+
+
+def model_revision(wildcards):
+    """The revision asked for (None: the main branch). A changed revision re-runs the download."""
+    return CONFIG["models"][wildcards.model].get("revision")
+
+
+def config_files():
+    """The config file(s) of this run, for messages naming the key to fix."""
+    return ", ".join(map(str, workflow.configfiles)) or None
 
 
 def sweep_model_input(wildcards):

@@ -77,6 +77,17 @@ def test_model_needs_exactly_one_source(tiny_model):
         load_config(make_config(tiny_model, models={"x": {"params_billion": 1}}))
 
 
+def test_hub_model_revision_and_models_dir(tiny_model, tmp_path):
+    config = load_config(make_config(tiny_model, models={"m": {"hf_id": "org/model", "revision": "v1.0"}}))
+    assert config["models_dir"] == "resources/hub" and config["models"]["m"]["revision"] == "v1.0"
+    with pytest.raises(ConfigError, match="config key 'models.tiny.revision': a revision applies to hf_id models only"):
+        load_config(make_config(tiny_model, models={"tiny": {"path": str(tiny_model), "revision": "main"}}))
+    a_file = tmp_path / "hub"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=f"config key 'models_dir': '{a_file}' exists and is not a directory"):
+        load_config(make_config(tiny_model, models_dir=str(a_file)))
+
+
 def test_built_model_must_live_where_the_rule_builds_it(tiny_model):
     models = {"tiny-llama": {"path": "elsewhere/tiny", "build": "tiny"}}
     with pytest.raises(ConfigError, match="built into 'resources/models/tiny-llama'"):

@@ -70,6 +70,16 @@ def test_tidy_row():
     assert set(row) == set(records.TIDY_COLUMNS)
     assert row["throughput_tokens_per_s"] == 40.0 and row["generated_tokens"] == 20
     assert row["latency_p50_s"] == pytest.approx(0.25) and row["engine_version"] == "5.19.0"
+    assert row["model_revision"] is None  # a record made before the snapshot commit was recorded
+
+
+def test_a_hub_model_record_carries_its_snapshot_commit(tmp_path):
+    commit = "0a5326441f9d47c1ccd8a416fa24fda5c72ade09"
+    path = tmp_path / "b2_r0.json"
+    records.write_atomic(path, a_record(model_source="org/model", model_revision=commit))
+    assert records.tidy_row(records.read(path))["model_revision"] == commit
+    with pytest.raises(records.RecordError, match="model_revision"):
+        records.write_atomic(path, a_record(model_revision=7))
 
 
 def test_trial_keys_run_batch_sizes_ascending_with_repetitions_interleaved(tiny_model):

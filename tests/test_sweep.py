@@ -151,6 +151,7 @@ def test_worker_environment(config_for):
     base = {"CUDA_VISIBLE_DEVICES": "3,5,6", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     env = worker_environment(cpu, Sweep("cpu", "vllm", "tiny", 2), base)
     assert env["CUDA_VISIBLE_DEVICES"] == "" and "OMP_NUM_THREADS" not in env and "MKL_NUM_THREADS" not in env
+    assert env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"  # workers never reach the hub
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= 2:
         assert len(env["VLLM_CPU_OMP_THREADS_BIND"].split("|")) == 2

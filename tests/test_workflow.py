@@ -38,9 +38,13 @@ def test_paper_dry_run_plans_320_sweeps_and_10560_trials(tmp_path):
     done = snakemake("-n", "--cores", "8", "--configfile", str(REPO / "configs/paper.yaml"),
                      "--directory", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert job_counts(done.stdout)["sweep"] == 320
+    counts = job_counts(done.stdout)
+    assert counts["sweep"] == 320
     # every sweep asks for its GPUs and GPU model as resources; so does live tuning (one job)
-    assert job_counts(done.stdout)["tune"] == 1
+    assert counts["tune"] == 1
+    # each of the 20 hf_id models is downloaded once, before its 16 sweeps (and live tuning's)
+    assert counts["download_model"] == 20 and counts["total"] == 368
+    assert len(re.findall(r"input: resources/data/\S+, resources/hub/Gemma-7b\.json\n", done.stdout)) == 16
     resources = re.findall(r"resources: .*?gpu=(\d+), gpu_model=(\w+)", done.stdout)
     assert len(resources) == 320 + 1
     assert {(int(n), model) for n, model in resources} == {(n, m) for n in (1, 2, 4, 8) for m in ("a100", "v100")}

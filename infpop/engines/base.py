@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 class EngineSpec:
     """What an engine needs to load a model."""
 
-    model_source: str  # HuggingFace id (unchanged) or a local directory
+    model_source: str  # the folder to load: a local model, or a hub model's downloaded snapshot
     n_gpus: int  # GPUs (tensor-parallel ranks for vLLM; visible devices for hf)
     dtype: str  # float16 | bfloat16 | float32 | auto
     device: str  # "cpu" or "cuda"

@@ -39,6 +39,7 @@ localrules:
     rq3_batch,
     rq4_hardware,
     discussion,
+    repetitions,
     comparison,
     hpo,
     optimiser_study,

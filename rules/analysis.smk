@@ -36,7 +36,7 @@ rule rq1_landscapes:
     log:
         f"{RESULTS}/logs/{{dataset}}/rq1.log",
     params:
-        settings=CONFIG["analysis"],
+        settings=analysis_settings,
     conda:
         analysis_env()
     script:
@@ -64,7 +64,7 @@ rule rq2_table2:
     log:
         f"{RESULTS}/logs/{{dataset}}/rq2_table2_{{hardware}}.log",
     params:
-        settings=CONFIG["analysis"],
+        settings=analysis_settings,
     wildcard_constraints:
         hardware=r"[A-Za-z0-9_-]+",
     conda:
@@ -92,7 +92,7 @@ rule rq2_anova:
     log:
         f"{RESULTS}/logs/{{dataset}}/rq2_anova.log",
     params:
-        settings=CONFIG["analysis"],
+        settings=analysis_settings,
     conda:
         analysis_env()
     script:
@@ -125,7 +125,7 @@ rule rq3_batch:
     log:
         f"{RESULTS}/logs/{{dataset}}/rq3.log",
     params:
-        settings=CONFIG["analysis"],
+        settings=analysis_settings,
     conda:
         analysis_env()
     script:
@@ -151,7 +151,7 @@ rule rq4_hardware:
     log:
         f"{RESULTS}/logs/{{dataset}}/rq4.log",
     params:
-        settings=CONFIG["analysis"],
+        settings=analysis_settings,
     conda:
         analysis_env()
     script:
@@ -171,7 +171,7 @@ rule discussion:
     log:
         f"{RESULTS}/logs/{{dataset}}/discussion.log",
     params:
-        settings=CONFIG["analysis"],
+        settings=analysis_settings,
         metadata=dataset_metadata,
     conda:
         analysis_env()
@@ -195,3 +195,31 @@ rule comparison:
         analysis_env()
     script:
         "../workflow/scripts/comparison.py"
+
+
+rule repetitions:
+    input:
+        trials=MEASURED_TRIALS,
+        manifests=sweep_manifests(),
+    output:
+        configurations=report(
+            f"{RESULTS}/measured/repetitions/configurations.csv",
+            caption="../workflow/report/repetitions.rst",
+            category="Repetitions and noise",
+        ),
+        noise=report(
+            f"{RESULTS}/measured/repetitions/noise.csv",
+            caption="../workflow/report/noise.rst",
+            category="Repetitions and noise",
+        ),
+        png=report(
+            f"{RESULTS}/measured/repetitions/noise.png",
+            caption="../workflow/report/noise_png.rst",
+            category="Repetitions and noise",
+        ),
+    log:
+        f"{RESULTS}/logs/measured/repetitions.log",
+    conda:
+        analysis_env()
+    script:
+        "../workflow/scripts/repetitions.py"

@@ -60,6 +60,7 @@ PAPER_TRIALS = f"{RESULTS}/paper/trials.csv"
 PAPER_REFERENCE = f"{workflow.basedir}/configs/paper_reference.csv"
 PROVENANCE = f"{RESULTS}/provenance.json"
 PROVENANCE_SWEEPS = f"{RESULTS}/provenance_sweeps.csv"
+REPETITION_TABLES = [f"{RESULTS}/measured/repetitions/{name}" for name in ("configurations.csv", "noise.csv")]
 REPORT = f"{RESULTS}/report.html"
 # Datasets analysed: our measurements and, unless turned off, the paper's published trials.
 DATASETS = ["measured"] + (["paper"] if CONFIG["paper_data"]["replay"] else [])
@@ -90,9 +91,11 @@ wildcard_constraints:
     part=sizing.PART_PATTERN,
 
 
-def sweep_manifests():
-    """The manifest of every sweep job in the plan (the sweep rule's outputs)."""
-    return [SWEEP_MANIFEST.format(**vars(job.sweep), part=job.part) for job in CLUSTER.jobs]
+def sweep_manifests(hardware=None, model=None):
+    """The manifest of every sweep job in the plan (the sweep rule's outputs), or of those of one
+    hardware and model."""
+    return [SWEEP_MANIFEST.format(**vars(job.sweep), part=job.part) for job in CLUSTER.jobs
+            if hardware in (None, job.sweep.hardware) and model in (None, job.sweep.model)]
 
 
 def sweep_job(wildcards):
@@ -199,6 +202,15 @@ def dataset_trials(wildcards):
     return PAPER_TRIALS if wildcards.dataset == "paper" else MEASURED_TRIALS
 
 
+def analysis_settings(wildcards):
+    """The analysis choices of a dataset. Our repetitions are replicates (by default); the paper's
+    published duplicates are re-runs of a sweep, not repetitions: its replay keeps the last, as
+    the paper did."""
+    if wildcards.dataset == "paper":
+        return {**CONFIG["analysis"], "duplicates": "last"}
+    return CONFIG["analysis"]
+
+
 def dataset_hardware(dataset):
     return sorted(set(PAPER_HARDWARE.values())) if dataset == "paper" else list(CONFIG["hardware"])
 
@@ -245,7 +257,7 @@ def analysis_targets():
     """Every analysis output: RQ1-RQ5, the discussion, the paper comparison, live tuning, and the
     provenance of the measurements (in the report too)."""
     targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion", "rq5") for t in rq_targets(rq)]
-    targets += [PROVENANCE, PROVENANCE_SWEEPS]
+    targets += [PROVENANCE, PROVENANCE_SWEEPS, *REPETITION_TABLES]
     if "paper" in DATASETS:
         targets.append(f"{RESULTS}/paper/comparison.csv")
     return targets + tune_targets()
@@ -307,6 +319,13 @@ def tune_env():
 
 def tune_model_input(wildcards):
     return model_input(CONFIG["optimisation"]["tune"]["model"])
+
+
+def tune_sweeps(wildcards):
+    """Live tuning runs after the sweeps of its hardware and model: it reuses their trials, and
+    two processes measuring on the same devices would disturb each other."""
+    tune = CONFIG["optimisation"]["tune"]
+    return sweep_manifests(tune["hardware"], tune["model"])
 
 
 def _tune_hardware():

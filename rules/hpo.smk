@@ -22,7 +22,7 @@ rule hpo:
     log:
         f"{RESULTS}/logs/{{dataset}}/rq5.log",
     params:
-        analysis=CONFIG["analysis"],
+        analysis=analysis_settings,
         optimisation=OPTIMISATION_REPLAY_CONFIG,
         modes=rq5_modes,
     threads: all_cores
@@ -52,7 +52,7 @@ rule optimiser_study:
     log:
         f"{RESULTS}/logs/{{dataset}}/optimiser_study.log",
     params:
-        analysis=CONFIG["analysis"],
+        analysis=analysis_settings,
         optimisation=OPTIMISATION_REPLAY_CONFIG,
     threads: all_cores
     conda:
@@ -65,6 +65,7 @@ rule tune:
     input:
         benchmark=BENCHMARK_FILE,
         model=tune_model_input,
+        sweeps=tune_sweeps,
     output:
         recommendations=report(
             f"{RESULTS}/tune/recommendations.csv",

@@ -40,6 +40,23 @@ def test_select_switches():
         select(TABLE, AnalysisSettings(duplicates="first"))
 
 
+def test_replicates_keep_every_repetition_and_give_the_statistics_their_spread():
+    from infpop.analysis.rq import rq2_anova, rq3_anova
+
+    replicates = select(TABLE, AnalysisSettings(duplicates="replicates"))
+    assert list(replicates["throughput_tokens_per_s"].fillna(-1)) == [10.0, 14.0, 20.0, -1]
+    # one model, three repetitions of three batch sizes: the ANOVA has its F and p (with "last" a
+    # single value per group says "insufficient data")
+    rows = [("cpu", "vllm", "m", g, 5, b, r, "ok", 100.0 * b + 10 * r + g) for g in (1, 2) for b in (1, 2, 4)
+            for r in range(3)]
+    chosen = select(trials(rows), AnalysisSettings(duplicates="replicates"))
+    anova = rq3_anova(chosen)
+    assert anova["F"].notna().all() and anova["p"].notna().all() and (anova["n"] == 9).all()
+    assert rq2_anova(chosen)["F"].notna().all()
+    last = rq3_anova(select(trials(rows), AnalysisSettings(duplicates="last")))
+    assert last["F"].isna().all() and last["note"].str.startswith("insufficient data").all()
+
+
 def test_empty_tables_stop_with_the_file_named(tmp_path):
     empty = tmp_path / "trials.csv"
     TABLE.iloc[:0].to_csv(empty, index=False)

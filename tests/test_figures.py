@@ -133,9 +133,29 @@ def test_landscape_table_over_several_landscapes(toy, all_failed):
     assert rows["note"].isna().all()
 
 
-def test_a_landscape_with_duplicate_cells_is_refused(toy):
-    with pytest.raises(ValueError, match="one trial per"):
-        F.landscape_features(pd.concat([toy, toy]))
+def test_replicates_enter_a_landscape_as_their_mean_and_two_token_counts_are_refused(toy):
+    faster = toy.assign(throughput_tokens_per_s=toy["throughput_tokens_per_s"] * 1.5, rep=1)
+    features = F.landscape_features(pd.concat([toy.assign(rep=0), faster], ignore_index=True))
+    single = F.landscape_features(toy)
+    assert features[0]["throughput"] == pytest.approx(single[0]["throughput"] * 1.25)  # mean of x and 1.5x
+    assert (features[0]["n_gpus"], features[0]["batch_size"]) == (single[0]["n_gpus"], single[0]["batch_size"])
+    with pytest.raises(ValueError, match="one configuration per"):
+        F.landscape_features(pd.concat([toy, toy.assign(max_new_tokens=toy["max_new_tokens"] + 5)]))
+
+
+def test_cells_give_the_mean_and_its_confidence_interval():
+    from scipy import stats
+
+    from infpop.analysis import cells
+
+    rows = pd.DataFrame({"hardware": "cpu", "engine": "vllm", "model": "m", "n_gpus": 1, "max_new_tokens": 5,
+                         "batch_size": 64, "rep": [0, 1, 2, 3], "status": ["ok", "ok", "ok", "error"],
+                         "throughput_tokens_per_s": [1302.0, 1503.0, 1108.0, None], "counted": [True, True, True, False]})
+    cell = cells(rows).iloc[0]
+    low, high = stats.t.interval(0.95, 2, loc=stats.tmean([1302, 1503, 1108]), scale=stats.sem([1302, 1503, 1108]))
+    assert cell["throughput_tokens_per_s"] == pytest.approx(1304.333, abs=1e-3) and cell["n_counted"] == 3
+    assert (cell["ci_low"], cell["ci_high"]) == (pytest.approx(low, rel=1e-4), pytest.approx(high, rel=1e-4))
+    assert cell["status"] == "ok" and bool(cell["counted"])
 
 
 # ----------------------------------------------------------------------------- files

@@ -57,3 +57,15 @@ def test_live_tuning_with_another_hardwares_trials_as_prior(tmp_path, config_for
     assert result["prior_points"] == 3
     assert [(e["n_gpus"], e["batch_size"]) for e in result["evaluations"]] == [(1, 2)]
     assert result["evaluations"][0]["status"] == "ok" and not result["evaluations"][0]["reused"]
+
+
+def test_live_tuning_optimises_the_mean_of_the_repetitions(tmp_path, config_for, benchmark_file):
+    """With repetitions, each evaluation runs (or reuses) r0, r1, ... and its value is their mean."""
+    config = config_for(optimisation={"tune": {"optimiser": "grid", "budget": 2, "batch_sizes": [1, 4]}},
+                        benchmark={"limit": 8}, repetitions=2)
+    result = tune(config, "hf", tmp_path, benchmark_file, log=lambda line: None)
+    for e in result["evaluations"]:
+        throughputs = [json.loads((tmp_path / f"cpu/hf/tiny/g1/t3/b{e['batch_size']}_r{r}.json").read_text())
+                       ["throughput_tokens_per_s"] for r in (0, 1)]
+        assert e["throughput"] == sum(throughputs) / 2 and e["status"] == "ok"
+    assert not (tmp_path / "cpu/hf/tiny/g1/t3/b1_r2.json").exists()

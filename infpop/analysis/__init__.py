@@ -1,7 +1,11 @@
 """Analysis of a tidy trials table (results/<dataset>/trials.csv): the paper's RQ1-RQ4.
 
 Every analysis starts from `select`: the trials at one max_new_tokens, duplicates resolved, and a
-boolean column `counted` saying whether a trial's throughput enters the statistics.
+boolean column `counted` saying whether a trial's throughput enters the statistics. Repetitions of
+our own measurements are replicates (`duplicates="replicates"`): every one stays a row, the
+statistics see them all, and `cells` gives one row per configuration (the mean and its 95%
+confidence interval) where a figure or a landscape needs one value. The paper's published
+duplicates are not repetitions (re-runs of a sweep); its replay keeps the last, as the paper did.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import pandas as pd
 
 IDENTITY = ["hardware", "engine", "model", "n_gpus", "max_new_tokens", "batch_size"]
 INSUFFICIENT = "insufficient data"
+DUPLICATES = ("last", "mean", "replicates")
 
 
 class EmptyTrialsError(ValueError):
@@ -24,7 +29,7 @@ class AnalysisSettings:
 
     max_new_tokens: int = 5  # the paper's analyses use 5 new tokens
     include_partial_oom: bool = True  # the paper counted trials that ran out of memory part-way
-    duplicates: str = "last"  # a trial measured more than once: keep the last (paper) or "mean"
+    duplicates: str = "last"  # a trial measured more than once: keep the last (paper), "mean", or "replicates"
 
     def describe(self) -> dict:
         return asdict(self)
@@ -43,14 +48,16 @@ def select(trials: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
     A trial is counted when it has a throughput and finished (`ok`), or ran out of memory
     part-way (`oom`) and settings.include_partial_oom is set. With duplicates="last" the last
     repetition of each identity is kept (rows in file order; `rep` ascending); with "mean" the
-    counted repetitions are averaged.
+    counted repetitions are averaged; with "replicates" every repetition stays a row.
     """
     if trials.empty:
         raise EmptyTrialsError("the trials table is empty")
     chosen = trials[trials["max_new_tokens"] == settings.max_new_tokens].copy()
     usable = {"ok", "oom"} if settings.include_partial_oom else {"ok"}
     chosen["counted"] = chosen["status"].isin(usable) & chosen["throughput_tokens_per_s"].notna()
-    if settings.duplicates == "last":
+    if settings.duplicates == "replicates":
+        pass
+    elif settings.duplicates == "last":
         chosen = chosen.sort_values("rep", kind="stable").drop_duplicates(IDENTITY, keep="last")
     elif settings.duplicates == "mean":
         counted = chosen[chosen["counted"]].groupby(IDENTITY, as_index=False)["throughput_tokens_per_s"].mean()
@@ -59,8 +66,36 @@ def select(trials: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
         rest["counted"] = rest["throughput_tokens_per_s"].notna()
         chosen = rest
     else:
-        raise ValueError(f"duplicates must be 'last' or 'mean', got {settings.duplicates!r}")
-    return chosen.sort_values(IDENTITY, kind="stable").reset_index(drop=True)
+        raise ValueError(f"duplicates must be one of {list(DUPLICATES)}, got {settings.duplicates!r}")
+    return chosen.sort_values([*IDENTITY, "rep"] if "rep" in chosen else IDENTITY, kind="stable").reset_index(drop=True)
+
+
+def cells(selected: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (IDENTITY) of a selected table: its throughput the mean of its
+    counted repetitions, with `n_counted`, `std`, `ci_low` and `ci_high` (the 95% t interval of
+    the mean, NaN below two values). A configuration is counted when any repetition is; its other
+    columns (status, latency, ...) are those of its last counted repetition, or of its last one.
+    A table with one row per configuration comes back with n_counted 0 or 1 and no interval."""
+    from infpop.repetitions import summarise
+
+    rows = []
+    for _, group in selected.groupby(IDENTITY, sort=True):
+        counted = group[group["counted"].astype(bool)]
+        row = (counted if len(counted) else group).iloc[-1].to_dict()
+        summary = summarise(counted["throughput_tokens_per_s"])
+        row.update(
+            throughput_tokens_per_s=summary.mean if summary.n else row["throughput_tokens_per_s"],
+            counted=summary.n > 0, n_counted=summary.n,
+            std=summary.std, ci_low=summary.ci_low, ci_high=summary.ci_high,
+        )
+        if "latency_p95_s" in group and len(counted):
+            row["latency_p95_s"] = counted["latency_p95_s"].mean()
+        rows.append(row)
+    columns = [*selected.columns, *[c for c in ("n_counted", "std", "ci_low", "ci_high") if c not in selected]]
+    table = pd.DataFrame(rows, columns=columns)
+    for column in ("std", "ci_low", "ci_high"):
+        table[column] = table[column].astype(float)
+    return table.reset_index(drop=True)
 
 
 def write_table(table: pd.DataFrame, path, settings: AnalysisSettings) -> None:

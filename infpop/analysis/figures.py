@@ -1,9 +1,10 @@
 """Figures for RQ1-RQ3: throughput landscapes (n_gpus x batch size), GPU scaling, batch curves.
 
 Every function takes trials as returned by `infpop.analysis.select` (one max_new_tokens,
-duplicates resolved, boolean column `counted`). A trial is drawn on a surface or curve only when
-it is counted; every other trial (oom without a throughput, skipped_oom, error, crashed, timeout)
-is drawn as a failure marker. A combination that was never run is left blank.
+boolean column `counted`). Repetitions kept as replicates are drawn as their mean with its 95%
+confidence interval (`infpop.analysis.cells`). A configuration is drawn on a surface or curve only
+when it is counted; every other one (oom without a throughput, skipped_oom, error, crashed,
+timeout) is drawn as a failure marker. A combination that was never run is left blank.
 
 Landscape features (RQ1), computed on the grid of the n_gpus and batch-size values present in
 the landscape (failed trials included, so adjacency is adjacency in the experimental grid):
@@ -32,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from infpop.analysis import INSUFFICIENT  # noqa: E402
+from infpop.analysis import INSUFFICIENT, cells  # noqa: E402
 
 PLATEAU_TOLERANCE = 0.10  # plateau = counted cells within 10 % of the global maximum
 LANDSCAPE_KEYS = ["hardware", "engine", "model"]
@@ -76,12 +77,12 @@ class _Grid:
     """One landscape on its grid: rows = batch sizes, columns = n_gpus (values present)."""
 
     def __init__(self, df_one: pd.DataFrame):
-        df = df_one.copy()
+        df = cells(df_one)  # one row per (n_gpus, batch_size): the mean of its repetitions
         df["counted"] = _counted(df)
         if df.duplicated(["n_gpus", "batch_size"]).any():
             raise ValueError(
-                "a landscape must hold one trial per (n_gpus, batch_size): pass one "
-                "(hardware, engine, model) from select() (one max_new_tokens, duplicates resolved)"
+                "a landscape must hold one configuration per (n_gpus, batch_size): pass one "
+                "(hardware, engine, model) from select() (one max_new_tokens)"
             )
         self.df = df
         self.gpus = sorted(int(g) for g in df["n_gpus"].unique())
@@ -242,6 +243,14 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     ys = [grid.bpos[int(b)] for b in full["batch_size"]]
     ax.scatter(xs, ys, full["throughput_tokens_per_s"], color="k", s=8, depthshade=False)
     handles.append(Line2D([], [], color="k", marker="o", ls="", ms=4, label="measured (ok)"))
+    intervals = counted[counted["ci_low"].notna()]
+    for g, b, low, high in zip(intervals["n_gpus"], intervals["batch_size"], intervals["ci_low"], intervals["ci_high"]):
+        x, y = grid.gpos[int(g)], grid.bpos[int(b)]
+        ax.plot([x, x], [y, y], [max(low, 0), high], color="crimson", lw=1.5, zorder=9)
+    if not intervals.empty:
+        reps = sorted(set(intervals["n_counted"].astype(int)))
+        handles.append(Line2D([], [], color="crimson", lw=1.5,
+                              label=f"95% CI of the mean ({'/'.join(map(str, reps))} repetitions)"))
     if not partial.empty:
         ax.scatter([grid.gpos[int(g)] for g in partial["n_gpus"]],
                    [grid.bpos[int(b)] for b in partial["batch_size"]],
@@ -267,7 +276,8 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     ax.set_xlabel("number of GPUs")
     ax.set_ylabel("batch size", labelpad=8)
     ax.set_zlabel("throughput (tokens/s)")
-    ax.set_zlim(0, vmax * 1.05)
+    top_of_intervals = float(np.nanmax(grid.df["ci_high"])) if grid.df["ci_high"].notna().any() else vmax
+    ax.set_zlim(0, max(vmax, top_of_intervals) * 1.05)
     ax.view_init(elev=view[0], azim=view[1])
     ax.set_title(title)
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
@@ -307,10 +317,14 @@ def landscape_html(df_one: pd.DataFrame, path, title: str) -> Path:
         if part.empty:
             continue
         z = part["throughput_tokens_per_s"].where(part["counted"], 0.0).fillna(0.0)
+        error = None
+        if part["counted"].any() and part["ci_high"].notna().any():  # the repetitions' 95% CI
+            error = dict(type="data", array=(part["ci_high"] - z).fillna(0).tolist(),
+                         arrayminus=(z - part["ci_low"]).fillna(0).tolist(), color="crimson")
         fig.add_trace(go.Scatter3d(
             x=[grid.gpos[int(g)] for g in part["n_gpus"]],
             y=[grid.bpos[int(b)] for b in part["batch_size"]], z=z, mode="markers", name=label,
-            marker=style, hovertemplate=hover,
+            marker=style, hovertemplate=hover, error_z=error,
             customdata=np.column_stack([part["n_gpus"].astype(int), part["batch_size"].astype(int),
                                         part["throughput_tokens_per_s"].astype(float),
                                         part["status"].astype(str)]).tolist(),
@@ -351,6 +365,18 @@ def write_landscapes(df: pd.DataFrame, outdir, formats=("png", "html")) -> list[
 # ----------------------------------------------------------------------------- RQ2 and RQ3 lines
 
 
+def _yerr(rows: pd.DataFrame):
+    """Error bars of the 95% CI of each mean (none for a single value)."""
+    if rows["ci_low"].isna().all():
+        return None
+    mean = rows["throughput_tokens_per_s"]
+    return np.vstack([(mean - rows["ci_low"]).fillna(0).clip(lower=0), (rows["ci_high"] - mean).fillna(0).clip(lower=0)])
+
+
+def _ci_note(part: pd.DataFrame) -> str:
+    return "\nmeans of repetitions, error bars: 95% CI" if part["ci_low"].notna().any() else ""
+
+
 def _model_styles(models):
     cmap = plt.get_cmap("tab20")
     markers = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
@@ -366,7 +392,7 @@ def _subset(df, hardware, engine, exclude=()):
 def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=()) -> Path:
     """RQ2 (the paper's Fig. 2): throughput at batch size 1 against the number of GPUs, one line
     per model (counted trials only), legend outside the axes."""
-    part = _subset(df, hardware, engine, exclude)
+    part = _subset(cells(df), hardware, engine, exclude)
     part = part[(part["batch_size"] == 1) & part["counted"]]
     title = f"Throughput vs number of GPUs (batch size 1) - {engine_label(engine)} - {str(hardware).upper()}"
     if part.empty:
@@ -377,14 +403,14 @@ def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=
     styles = _model_styles(sorted(part["model"].unique()))
     for model, rows in part.groupby("model", sort=True):
         rows = rows.sort_values("n_gpus")
-        ax.plot([pos[int(g)] for g in rows["n_gpus"]], rows["throughput_tokens_per_s"],
-                label=model, ms=5, **styles[model])
+        ax.errorbar([pos[int(g)] for g in rows["n_gpus"]], rows["throughput_tokens_per_s"], yerr=_yerr(rows),
+                    label=model, ms=5, capsize=3, **styles[model])
     ax.set_xticks(range(len(gpus)), [str(g) for g in gpus])
     ax.set_xlabel("number of GPUs")
     ax.set_ylabel("throughput (tokens/s)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title + _ci_note(part), fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="model")
     return _save(fig, path)
 
@@ -393,7 +419,7 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
     """RQ3 (the paper's Figs. 3-4): throughput against batch size (log2 axis) at one n_gpus, one
     line per model. Counted partial OOMs are circled in red; failed trials (not counted) are
     x markers in the model's colour at zero."""
-    part = _subset(df, hardware, engine, exclude)
+    part = _subset(cells(df), hardware, engine, exclude)
     part = part[part["n_gpus"] == n_gpus]
     title = f"Throughput vs batch size - {engine_label(engine)} - {n_gpus} x {str(hardware).upper()}"
     if not part["counted"].any():
@@ -406,7 +432,8 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
         rows = rows.sort_values("batch_size")
         ok = rows[rows["counted"]]
         style = styles[model]
-        ax.plot(ok["batch_size"], ok["throughput_tokens_per_s"], label=model, ms=5, **style)
+        ax.errorbar(ok["batch_size"], ok["throughput_tokens_per_s"], yerr=_yerr(ok), label=model, ms=5, capsize=3,
+                    **style)
         partial = ok[ok["status"] == "oom"]
         if not partial.empty:
             any_partial = True
@@ -425,7 +452,7 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
     ax.set_ylabel("throughput (tokens/s)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title + _ci_note(part), fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     if any_partial:
         handles.append(Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="red", mew=1.5))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from infpop.analysis import AnalysisSettings, select
+from infpop.analysis import AnalysisSettings, cells, select
 from infpop.optimise.space import Outcome, Point, Space
 
 OBJECTIVES = ("throughput", "latency_constrained", "pareto")
@@ -77,11 +77,11 @@ class Landscape:
 
 def landscapes(trials: pd.DataFrame, settings: AnalysisSettings, objective: Objective) -> dict[tuple, Landscape]:
     """Every (hardware, engine, model) landscape of a trials table at settings.max_new_tokens,
-    repetitions resolved as the analysis resolves them."""
+    repetitions resolved as the analysis resolves them (replicates: their mean)."""
     if objective.needs_latency and trials["latency_p95_s"].isna().all():
         raise ValueError(f"objective '{objective.kind}' needs the p95 batch latency, which this trials table "
                          f"does not have (the paper's published trials have throughput only)")
-    chosen = select(trials, settings)
+    chosen = cells(select(trials, settings))
     result = {}
     for (hardware, engine, model), rows in chosen.groupby(["hardware", "engine", "model"], sort=True):
         outcomes = {

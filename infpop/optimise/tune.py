@@ -1,9 +1,10 @@
 """Live tuning: an optimiser drives real trials through the sweep machinery.
 
-Each evaluation is one trial of the sweep folder it belongs to
-(results/trials/<hardware>/<engine>/<model>/g<n>/t<tokens>/b<batch>_r0.json): an existing record
-is reused (a sweep may have measured it, or an earlier tuning run), anything else is measured by
-a supervised worker, which loads the model once per GPU count. The result is the search history
+Each evaluation is one configuration of the sweep folder it belongs to, repeated as the config's
+`repetitions` say (results/trials/<hardware>/<engine>/<model>/g<n>/t<tokens>/b<batch>_r<rep>.json,
+r0, r1, ...): its value is the mean throughput of its repetitions, not one lucky run. An existing
+record is reused (a sweep may have measured it, or an earlier tuning run), anything else is
+measured by a supervised worker, which loads the model once per GPU count. The result is the search history
 (every evaluation, its status, and why the search stopped), the recommended configuration and
 the throughput / p95-latency Pareto front of what was measured.
 """
@@ -17,7 +18,8 @@ from typing import Callable
 import pandas as pd
 
 from infpop import records
-from infpop.grid import Sweep, TrialKey, exclusion_reason
+from infpop.grid import Sweep, exclusion_reason
+from infpop.repetitions import summarise
 from infpop.optimise.objectives import Objective, pareto_front
 from infpop.optimise.optimisers import make
 from infpop.optimise.search import search
@@ -33,25 +35,25 @@ def tune_space(config: dict, engine: str) -> Space:
     return Space(tuple(usable), tuple(tune["batch_sizes"]))
 
 
-def _outcome(record: dict, objective: Objective, reused: bool = False) -> Outcome:
-    """A trial record as the objective sees it (the p95 over its batch latencies)."""
-    latencies = record["timings"]["batch_latencies_s"]
-    return objective.outcome(record["status"], record["throughput_tokens_per_s"],
+def _outcome(repetitions: list[dict], objective: Objective, reused: bool = False) -> Outcome:
+    """A configuration's repetitions as the objective sees them: finished only if every one did,
+    its throughput their mean, its p95 over all their batch latencies."""
+    failed = [r["status"] for r in repetitions if r["status"] != "ok"]
+    latencies = [s for r in repetitions for s in r["timings"]["batch_latencies_s"]]
+    throughput = summarise(r["throughput_tokens_per_s"] for r in repetitions
+                           if r["throughput_tokens_per_s"] is not None).mean
+    return objective.outcome(failed[0] if failed else "ok", throughput,
                              records.percentile(latencies, 95) if latencies else None, reused)
 
 
 def prior_landscape(trials_dir: Path, hardware: str, engine: str, model: str, tokens: int,
                     objective: Objective) -> dict[Point, float | None]:
-    """The values of the trials measured on `hardware` (the last repetition of each point)."""
-    values = {}
-    for path in sorted(Path(trials_dir).glob(f"{hardware}/{engine}/{model}/g*/t{tokens}/b*_r*.json"),
-                       key=lambda p: (p.parent.parent.name, p.name)):
+    """The values of the configurations measured on `hardware` (each the mean of its repetitions)."""
+    repetitions: dict[Point, list[dict]] = {}
+    for path in sorted(Path(trials_dir).glob(f"{hardware}/{engine}/{model}/g*/t{tokens}/b*_r*.json")):
         record = records.read(path)
-        outcome = _outcome(record, objective)
-        point = (record["n_gpus"], record["batch_size"])
-        if point not in values or record["rep"] >= values[point][1]:
-            values[point] = (outcome.value, record["rep"])
-    return {point: value for point, (value, _) in values.items()}
+        repetitions.setdefault((record["n_gpus"], record["batch_size"]), []).append(record)
+    return {point: _outcome(reps, objective).value for point, reps in repetitions.items()}
 
 
 def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
@@ -71,8 +73,8 @@ def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
             sweep = Sweep(hardware, engine, model, n_gpus)
             supervisors[n_gpus] = Supervisor(measuring, sweep, Path(trials_dir) / sweep.relpath, benchmark_file,
                                              log=log, worker_stderr=worker_stderr)
-        record, reused = supervisors[n_gpus].measure(TrialKey(tokens, batch_size, 0))
-        return _outcome(record, objective, reused)
+        done = supervisors[n_gpus].measure_repeated(tokens, batch_size)
+        return _outcome([record for record, _ in done], objective, all(reused for _, reused in done))
 
     log(f"tuning {engine} on {hardware}, model {model}: {settings['optimiser']}, budget {settings['budget']}, "
         f"objective {objective.kind}, space n_gpus {list(space.n_gpus)} x batch sizes {list(space.batch_sizes)}")

@@ -382,14 +382,16 @@ class Supervisor:
                 call: str = "engine") -> tuple[dict, bool]:
         """(record, reused): the trial's existing record if it still holds, else the trial is run
         (or, below an out-of-memory batch size `pruned_by`, recorded as skipped_oom) and its JSON
-        written at once."""
-        path = self.sweep_dir / key.relpath
+        written at once. Trials of another `call` (the hf cross-check's bare generate) are kept
+        in a folder of their own under the sweep's, <call>/t<tokens>/..."""
+        relpath = key.relpath if call == "engine" else f"{call}/{key.relpath}"
+        path = self.sweep_dir / relpath
         prefix = prefix or f"[{self._name()}] t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
         record = self._existing(path, pruned_by)
         if record is not None:
             self.summary.reused += 1
             self.log(f"{prefix}: {record['status']} (kept from an earlier run)")
-            self.summary.trials[key.relpath] = record["status"]
+            self.summary.trials[relpath] = record["status"]
             return record, True
         if self.config["oom_pruning"] and pruned_by is not None and key.batch_size > pruned_by:
             record = self._record(key, "skipped_oom", error=f"not run: batch size {pruned_by} ran out of memory")
@@ -398,11 +400,11 @@ class Supervisor:
             self.summary.generation_seconds += record["timings"]["generation_seconds"]
         records.write_atomic(path, record)
         if record["sequence"] is not None:
-            self.summary.order.append(key.relpath)
+            self.summary.order.append(relpath)
         rate = record["throughput_tokens_per_s"]
         self.log(f"{prefix}: {record['status']}"
                  + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else ""))
-        self.summary.trials[key.relpath] = record["status"]
+        self.summary.trials[relpath] = record["status"]
         return record, False
 
     def measure_repeated(self, tokens: int, batch_size: int, pruned_by: int | None = None) -> list[tuple[dict, bool]]:

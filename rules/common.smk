@@ -11,7 +11,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 from snakemake.exceptions import WorkflowError
 
 from infpop.cluster import planning_problems
-from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
+from infpop.config import BUILT_MODELS_DIR, ConfigError, conda_env_name, load_config
 from infpop.grid import plan, trial_keys
 from infpop.optimise.rq5 import applicable_directions
 from infpop.optimise.tune import tune_space
@@ -101,8 +101,9 @@ def analysis_env():
 
 
 def sweep_env(wildcards):
-    """Each engine runs in its own pinned environment (with --sdm conda)."""
-    return f"{workflow.basedir}/envs/{wildcards.engine}.yaml"
+    """Each engine runs in its own pinned environment (with --sdm conda): the build the hardware
+    names (`environment: volta`, for GPUs the standard builds have no kernels for), else the standard one."""
+    return f"{workflow.basedir}/envs/{conda_env_name(sweep_hardware(wildcards), wildcards.engine)}.yaml"
 
 
 def sweep_threads(wildcards):
@@ -254,8 +255,9 @@ def tune_targets():
 
 
 def tune_env():
-    """Live tuning runs both engines and the optimisers in one job: an environment of its own."""
-    return f"{workflow.basedir}/envs/tune.yaml"
+    """Live tuning runs both engines and the optimisers in one job: an environment of its own, in
+    the build the tuned hardware names (as a sweep's)."""
+    return f"{workflow.basedir}/envs/{conda_env_name(_tune_hardware(), 'tune')}.yaml"
 
 
 def tune_model_input(wildcards):

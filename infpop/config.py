@@ -145,6 +145,14 @@ def _normalise(config: dict) -> None:
     config["engine_args"].setdefault("vllm", {}).setdefault("enable_prefix_caching", False)
 
 
+def conda_env_name(hardware: dict, role: str) -> str:
+    """The conda environment (envs/<name>.yaml) of a job on this hardware: `role` is the engine of
+    a sweep, or 'tune' for live tuning. A hardware's `environment` picks its builds (volta:
+    hf-volta, vllm-volta, tune-volta); without one, the standard builds."""
+    variant = hardware.get("environment")
+    return f"{role}-{variant}" if variant else role
+
+
 def model_dir(spec: dict) -> Path | None:
     """The local directory of a model spec, absolute (relative paths are from the working
     directory, the workflow's, as every other path of the config)."""
@@ -180,6 +188,11 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
     if models_dir.exists() and not models_dir.is_dir():
         problems.append((["models_dir"], f"'{config['models_dir']}' exists and is not a directory: hf_id models "
                                          f"are downloaded into a folder there"))
+    for label, hardware in config["hardware"].items():
+        if hardware["kind"] != "gpu" and "environment" in hardware:
+            problems.append((["hardware", label, "environment"],
+                             f"'{hardware['environment']}' picks GPU builds; a '{hardware['kind']}' hardware runs in "
+                             f"the standard environments: remove the key"))
     for engine in config["n_gpus"]:
         if engine not in config["engines"]:
             problems.append((["n_gpus", engine], f"engine '{engine}' is not in 'engines' {config['engines']}"))

@@ -233,6 +233,7 @@ class Supervisor:
         self.summary.model_loads += 1
         try:
             worker.send({"cmd": "load", "engine": self.sweep.engine, "hardware": self.sweep.hardware,
+                         "environment": self.config["hardware"][self.sweep.hardware].get("environment"),
                          "model_path": self.model_path, "n_gpus": self.sweep.n_gpus,
                          "dtype": self.config["dtype"], "device": self.device,
                          "engine_args": self.config["engine_args"].get(self.sweep.engine, {}),

@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 
-from infpop import environment
+from infpop import device_check, environment
 from infpop.engines import EngineSpec, load_engine_class
 
 
@@ -103,6 +103,11 @@ class Worker:
                 self.send({"event": "setup_failed", "error": (
                     f"hardware '{msg['hardware']}' needs {spec.n_gpus} GPU(s) but this worker sees {seen} "
                     f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")})
+                return
+            # a GPU that torch counts but has no kernels for would fail every trial: stop the sweep
+            problem = device_check.check_visible_devices(msg["hardware"], msg.get("environment"))
+            if problem:
+                self.send({"event": "setup_failed", "error": f"hardware '{msg['hardware']}': {problem}"})
                 return
         started = time.perf_counter()
         try:

@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 
 from infpop import sizing
 from infpop.cluster import plan_cluster
-from infpop.config import BUILT_MODELS_DIR, ConfigError, load_config
+from infpop.config import BUILT_MODELS_DIR, ConfigError, conda_env_name, load_config
 from infpop.grid import Sweep, plan
 from infpop.hub import manifest_path
 from infpop.optimise.rq5 import applicable_directions
@@ -148,8 +148,9 @@ def analysis_env():
 
 
 def sweep_env(wildcards):
-    """Each engine runs in its own pinned environment (with --sdm conda)."""
-    return f"{workflow.basedir}/envs/{wildcards.engine}.yaml"
+    """Each engine runs in its own pinned environment (with --sdm conda): the build the hardware
+    names (`environment: volta`, for GPUs the standard builds have no kernels for), else the standard one."""
+    return f"{workflow.basedir}/envs/{conda_env_name(sweep_hardware(wildcards), wildcards.engine)}.yaml"
 
 
 def sweep_threads(wildcards):
@@ -313,8 +314,9 @@ def tune_targets():
 
 
 def tune_env():
-    """Live tuning runs both engines and the optimisers in one job: an environment of its own."""
-    return f"{workflow.basedir}/envs/tune.yaml"
+    """Live tuning runs both engines and the optimisers in one job: an environment of its own, in
+    the build the tuned hardware names (as a sweep's)."""
+    return f"{workflow.basedir}/envs/{conda_env_name(_tune_hardware(), 'tune')}.yaml"
 
 
 def tune_model_input(wildcards):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from conftest import REPO, make_config
-from infpop.config import ConfigError, load_config
+from infpop.config import ConfigError, conda_env_name, load_config
 from infpop.plan import plan_rows
 
 
@@ -43,6 +43,10 @@ def test_input_is_not_modified(tiny_model):
         ({"benchmark": {"limit": 0}}, "config key 'benchmark.limit': 0 is less than the minimum of 1"),
         ({"hardware": {"a100": {"kind": "gpu"}}}, "config key 'hardware.a100': 'gpus_per_node' is a required property"),
         ({"hardware": {"tpu": {"kind": "tpu"}}}, "config key 'hardware.tpu.kind'"),
+        ({"hardware": {"v100": {"kind": "gpu", "gpus_per_node": 8, "environment": "pascal"}}},
+         "config key 'hardware.v100.environment': 'pascal' is not one of ['volta']"),
+        ({"hardware": {"cpu": {"kind": "cpu", "environment": "volta"}}},
+         "config key 'hardware.cpu.environment': 'volta' picks GPU builds; a 'cpu' hardware runs in the standard"),
         ({"n_gpus": {"hf": [1], "sglang": [1]}}, "config key 'n_gpus'"),
         ({"trial_timeout_s": 0}, "config key 'trial_timeout_s'"),
         ({"max_new_tokens": [-5]}, "config key 'max_new_tokens[0]'"),
@@ -58,6 +62,19 @@ def test_bad_values_name_the_key(tiny_model, overrides, expected):
     with pytest.raises(ConfigError) as caught:
         load_config(make_config(tiny_model, **overrides))
     assert expected in str(caught.value)
+
+
+def test_a_hardware_names_its_environment(tiny_model):
+    """Sweeps and live tuning on a hardware with `environment: volta` run in the volta builds."""
+    gpus = {"a100": {"kind": "gpu", "gpus_per_node": 8}, "v100": {"kind": "gpu", "gpus_per_node": 8, "environment": "volta"}}
+    config = load_config(make_config(tiny_model, hardware=gpus))
+    names = {(label, role): conda_env_name(config["hardware"][label], role)
+             for label in gpus for role in ("hf", "vllm", "tune")}
+    assert names == {("a100", "hf"): "hf", ("a100", "vllm"): "vllm", ("a100", "tune"): "tune",
+                     ("v100", "hf"): "hf-volta", ("v100", "vllm"): "vllm-volta", ("v100", "tune"): "tune-volta"}
+    assert all((REPO / "envs" / f"{name}.yaml").is_file() for name in names.values())
+    paper = load_config(REPO / "configs/paper.yaml")
+    assert paper["hardware"]["v100"]["environment"] == "volta" and "environment" not in paper["hardware"]["a100"]
 
 
 def test_missing_model_directory_names_the_path(tmp_path):
@@ -171,7 +188,7 @@ def test_analysis_tokens_must_be_measured_and_in_the_paper_data(tiny_model):
         load_config(make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3}, paper_data={}))
     config = load_config(make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3},
                                      paper_data={"replay": False}))
-    assert config["analysis"] == {"max_new_tokens": 3, "include_partial_oom": True, "duplicates": "last"}
+    assert config["analysis"] == {"max_new_tokens": 3, "include_partial_oom": True, "duplicates": "replicates"}
 
 
 @pytest.mark.parametrize(

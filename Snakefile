@@ -20,6 +20,7 @@ include: "rules/trials.smk"
 include: "rules/aggregate.smk"
 include: "rules/analysis.smk"
 include: "rules/hpo.smk"
+include: "rules/crosscheck.smk"
 include: "rules/report.smk"
 
 
@@ -40,6 +41,7 @@ localrules:
     rq4_hardware,
     discussion,
     repetitions,
+    agreement,
     comparison,
     hpo,
     optimiser_study,

@@ -215,8 +215,9 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
             reasons = sorted({row["reason"] for row in excluded})
             problems.append(([], "the trial grid is empty: every (hardware, engine, n_gpus) combination is "
                                  "left out (" + "; ".join(reasons) + ")"))
-    if not problems:  # the optimisation settings refer to a grid that holds
+    if not problems:  # the optimisation and cross-check settings refer to a grid that holds
         problems += _optimisation_problems(config)
+        problems += _crosscheck_problems(config)
     return problems
 
 
@@ -268,4 +269,34 @@ def _optimisation_problems(config: dict) -> list[tuple[list, str]]:
             problems.append((["optimisation", "tune", "n_gpus"],
                              f"empty search space for {engine} on '{tune['hardware']}': every GPU count "
                              f"{sorted(counts)} is left out ({'; '.join(reasons)})"))
+    return problems
+
+
+def _crosscheck_problems(config: dict) -> list[tuple[list, str]]:
+    """The cross-check section against the grid (its defaults filled here); `engines` lists the
+    engines that can run at its GPU count on its hardware."""
+    from infpop.grid import exclusion_reason
+
+    section = config["crosscheck"]
+    section["hardware"] = section["hardware"] or next(iter(config["hardware"]))
+    section["model"] = section["model"] or next(iter(config["models"]))
+    section["max_new_tokens"] = section["max_new_tokens"] or config["analysis"]["max_new_tokens"]
+    section["hf_batch_sizes"] = section["hf_batch_sizes"] or sorted({min(config["batch_sizes"]), max(config["batch_sizes"])})
+    problems = []
+    if section["hardware"] not in config["hardware"]:
+        problems.append((["crosscheck", "hardware"],
+                         f"'{section['hardware']}' is not a hardware of the config {list(config['hardware'])}"))
+    if section["model"] not in config["models"]:
+        problems.append((["crosscheck", "model"], f"'{section['model']}' is not a model of the config {list(config['models'])}"))
+    if problems:
+        return problems
+    runnable = [e for e in config["engines"] if exclusion_reason(config, section["hardware"], e, section["n_gpus"]) is None]
+    for engine in section["engines"] or []:
+        if engine not in runnable:
+            problems.append((["crosscheck", "engines"], f"engine '{engine}' is not one of the config's engines that run "
+                                                        f"at {section['n_gpus']} GPU(s) on '{section['hardware']}': {runnable}"))
+    section["engines"] = section["engines"] or runnable
+    if section["enabled"] and not section["engines"]:
+        problems.append((["crosscheck", "n_gpus"], f"no engine runs at {section['n_gpus']} GPU(s) on "
+                                                   f"'{section['hardware']}': choose another count or enabled: false"))
     return problems

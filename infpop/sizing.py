@@ -91,10 +91,27 @@ def sweep_minutes(config: dict, job: SweepJob) -> float:
 
 
 def tune_minutes(config: dict, gpu_counts: dict[str, list[int]]) -> float:
-    """Live tuning: a load per engine and GPU count it searches, and `budget` trials per engine."""
+    """Live tuning: a load per engine and GPU count it searches, and `budget` evaluations per
+    engine, each repeated as `repetitions` allows at most."""
+    from infpop.repetitions import Policy
+
     tune = config["optimisation"]["tune"]
+    trials = tune["budget"] * Policy.from_config(config).maximum
     seconds = sum(len(gpu_counts[engine]) * load_seconds(config, engine)
-                  + tune["budget"] * trial_seconds(config, engine) for engine in gpu_counts)
+                  + trials * trial_seconds(config, engine) for engine in gpu_counts)
+    return config["runtime_estimate"]["safety_factor"] * seconds / 60
+
+
+def crosscheck_minutes(config: dict) -> float:
+    """The cross-check: vLLM loads once for our trials and once per `vllm bench` run, each side
+    running `repeats` trials; hf loads once and runs the pipeline and the bare call `repeats`
+    times at each of its batch sizes."""
+    section = config["crosscheck"]
+    repeats, seconds = section["repeats"], 0.0
+    if "vllm" in section["engines"]:
+        seconds += (1 + repeats) * load_seconds(config, "vllm") + 2 * repeats * trial_seconds(config, "vllm")
+    if "hf" in section["engines"]:
+        seconds += load_seconds(config, "hf") + 2 * repeats * len(section["hf_batch_sizes"]) * trial_seconds(config, "hf")
     return config["runtime_estimate"]["safety_factor"] * seconds / 60
 
 

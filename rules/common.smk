@@ -258,10 +258,10 @@ def analysis_targets():
     """Every analysis output: RQ1-RQ5, the discussion, the paper comparison, live tuning, and the
     provenance of the measurements (in the report too)."""
     targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion", "rq5") for t in rq_targets(rq)]
-    targets += [PROVENANCE, PROVENANCE_SWEEPS, *REPETITION_TABLES]
+    targets += [PROVENANCE, PROVENANCE_SWEEPS, *REPETITION_TABLES, AGREEMENT_TABLE]
     if "paper" in DATASETS:
         targets.append(f"{RESULTS}/paper/comparison.csv")
-    return targets + tune_targets()
+    return targets + tune_targets() + crosscheck_targets()
 
 
 def comparison_inputs(wildcards):
@@ -359,3 +359,53 @@ def tune_runtime(wildcards, attempt):
     estimate = sizing.tune_minutes(CONFIG, _tune_gpu_counts())
     hardware = CONFIG["optimisation"]["tune"]["hardware"]
     return sizing.request(estimate, attempt, _cap(hardware, tune_gpus(wildcards), "max_runtime"))
+
+
+# -- cross-checks ----------------------------------------------------------------------------------
+
+CROSSCHECK = CONFIG["crosscheck"]
+CROSSCHECK_CONFIG = {**MEASUREMENT_CONFIG, "crosscheck": CROSSCHECK}
+CROSSCHECK_TABLE = f"{RESULTS}/measured/crosscheck.csv"
+AGREEMENT_TABLE = f"{RESULTS}/measured/agreement.csv"
+
+
+def crosscheck_targets():
+    return [CROSSCHECK_TABLE] if CROSSCHECK["enabled"] else []
+
+
+def crosscheck_model_input(wildcards):
+    return model_input(CROSSCHECK["model"])
+
+
+def crosscheck_sweeps(wildcards):
+    """After the sweeps of its hardware and model, for the same reason as live tuning."""
+    return sweep_manifests(CROSSCHECK["hardware"], CROSSCHECK["model"])
+
+
+def _crosscheck_hardware():
+    return CONFIG["hardware"][CROSSCHECK["hardware"]]
+
+
+def crosscheck_gpus(wildcards):
+    return CROSSCHECK["n_gpus"] if _crosscheck_hardware()["kind"] == "gpu" else 0
+
+
+def crosscheck_gpu_model(wildcards):
+    return _crosscheck_hardware().get("gpu_model")
+
+
+def crosscheck_mem_mb(wildcards, attempt):
+    """As a sweep's, for the engine that needs the most."""
+    estimate = max(sizing.host_memory_mb(CONFIG, CROSSCHECK["model"], engine, CROSSCHECK["n_gpus"])
+                   for engine in CROSSCHECK["engines"])
+    return sizing.request(estimate, attempt, _cap(CROSSCHECK["hardware"], CROSSCHECK["n_gpus"], "max_mem_mb"))
+
+
+def crosscheck_runtime(wildcards, attempt):
+    estimate = sizing.crosscheck_minutes(CONFIG)
+    return sizing.request(estimate, attempt, _cap(CROSSCHECK["hardware"], CROSSCHECK["n_gpus"], "max_runtime"))
+
+
+def crosscheck_env():
+    """Both engines in one job, as live tuning."""
+    return f"{workflow.basedir}/envs/{conda_env_name(_crosscheck_hardware(), 'tune')}.yaml"

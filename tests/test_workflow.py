@@ -79,6 +79,8 @@ def test_end_to_end_both_engines(tmp_path):
     # sweeps' grid; the paper's RQ5 and optimiser study with fewer seeds than the paper's
     config["optimisation"] = {"tune": {"budget": 6, "batch_sizes": [1, 8, 16, 32]},
                               "rq5": {"repeats": 2, "evaluations": 30}, "study": {"seeds": 2}}
+    # the cross-checks once each: vllm bench throughput (a load of its own) and the bare generate
+    config["crosscheck"] = {"repeats": 1}
     # the replay is part of the default target; without the appendix data it is turned off
     config["paper_data"] = {"local_dir": str(APPENDIX)} if APPENDIX.is_dir() else {"replay": False}
     path = tmp_path / "small.yaml"
@@ -111,9 +113,31 @@ def test_end_to_end_both_engines(tmp_path):
         anova = list(csv.DictReader(handle))
     assert {(r["engine"], r["n_gpus"]) for r in anova} == {("hf", "1"), ("vllm", "1"), ("vllm", "2")}
     assert all(r["analysis_max_new_tokens"] == "5" for r in anova)
+    # repetitions are replicates: every ANOVA row has its F and p (one model, two repetitions)
+    assert all(r["F"] and r["p"] for r in anova) and {r["analysis_duplicates"] for r in anova} == {"replicates"}
+    with open(measured / "repetitions" / "configurations.csv") as handle:
+        configurations = list(csv.DictReader(handle))
+    assert len(configurations) == 6 and all(r["repetitions"] == r["n_ok"] == "2" for r in configurations)
+    assert all(float(r["ci_low"]) <= float(r["mean_tokens_per_s"]) <= float(r["ci_high"]) for r in configurations)
+    assert {r["stop_reason"] for r in configurations} == {"fixed count of 2 reached"}
+    with open(measured / "repetitions" / "noise.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 3  # one row per sweep (one max_new_tokens)
+    # output agreement: every trial against its engine's batch size 1, and hf against vLLM
+    with open(measured / "agreement.csv") as handle:
+        agreement = list(csv.DictReader(handle))
+    assert {r["comparison"] for r in agreement} == {"batch_size_1", "repeat", "hf_vs_vllm"}
+    assert all(0 <= float(r["equal_share"]) <= 1 and r["n_prompts"] == "24" for r in agreement)
+    # the cross-checks: our all-prompts vLLM trial against vllm bench throughput, the hf pipeline
+    # against a bare generate at the smallest and largest batch size
+    with open(measured / "crosscheck.csv") as handle:
+        crosscheck = {(r["engine"], r["batch_size"]): r for r in csv.DictReader(handle)}
+    assert set(crosscheck) == {("vllm", "24"), ("hf", "1"), ("hf", "8")}
+    assert all(float(r["ratio"]) > 0 for r in crosscheck.values())
+    assert crosscheck[("vllm", "24")]["reference"] == "vllm bench throughput"
+    assert float(crosscheck[("hf", "1")]["outputs_equal_share"]) == 1.0  # the same greedy tokens either way
     report = (results / "report.html").read_text()
     for category in ("RQ1 landscapes", "RQ2 GPU scaling", "RQ3 batch size", "RQ4 GPU model", "Discussion",
-                     "RQ5 optimisation", "Live tuning"):
+                     "RQ5 optimisation", "Live tuning", "Repetitions and noise", "Cross-checks"):
         assert category in report
     # the optimiser study on the measured landscapes; no RQ5 replay with one hardware
     with open(measured / "rq5" / "efficiency.csv") as handle:

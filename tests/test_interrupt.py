@@ -1,0 +1,154 @@
+"""Nothing lost, nothing left behind: the real pipeline killed mid-trial, then resumed.
+
+Snakemake runs the default pipeline's sweep on the tiny model in a subprocess whose environment
+carries a unique marker, so every process it starts (the sweep script, the worker, vLLM's engine
+processes) can be found again by that marker, whoever its parent is by then.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """Every live process whose environment carries the marker."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("INFPOP_TEST_MARKER") == marker and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def describe(processes: list[psutil.Process]) -> str:
+    lines = []
+    for p in processes:
+        try:
+            lines.append(f"{p.pid} {' '.join(p.cmdline())[:160]}")
+        except psutil.Error:
+            pass
+    return "\n".join(lines)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def small_config(tmp_path: Path, engine: str) -> Path:
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    # four trials of a few seconds each, so a kill lands inside one
+    config.update(engines=[engine], n_gpus=[1], batch_sizes=[1, 2, 4, 8], max_new_tokens=[20], repetitions=1,
+                  benchmark={"limit": 96, "order": "length_ascending"}, paper_data={"replay": False},
+                  analysis={"max_new_tokens": 20}, crosscheck={"enabled": False})
+    config["optimisation"] = {"tune": {"budget": 1}}
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def start(tmp_path: Path, config: Path, marker: str, *args) -> subprocess.Popen:
+    env = dict(os.environ, INFPOP_TEST_MARKER=marker)
+    return subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", str(config), "--directory", str(tmp_path),
+                             *args, "results/measured/trials.csv"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def trials_dir(tmp_path: Path, engine: str) -> Path:
+    return tmp_path / "results" / "trials" / "cpu" / engine / "tiny-llama" / "g1" / "t20"
+
+
+def interrupt_mid_trial(tmp_path: Path, engine: str, kill) -> tuple[dict[str, bytes], str]:
+    """Start the run, wait for the first two trials, kill it inside the third; the trial files
+    then on disk and the run's output."""
+    marker = uuid.uuid4().hex
+    config = small_config(tmp_path, engine)
+    run = start(tmp_path, config, marker)
+    folder = trials_dir(tmp_path, engine)
+    wait_until(lambda: (folder / "b2_r0.json").exists(), 600, "the first two trials")
+    time.sleep(0.5)  # inside the third trial (b4), which takes seconds
+    assert not (folder / "b4_r0.json").exists()
+    kill(run)
+    output, _ = run.communicate(timeout=120)
+    # nothing measures on unseen: the sweep script, its worker and vLLM's processes are all gone
+    wait_until(lambda: not marked(marker), 60, "every process of the run to end:\n" + describe(marked(marker)))
+    kept = {p.name: p.read_bytes() for p in folder.glob("b*_r*.json")}
+    return kept, output
+
+
+def resume(tmp_path: Path, engine: str, kept: dict[str, bytes]) -> None:
+    config = small_config(tmp_path, engine)
+    subprocess.run([*SNAKEMAKE, "--unlock", "--configfile", str(config), "--directory", str(tmp_path)], cwd=REPO,
+                   capture_output=True, text=True, timeout=120)
+    marker = uuid.uuid4().hex
+    again = start(tmp_path, config, marker, "--rerun-incomplete")
+    output, _ = again.communicate(timeout=900)
+    assert again.returncode == 0, output[-5000:]
+    folder = trials_dir(tmp_path, engine)
+    # the finished trials are kept byte for byte; the interrupted one and the one after are measured now
+    assert {name: (folder / name).read_bytes() for name in kept} == kept
+    assert sorted(p.name for p in folder.glob("b*_r*.json")) == ["b1_r0.json", "b2_r0.json", "b4_r0.json", "b8_r0.json"]
+    log = (tmp_path / "results" / "logs" / "sweep" / "cpu" / engine / "tiny-llama" / "g1.log").read_text()
+    resumed = log[log.rindex("loading"):]
+    assert resumed.count("(kept from an earlier run)") == 2
+    assert "t20 b4 r0: ok" in resumed and "t20 b8 r0: ok" in resumed
+    assert not marked(marker)
+
+
+def test_sigkill_to_snakemake_mid_trial_loses_nothing_and_leaves_nothing(tmp_path):
+    kept, _ = interrupt_mid_trial(tmp_path, "hf", lambda run: run.send_signal(signal.SIGKILL))
+    assert sorted(kept) == ["b1_r0.json", "b2_r0.json"]  # the interrupted trial was not written
+    resume(tmp_path, "hf", kept)
+
+
+def test_sigterm_to_the_run_mid_trial_stops_vllm_and_its_children(tmp_path):
+    """SIGTERM to Snakemake's process group (a terminal closing, systemd stopping the run): the
+    sweep stops its worker's whole process group (vLLM's engine core and workers included)."""
+    kept, output = interrupt_mid_trial(tmp_path, "vllm", lambda run: os.killpg(run.pid, signal.SIGTERM))
+    assert sorted(kept) == ["b1_r0.json", "b2_r0.json"]
+    resume(tmp_path, "vllm", kept)
+
+
+def test_a_timed_out_vllm_trial_leaves_no_engine_process(tmp_path, config_for, benchmark_file, monkeypatch):
+    """A trial past trial_timeout_s kills the worker and every vLLM process under it before the
+    sweep goes on with a fresh worker."""
+    from infpop import records
+    from infpop.grid import Sweep, TrialKey
+    from infpop.sweep import run_sweep
+
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv("INFPOP_TEST_MARKER", marker)
+    config = config_for(engines=["vllm"], batch_sizes=[1, 8], max_new_tokens=[64], benchmark={"limit": 64},
+                        analysis={"max_new_tokens": 64}, trial_timeout_s=3)
+    left = {}
+
+    def log(line: str) -> None:
+        if "b1 r0: timeout" in line:  # written after the worker was killed, before the next starts
+            left["after_timeout"] = describe(marked(marker))
+
+    run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file, log=log)
+    assert records.read(tmp_path / TrialKey(64, 1, 0).relpath)["status"] == "timeout"
+    assert left == {"after_timeout": ""}
+    assert not marked(marker)

@@ -2,8 +2,9 @@
 
 It starts a worker process (infpop.worker) that loads the model once and runs the trials it is
 sent, and writes one trial JSON the moment each trial ends. A worker that dies is recorded as
-`crashed`, a trial past its time limit as `timeout` (the worker is killed); a fresh worker carries
-on with the rest. An out-of-memory trial is recorded as `oom` with the figures of the batches
+`crashed`, a trial past its time limit as `timeout` (the worker is killed), and a trial that ends
+in `error` may have left its engine unusable (vLLM's EngineDeadError): in each case a fresh worker
+carries on with the rest. An out-of-memory trial is recorded as `oom` with the figures of the batches
 before it and, with pruning on, the larger batch sizes as `skipped_oom`. Trials whose JSON exists
 are reused, so re-running a sweep never repeats or loses a finished trial.
 """
@@ -35,8 +36,12 @@ MANIFEST_NAME = "sweep.json"
 THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
                           "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
-#: Statuses re-run on the next invocation only when the config says retry_failed.
+#: Statuses re-run on the next invocation only when the config says retry_failed. (`unsupported`,
+#: a configuration the engine cannot run at all, is not: it would fail the same way again.)
 FAILED_STATUSES = {"error", "crashed", "timeout"}
+#: Trial outcomes after which the worker carries on; after any other (an error) it is replaced.
+#: An OOM is recovered in place (the failed batch's memory returned to the allocator).
+RECOVERED_IN_PLACE = {"ok", "oom"}
 
 
 class SweepError(RuntimeError):
@@ -340,8 +345,16 @@ class Supervisor:
                     peak = (event["peak_memory_bytes"], peak[1])
                     continue
                 peak = (event["peak_memory_bytes"], event["peak_memory_kind"])
-                return self._record(key, event["status"], batches=batches, error=event["error"], peak=peak,
-                                    started_at=started_at, counters=event["engine_counters"], call=call)
+                record = self._record(key, event["status"], batches=batches, error=event["error"], peak=peak,
+                                      started_at=started_at, counters=event["engine_counters"], call=call)
+                if event["status"] not in RECOVERED_IN_PLACE or not event.get("usable", True):
+                    # After an error the engine may be unusable (vLLM's EngineDeadError): every
+                    # later trial would fail with it. The next trial starts a fresh worker.
+                    self.log(f"[{self._name()}] the trial ended in {event['status']}"
+                             + ("" if event.get("usable", True) else " and the engine is dead")
+                             + ": the next trial gets a fresh worker")
+                    self._drop_worker()
+                return record
         except WorkerTimeout:
             self._drop_worker()
             return self._record(key, "timeout", batches=batches, started_at=started_at, peak=peak, call=call,

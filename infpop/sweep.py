@@ -241,14 +241,15 @@ class Supervisor:
                          "model_path": self.model_path, "n_gpus": self.sweep.n_gpus,
                          "dtype": self.config["dtype"], "device": self.device,
                          "engine_args": self.config["engine_args"].get(self.sweep.engine, {}),
-                         "prompts": self.prompts})
+                         "offload": self.config["hf_offload"], "prompts": self.prompts})
             answer = worker.receive(deadline)
             if answer["event"] == "setup_failed":
                 worker.kill()
                 raise SweepError(answer["error"])
             if answer["event"] == "load_failed":
                 worker.stop()
-                self.load_failure = {"status": answer["status"], "error": answer["error"]}
+                self.load_failure = {"status": answer["status"], "error": answer["error"],
+                                     "engine_settings": answer.get("engine_settings")}
                 self.log(f"[{self._name()}] model load failed ({answer['status']}): {answer['error'].splitlines()[0]}")
                 return
             self.worker_info = {"load_seconds": answer["load_seconds"], "environment": answer["environment"],
@@ -317,12 +318,15 @@ class Supervisor:
             "error": error,
             "sequence": len(self.summary.order) if ran else None,
             "engine_call": call,
-            "engine_settings": self.worker_info.get("engine_settings") if ran else None,
+            # a trial not run after a failed load: what the load would have run with, if known
+            "engine_settings": (self.worker_info.get("engine_settings") if ran
+                                else (self.load_failure or {}).get("engine_settings")),
             "engine_metrics": records.engine_metrics(counters, prompt_tokens) if ran else None,
             "output_digests": [d for b in batches for d in b["output_digests"]],
             "environment": self.worker_info.get("environment"),
             "config": {**self.measurement_settings,
-                       **{k: self.config[k] for k in ("trial_timeout_s", "load_timeout_s", "oom_pruning")}},
+                       **{k: self.config[k] for k in ("trial_timeout_s", "load_timeout_s", "oom_pruning")},
+                       **({"hf_offload": self.config["hf_offload"]} if self.sweep.engine == "hf" else {})},
         }
 
     def _run_trial(self, key: TrialKey, call: str = "engine") -> dict:
@@ -380,6 +384,7 @@ class Supervisor:
             changed.append("model")
         elif record.get("model_revision") != self.revision:  # other weights, or weights not recorded
             changed.append("model revision")
+        changed += self._offload_changed(record)
         if changed:
             self.log(f"[{self._name()}] {path.name} was measured with other settings ({', '.join(changed)}); "
                      f"measuring it again")
@@ -390,6 +395,19 @@ class Supervisor:
                                                       and record["batch_size"] > pruned_by):
             return None  # the OOM that pruned it is gone (re-measured) or pruning is now off
         return record
+
+    def _offload_changed(self, record: dict) -> list[str]:
+        """hf only: whether the record's outcome depended on an hf_offload other than the config's
+        (a trial that ran offloaded, now forbidden; a load refused for offloading, now allowed).
+        A record whose weights all fitted on the GPUs holds under either policy: it is kept, and
+        so are records made before hf_offload existed (offloading was allowed then)."""
+        if self.sweep.engine != "hf" or not (record.get("engine_settings") or {}).get("offloaded"):
+            return []
+        refused = record["status"] == "oom" and record["timings"]["started_at"] is None
+        policy = self.config["hf_offload"]
+        if (policy == "forbid" and not refused) or (policy == "allow" and refused):
+            return ["hf_offload"]
+        return []
 
     def measure(self, key: TrialKey, pruned_by: int | None = None, prefix: str = "",
                 call: str = "engine") -> tuple[dict, bool]:

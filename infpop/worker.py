@@ -236,7 +236,8 @@ class Worker:
         return self.output.since(mark) if self.output else []
 
     def load(self, msg: dict) -> None:
-        spec = EngineSpec(msg["model_path"], msg["n_gpus"], msg["dtype"], msg["device"], msg["engine_args"])
+        spec = EngineSpec(msg["model_path"], msg["n_gpus"], msg["dtype"], msg["device"], msg["engine_args"],
+                          offload=msg.get("offload", "forbid"))
         engine_class = load_engine_class(msg["engine"])
         if spec.device == "cuda":
             import torch
@@ -254,7 +255,9 @@ class Worker:
             engine.load()
         except Exception as exc:  # a model that does not fit or does not load is a result
             status, error = _failure(engine_class, exc, self._printed(mark))
-            self.send({"event": "load_failed", "status": status, "error": error})
+            # what the engine would have run with, where it says (an hf placement refused)
+            self.send({"event": "load_failed", "status": status, "error": error,
+                       "engine_settings": getattr(exc, "settings", None)})
             return
         load_seconds = time.perf_counter() - started
         self.engine = engine

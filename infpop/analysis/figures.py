@@ -68,6 +68,18 @@ def _counted(df: pd.DataFrame) -> pd.Series:
     return df["counted"].astype(bool)
 
 
+def _offloaded(df: pd.DataFrame) -> pd.Series:
+    """Trials that ran with weights offloaded to the host or disk (hf_offload: allow), from
+    trials.csv's `offloaded` (absent or empty, e.g. vLLM or the paper's data: not offloaded)."""
+    if "offloaded" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["offloaded"].map(lambda value: str(value).strip().lower() in ("true", "1", "1.0"))
+
+
+OFFLOADED_LABEL = "weights offloaded to CPU/disk (counted)"
+OFFLOADED_STYLE = dict(marker="s", facecolors="none", edgecolors="magenta", linewidths=1.5)
+
+
 def _batch_label(batch_size) -> str:
     return str(int(batch_size))
 
@@ -217,8 +229,9 @@ def _message_png(path, title: str, message: str) -> Path:
 def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, float] = VIEW) -> Path:
     """A static 3D surface of throughput over n_gpus (categorical) x batch size (log2).
 
-    Failed trials are red x markers at zero height, counted partial OOMs orange triangles, the
-    global maximum a star; never-run combinations stay blank. With no counted trial the PNG only
+    Failed trials are red x markers at zero height, counted partial OOMs orange triangles,
+    trials run with weights offloaded to the host hollow magenta squares, the global maximum a
+    star; never-run combinations stay blank. With no counted trial the PNG only
     says "insufficient data: every trial failed"."""
     grid = _Grid(df_one)
     if grid.df.empty:
@@ -249,6 +262,13 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
                    edgecolor="k", depthshade=False)
         handles.append(Line2D([], [], color="darkorange", marker="^", ls="", ms=7, mec="k",
                               label="out of memory part-way (counted)"))
+    offloaded = counted[_offloaded(counted)]
+    if not offloaded.empty:  # a very slow configuration measured, not the GPUs': say so
+        ax.scatter([grid.gpos[int(g)] for g in offloaded["n_gpus"]],
+                   [grid.bpos[int(b)] for b in offloaded["batch_size"]],
+                   offloaded["throughput_tokens_per_s"], s=90, depthshade=False, **OFFLOADED_STYLE)
+        handles.append(Line2D([], [], ls="", marker="s", ms=9, mfc="none", mec="magenta", mew=1.5,
+                              label=OFFLOADED_LABEL))
     if not grid.failed.empty:
         ax.scatter([grid.gpos[int(g)] for g in grid.failed["n_gpus"]],
                    [grid.bpos[int(b)] for b in grid.failed["batch_size"]],
@@ -391,8 +411,9 @@ def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=
 
 def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, path, exclude=()) -> Path:
     """RQ3 (the paper's Figs. 3-4): throughput against batch size (log2 axis) at one n_gpus, one
-    line per model. Counted partial OOMs are circled in red; failed trials (not counted) are
-    x markers in the model's colour at zero."""
+    line per model. Counted partial OOMs are circled in red, trials run with weights offloaded
+    to the host boxed in magenta; failed trials (not counted) are x markers in the model's colour
+    at zero."""
     part = _subset(df, hardware, engine, exclude)
     part = part[part["n_gpus"] == n_gpus]
     title = f"Throughput vs batch size - {engine_label(engine)} - {n_gpus} x {str(hardware).upper()}"
@@ -401,7 +422,7 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
         return _message_png(path, title, message)
     fig, ax = plt.subplots(figsize=(8, 5))
     styles = _model_styles(sorted(part["model"].unique()))
-    any_partial = any_failed = False
+    any_partial = any_failed = any_offloaded = False
     for model, rows in part.groupby("model", sort=True):
         rows = rows.sort_values("batch_size")
         ok = rows[rows["counted"]]
@@ -412,6 +433,11 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
             any_partial = True
             ax.scatter(partial["batch_size"], partial["throughput_tokens_per_s"], s=110,
                        facecolors="none", edgecolors="red", linewidths=1.5, zorder=5)
+        offloaded = ok[_offloaded(ok)]
+        if not offloaded.empty:
+            any_offloaded = True
+            ax.scatter(offloaded["batch_size"], offloaded["throughput_tokens_per_s"], s=90, zorder=5,
+                       **OFFLOADED_STYLE)
         failed = rows[~rows["counted"]]
         if not failed.empty:
             any_failed = True
@@ -430,6 +456,9 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
     if any_partial:
         handles.append(Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="red", mew=1.5))
         labels.append("out of memory part-way (counted)")
+    if any_offloaded:
+        handles.append(Line2D([], [], ls="", marker="s", ms=9, mfc="none", mec="magenta", mew=1.5))
+        labels.append(OFFLOADED_LABEL)
     if any_failed:
         handles.append(Line2D([], [], ls="", marker="x", ms=7, color="grey"))
         labels.append(_failed_label(part[~part["counted"]]) + ", at 0")

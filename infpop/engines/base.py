@@ -23,7 +23,12 @@ _PYDANTIC_WRAPPING = (re.compile(r"^Value error, "), re.compile(r"\s*\[type=\w+,
 
 class OutOfMemory(RuntimeError):
     """Our own out-of-memory verdict, where no library raises one (e.g. an hf load that would put
-    weights on the CPU or disk while offloading is forbidden)."""
+    weights on the CPU or disk while offloading is forbidden). `settings`: what the engine would
+    have run with (recorded with the failed load)."""
+
+    def __init__(self, message: str, settings: dict | None = None):
+        super().__init__(message)
+        self.settings = settings
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,9 @@ class EngineSpec:
     dtype: str  # float16 | bfloat16 | float32 | auto
     device: str  # "cpu" or "cuda"
     engine_args: dict = field(default_factory=dict)
+    #: "forbid": a load that would put weights on the host or disk because the devices are full
+    #: is out of memory (hf's device_map="auto" would offload them); "allow": measure it so.
+    offload: str = "forbid"
 
 
 @dataclass

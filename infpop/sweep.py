@@ -294,7 +294,7 @@ class Supervisor:
 
     def _record(self, key: TrialKey, status: str, *, batches: list[dict] = (), error: str | None = None,
                 peak: tuple = (None, None), started_at: str | None = None, counters: dict | None = None,
-                call: str = "engine") -> dict:
+                call: str = "engine", energy: dict | None = None) -> dict:
         batch_size = key.batch_size
         n_batches = -(-len(self.prompts) // batch_size)
         generated = sum(b["new_tokens"] for b in batches)
@@ -315,6 +315,7 @@ class Supervisor:
                         "started_at": started_at, "finished_at": _now() if ran else None},
             "throughput_tokens_per_s": records.throughput(generated, seconds),
             "peak_memory": {"bytes": peak[0], "kind": peak[1]},
+            "energy": energy,  # null where the trial did not end in the worker (or did not run)
             "error": error,
             "sequence": len(self.summary.order) if ran else None,
             "engine_call": call,
@@ -350,7 +351,8 @@ class Supervisor:
                     continue
                 peak = (event["peak_memory_bytes"], event["peak_memory_kind"])
                 record = self._record(key, event["status"], batches=batches, error=event["error"], peak=peak,
-                                      started_at=started_at, counters=event["engine_counters"], call=call)
+                                      started_at=started_at, counters=event["engine_counters"], call=call,
+                                      energy=event.get("energy"))
                 if event["status"] not in RECOVERED_IN_PLACE or not event.get("usable", True):
                     # After an error the engine may be unusable (vLLM's EngineDeadError): every
                     # later trial would fail with it. The next trial starts a fresh worker.

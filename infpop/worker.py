@@ -24,6 +24,7 @@ import time
 import traceback
 
 from infpop import environment
+from infpop.energy import EnergyMeter
 from infpop.engines import EngineSpec, load_engine_class
 
 
@@ -263,6 +264,7 @@ class Worker:
         self.engine = engine
         self.prompts = msg["prompts"]  # the benchmark, sent once; trials take their batches from it
         self.probe = MemoryProbe(spec.device, in_process=engine_class.in_process)
+        self.energy = EnergyMeter.open(spec.device)  # the GPUs' energy counters, or why there are none
         self.send({"event": "loaded", "load_seconds": load_seconds, "engine_settings": engine.effective_settings(),
                    "environment": environment.collect(engine_class.library_versions())})
 
@@ -289,6 +291,8 @@ class Worker:
         counters_before = self.engine.counters()
         status, error, usable = "ok", None, True
         mark = self._mark()
+        generated = 0
+        self.energy.start()  # right before the first batch: the window is the trial's own
         for index, batch in enumerate(batches):
             try:
                 _inject(msg.get("fault"), index, self.engine)
@@ -301,10 +305,12 @@ class Worker:
                 # cannot run the next trial: the supervisor replaces this worker.
                 usable = not type(self.engine).leaves_engine_unusable(exc)
                 break
+            generated += result.new_tokens
             self.send({"event": "batch", "index": index, "latency_s": latency,
                        "new_tokens": result.new_tokens, "prompt_tokens": result.prompt_tokens,
                        "output_digests": [output_digest(ids) for ids in result.new_token_ids],
                        "peak_memory_bytes": self.probe.sample()})
+        energy = self.energy.stop(generated)
         peak = self.probe.sample()  # before an OOM's memory is released: the peak includes it
         if status == "oom" and usable:
             self.engine.recover_from_oom()
@@ -313,7 +319,8 @@ class Worker:
         except Exception:  # noqa: BLE001 - a dead engine has no counters to read; the trial still ends
             counters = {}
         self.send({"event": "trial_end", "status": status, "error": error, "engine_counters": counters,
-                   "peak_memory_bytes": peak, "peak_memory_kind": self.probe.kind, "usable": usable})
+                   "peak_memory_bytes": peak, "peak_memory_kind": self.probe.kind, "usable": usable,
+                   "energy": energy})
 
 
 def output_digest(token_ids: list[int]) -> str:

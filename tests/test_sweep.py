@@ -210,6 +210,11 @@ def test_the_record_says_what_the_engine_did(tmp_path, config_for, benchmark_fil
                                          "pipeline_device": "cpu"}
     assert len(record["output_digests"]) == 8 and all(len(d) == 12 for d in record["output_digests"])
     assert record["engine_metrics"] is None  # hf has no counters of its own
+    # no energy counter on the CPU: the record says why, and trials.csv has no figure
+    assert record["energy"]["joules"] is None and record["energy"]["tokens_per_joule"] is None
+    assert record["energy"]["reason"] == "no NVIDIA GPU: NVML energy counters are not available on the CPU"
+    row = records.tidy_row(record)
+    assert row["energy_joules"] is None and row["tokens_per_joule"] is None
 
 
 def test_a_trial_recorded_with_other_settings_is_measured_again(tmp_path, config_for, benchmark_file):

@@ -45,6 +45,10 @@ ALL_FAILED = "insufficient data: every trial failed"
 NO_TRIALS = "insufficient data: no trial"
 _DPI = 100
 VIEW = (25.0, -135.0)  # (elevation, azimuth) of the static 3D landscapes
+# (axis label, unit) of a landscape's height
+THROUGHPUT_QUANTITY = ("throughput (tokens/s)", "t/s")
+ENERGY_QUANTITY = ("energy efficiency (tokens/J)", "tokens/J")
+_DIGITS = {"t/s": 1}  # decimals of the maximum in the legend (tokens per joule: 3)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -226,7 +230,8 @@ def _message_png(path, title: str, message: str) -> Path:
     return _save(fig, path)
 
 
-def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, float] = VIEW) -> Path:
+def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, float] = VIEW,
+                  quantity: tuple[str, str] = THROUGHPUT_QUANTITY) -> Path:
     """A static 3D surface of throughput over n_gpus (categorical) x batch size (log2).
 
     Failed trials are red x markers at zero height, counted partial OOMs orange triangles,
@@ -247,7 +252,7 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     if len(grid.gx) > 1 and len(grid.by) > 1:
         surface = ax.plot_surface(X, Y, grid.z, cmap="viridis", vmin=0, vmax=vmax, edgecolor="k",
                                   linewidth=0.3, alpha=0.9, antialiased=True)
-        fig.colorbar(surface, ax=ax, shrink=0.55, pad=0.1, label="throughput (tokens/s)")
+        fig.colorbar(surface, ax=ax, shrink=0.55, pad=0.1, label=quantity[0])
     counted = grid.counted
     full = counted[counted["status"] != "oom"]
     partial = counted[counted["status"] == "oom"]
@@ -279,20 +284,39 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     ax.scatter([grid.gpos[top["n_gpus"]]], [grid.bpos[top["batch_size"]]], [top["throughput"]],
                color="gold", marker="*", s=180, edgecolor="k", depthshade=False, zorder=10)
     handles.append(Line2D([], [], color="gold", marker="*", ls="", ms=12, mec="k",
-                          label=f"max {top['throughput']:.1f} t/s ({top['n_gpus']} GPU, "
+                          label=f"max {top['throughput']:.{_DIGITS.get(quantity[1], 3)}f} {quantity[1]} "
+                                f"({top['n_gpus']} GPU, "
                                 f"batch {top['batch_size']})"))
 
     ax.set_xticks(grid.gx, [str(g) for g in grid.gpus])
     ax.set_yticks(grid.by, [_batch_label(b) for b in grid.batches], fontsize=8)
     ax.set_xlabel("number of GPUs")
     ax.set_ylabel("batch size", labelpad=8)
-    ax.set_zlabel("throughput (tokens/s)")
+    ax.set_zlabel(quantity[0])
     ax.set_zlim(0, vmax * 1.05)
     ax.view_init(elev=view[0], azim=view[1])
     ax.set_title(title)
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.subplots_adjust(bottom=0.12)
     return _save(fig, path)
+
+
+def has_energy(df: pd.DataFrame) -> bool:
+    """Whether any trial has an energy reading (NVML, on NVIDIA GPUs; never on the CPU)."""
+    return "tokens_per_joule" in df.columns and pd.to_numeric(df["tokens_per_joule"], errors="coerce").notna().any()
+
+
+def energy_landscape_png(df_one: pd.DataFrame, path, title: str) -> Path:
+    """Tokens per joule over (n_gpus, batch size), drawn as the throughput landscape is. A trial
+    counted for throughput but without an energy reading is a marker at zero ("no energy
+    reading"), never a height."""
+    df = df_one.copy()
+    per_joule = pd.to_numeric(df["tokens_per_joule"], errors="coerce")
+    counted = _counted(df)
+    df["status"] = df["status"].where(per_joule.notna() | ~counted, "no energy reading")
+    df["counted"] = counted & per_joule.notna()
+    df["throughput_tokens_per_s"] = per_joule
+    return landscape_png(df, path, f"{title} - tokens per joule", quantity=ENERGY_QUANTITY)
 
 
 # ----------------------------------------------------------------------------- interactive landscape
@@ -355,7 +379,9 @@ def landscape_html(df_one: pd.DataFrame, path, title: str) -> Path:
 
 def write_landscapes(df: pd.DataFrame, outdir, formats=("png", "html")) -> list[Path]:
     """PNG and/or HTML landscapes of every (hardware, engine, model) in `df` into outdir,
-    named <hardware>_<engine>_<model>.<ext>; returns the paths written."""
+    named <hardware>_<engine>_<model>.<ext>, and beside a PNG the tokens-per-joule landscape,
+    <stem>_tokens_per_joule.png, where any of its trials has an energy reading (none where none
+    has); returns the paths written."""
     outdir = Path(outdir)
     written = []
     for (hardware, engine, model), one in df.groupby(LANDSCAPE_KEYS, sort=True):
@@ -363,6 +389,8 @@ def write_landscapes(df: pd.DataFrame, outdir, formats=("png", "html")) -> list[
         title = landscape_title(hardware, engine, model)
         if "png" in formats:
             written.append(landscape_png(one, outdir / f"{stem}.png", title))
+            if has_energy(one):
+                written.append(energy_landscape_png(one, outdir / f"{stem}_tokens_per_joule.png", title))
         if "html" in formats:
             written.append(landscape_html(one, outdir / f"{stem}.html", title))
     return written

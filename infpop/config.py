@@ -263,9 +263,10 @@ def _optimisation_problems(config: dict) -> list[tuple[list, str]]:
         return problems
     for engine in tune["engines"]:
         counts = tune["n_gpus"] or config["n_gpus"][engine]
-        usable = [g for g in counts if exclusion_reason(config, tune["hardware"], engine, g) is None]
+        reasons = {g: exclusion_reason(config, tune["hardware"], engine, g, tune["model"]) for g in counts}
+        usable = [g for g in counts if reasons[g] is None]
         if not usable:
-            reasons = sorted({exclusion_reason(config, tune["hardware"], engine, g) for g in counts})
+            reasons = sorted(set(reasons.values()))
             problems.append((["optimisation", "tune", "n_gpus"],
                              f"empty search space for {engine} on '{tune['hardware']}': every GPU count "
                              f"{sorted(counts)} is left out ({'; '.join(reasons)})"))

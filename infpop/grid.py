@@ -51,13 +51,38 @@ def trial_keys(config: dict) -> list[TrialKey]:
             for tokens, batch in configurations(config)]
 
 
-def exclusion_reason(config: dict, hardware: str, engine: str, n_gpus: int) -> str | None:
-    """Why a (hardware, engine, n_gpus) combination cannot run, or None if it can."""
+#: Engines whose n_gpus is a tensor-parallel size: each rank holds a share of every layer's
+#: attention heads, so the head count must divide by it (hf's device_map splits whole layers).
+TENSOR_PARALLEL_ENGINES = {"vllm"}
+#: Where model configs keep their attention-head count (Llama, Mistral, Gemma...; GPT-2,
+#: BLOOM, StarCoder...; others), at the top or in the text model's part.
+HEAD_COUNT_KEYS = ("num_attention_heads", "n_head", "num_heads", "n_heads")
+
+
+def attention_heads(model_config: dict | None) -> int | None:
+    """The attention-head count of a model's config.json, or None if it does not say."""
+    for section in (model_config or {}, (model_config or {}).get("text_config") or {}):
+        for key in HEAD_COUNT_KEYS:
+            if isinstance(section.get(key), int) and section[key] > 0:
+                return section[key]
+    return None
+
+
+def exclusion_reason(config: dict, hardware: str, engine: str, n_gpus: int, model: str | None = None) -> str | None:
+    """Why a (hardware, engine, n_gpus) combination (of `model`, where given) cannot run, or None
+    if it can. A model's own limits are checked where its config is on disk already (a local
+    model, or a downloaded snapshot); otherwise the run itself finds them (status unsupported)."""
     spec = config["hardware"][hardware]
     if spec["kind"] == "gpu" and n_gpus > spec["gpus_per_node"]:
         return f"{n_gpus} GPUs requested but a '{hardware}' node has {spec['gpus_per_node']}"
     if spec["kind"] == "cpu" and engine == "hf" and n_gpus > 1:
         return "hf runs on one device on the CPU (device_map='auto' has no CPUs to split over)"
+    if model is not None and engine in TENSOR_PARALLEL_ENGINES and n_gpus > 1:
+        from infpop.hub import known_model_config  # hub imports config, which imports this module
+
+        heads = attention_heads(known_model_config(config, model))
+        if heads is not None and heads % n_gpus:
+            return f"{heads} attention heads are not divisible by {n_gpus} tensor-parallel ranks"
     return None
 
 
@@ -68,7 +93,7 @@ def plan(config: dict) -> tuple[list[Sweep], list[dict]]:
         for engine in config["engines"]:
             for model in config["models"]:
                 for n_gpus in sorted(config["n_gpus"][engine]):
-                    reason = exclusion_reason(config, hardware, engine, n_gpus)
+                    reason = exclusion_reason(config, hardware, engine, n_gpus, model)
                     if reason is None:
                         sweeps.append(Sweep(hardware, engine, model, n_gpus))
                     else:

@@ -251,3 +251,18 @@ def model_files(config: dict, key: str) -> tuple[str, str | None]:
                               + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
                               + f": delete {path} and download again")
     return str(snapshot.resolve()), manifest["commit"]
+
+
+def known_model_config(config: dict, key: str) -> dict | None:
+    """Model `key`'s config.json where it is on disk already (a local model's folder, or the
+    downloaded snapshot of a hub model), else None: at planning time a hub model may not be
+    downloaded yet, nor a model with `build` built, and nothing may be fetched to find out."""
+    try:
+        folder, _ = model_files(config, key)
+    except SnapshotMissing:
+        return None
+    try:
+        settings = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None

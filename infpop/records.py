@@ -22,7 +22,8 @@ TIDY_COLUMNS = [
     "hardware", "engine", "model", "n_gpus", "max_new_tokens", "batch_size", "rep", "status",
     "throughput_tokens_per_s", "generated_tokens", "prompt_tokens", "prompts", "batches",
     "batches_completed", "generation_seconds", "load_seconds", "latency_p50_s", "latency_p95_s",
-    "peak_memory_bytes", "peak_memory_kind", "gpu_name", "n_gpus_seen", "engine_version",
+    "peak_memory_bytes", "peak_memory_kind", "energy_joules", "tokens_per_joule", "gpu_name", "n_gpus_seen",
+    "engine_version",
     "sequence", "prefix_caching", "prefix_cache_hit_rate", "offloaded", "model_revision", "git_commit", "error", "path",
 ]
 
@@ -110,6 +111,9 @@ def tidy_row(record: dict, path: str | None = None) -> dict:
         "latency_p95_s": percentile(latencies, 95),
         "peak_memory_bytes": record["peak_memory"]["bytes"],
         "peak_memory_kind": record["peak_memory"]["kind"],
+        # NVML's reading over the trial (GPUs only; absent from records made before it existed)
+        "energy_joules": (record.get("energy") or {}).get("joules"),
+        "tokens_per_joule": (record.get("energy") or {}).get("tokens_per_joule"),
         "gpu_name": gpus[0]["name"] if gpus else None,
         "n_gpus_seen": len(gpus),
         "engine_version": libraries.get(record["engine"]) or libraries.get("transformers"),

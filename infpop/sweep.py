@@ -2,8 +2,9 @@
 
 It starts a worker process (infpop.worker) that loads the model once and runs the trials it is
 sent, and writes one trial JSON the moment each trial ends. A worker that dies is recorded as
-`crashed`, a trial past its time limit as `timeout` (the worker is killed); a fresh worker carries
-on with the rest. An out-of-memory trial is recorded as `oom` with the figures of the batches
+`crashed`, a trial past its time limit as `timeout` (the worker is killed), and a trial that ends
+in `error` may have left its engine unusable (vLLM's EngineDeadError): in each case a fresh worker
+carries on with the rest. An out-of-memory trial is recorded as `oom` with the figures of the batches
 before it and, with pruning on, the larger batch sizes as `skipped_oom`. Trials whose JSON exists
 are reused, so re-running a sweep never repeats or loses a finished trial.
 """
@@ -35,8 +36,12 @@ MANIFEST_NAME = "sweep.json"
 THREAD_COUNT_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
                           "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
-#: Statuses re-run on the next invocation only when the config says retry_failed.
+#: Statuses re-run on the next invocation only when the config says retry_failed. (`unsupported`,
+#: a configuration the engine cannot run at all, is not: it would fail the same way again.)
 FAILED_STATUSES = {"error", "crashed", "timeout"}
+#: Trial outcomes after which the worker carries on; after any other (an error) it is replaced.
+#: An OOM is recovered in place (the failed batch's memory returned to the allocator).
+RECOVERED_IN_PLACE = {"ok", "oom"}
 
 
 class SweepError(RuntimeError):
@@ -237,14 +242,15 @@ class Supervisor:
                          "model_path": self.model_path, "n_gpus": self.sweep.n_gpus,
                          "dtype": self.config["dtype"], "device": self.device,
                          "engine_args": self.config["engine_args"].get(self.sweep.engine, {}),
-                         "prompts": self.prompts})
+                         "offload": self.config["hf_offload"], "prompts": self.prompts})
             answer = worker.receive(deadline)
             if answer["event"] == "setup_failed":
                 worker.kill()
                 raise SweepError(answer["error"])
             if answer["event"] == "load_failed":
                 worker.stop()
-                self.load_failure = {"status": answer["status"], "error": answer["error"]}
+                self.load_failure = {"status": answer["status"], "error": answer["error"],
+                                     "engine_settings": answer.get("engine_settings")}
                 self.log(f"[{self._name()}] model load failed ({answer['status']}): {answer['error'].splitlines()[0]}")
                 return
             self.worker_info = {"load_seconds": answer["load_seconds"], "environment": answer["environment"],
@@ -289,7 +295,7 @@ class Supervisor:
 
     def _record(self, key: TrialKey, status: str, *, batches: list[dict] = (), error: str | None = None,
                 peak: tuple = (None, None), started_at: str | None = None, counters: dict | None = None,
-                call: str = "engine") -> dict:
+                call: str = "engine", energy: dict | None = None) -> dict:
         batch_size = key.batch_size
         n_batches = -(-len(self.prompts) // batch_size)
         generated = sum(b["new_tokens"] for b in batches)
@@ -310,15 +316,19 @@ class Supervisor:
                         "started_at": started_at, "finished_at": _now() if ran else None},
             "throughput_tokens_per_s": records.throughput(generated, seconds),
             "peak_memory": {"bytes": peak[0], "kind": peak[1]},
+            "energy": energy,  # null where the trial did not end in the worker (or did not run)
             "error": error,
             "sequence": len(self.summary.order) if ran else None,
             "engine_call": call,
-            "engine_settings": self.worker_info.get("engine_settings") if ran else None,
+            # a trial not run after a failed load: what the load would have run with, if known
+            "engine_settings": (self.worker_info.get("engine_settings") if ran
+                                else (self.load_failure or {}).get("engine_settings")),
             "engine_metrics": records.engine_metrics(counters, prompt_tokens) if ran else None,
             "output_digests": [d for b in batches for d in b["output_digests"]],
             "environment": self.worker_info.get("environment"),
             "config": {**self.measurement_settings,
-                       **{k: self.config[k] for k in ("trial_timeout_s", "load_timeout_s", "oom_pruning")}},
+                       **{k: self.config[k] for k in ("trial_timeout_s", "load_timeout_s", "oom_pruning")},
+                       **({"hf_offload": self.config["hf_offload"]} if self.sweep.engine == "hf" else {})},
         }
 
     def _run_trial(self, key: TrialKey, call: str = "engine") -> dict:
@@ -341,8 +351,17 @@ class Supervisor:
                     peak = (event["peak_memory_bytes"], peak[1])
                     continue
                 peak = (event["peak_memory_bytes"], event["peak_memory_kind"])
-                return self._record(key, event["status"], batches=batches, error=event["error"], peak=peak,
-                                    started_at=started_at, counters=event["engine_counters"], call=call)
+                record = self._record(key, event["status"], batches=batches, error=event["error"], peak=peak,
+                                      started_at=started_at, counters=event["engine_counters"], call=call,
+                                      energy=event.get("energy"))
+                if event["status"] not in RECOVERED_IN_PLACE or not event.get("usable", True):
+                    # After an error the engine may be unusable (vLLM's EngineDeadError): every
+                    # later trial would fail with it. The next trial starts a fresh worker.
+                    self.log(f"[{self._name()}] the trial ended in {event['status']}"
+                             + ("" if event.get("usable", True) else " and the engine is dead")
+                             + ": the next trial gets a fresh worker")
+                    self._drop_worker()
+                return record
         except WorkerTimeout:
             self._drop_worker()
             return self._record(key, "timeout", batches=batches, started_at=started_at, peak=peak, call=call,
@@ -368,6 +387,7 @@ class Supervisor:
             changed.append("model")
         elif record.get("model_revision") != self.revision:  # other weights, or weights not recorded
             changed.append("model revision")
+        changed += self._offload_changed(record)
         if changed:
             self.log(f"[{self._name()}] {path.name} was measured with other settings ({', '.join(changed)}); "
                      f"measuring it again")
@@ -378,6 +398,19 @@ class Supervisor:
                                                       and record["batch_size"] > pruned_by):
             return None  # the OOM that pruned it is gone (re-measured) or pruning is now off
         return record
+
+    def _offload_changed(self, record: dict) -> list[str]:
+        """hf only: whether the record's outcome depended on an hf_offload other than the config's
+        (a trial that ran offloaded, now forbidden; a load refused for offloading, now allowed).
+        A record whose weights all fitted on the GPUs holds under either policy: it is kept, and
+        so are records made before hf_offload existed (offloading was allowed then)."""
+        if self.sweep.engine != "hf" or not (record.get("engine_settings") or {}).get("offloaded"):
+            return []
+        refused = record["status"] == "oom" and record["timings"]["started_at"] is None
+        policy = self.config["hf_offload"]
+        if (policy == "forbid" and not refused) or (policy == "allow" and refused):
+            return ["hf_offload"]
+        return []
 
     def measure(self, key: TrialKey, pruned_by: int | None = None, prefix: str = "",
                 call: str = "engine") -> tuple[dict, bool]:

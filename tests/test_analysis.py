@@ -31,6 +31,13 @@ def test_select_follows_the_papers_choices_by_default():
     assert list(chosen["counted"]) == [True, True, False]
 
 
+def test_select_leaves_out_unsupported_configurations_as_the_plan_leaves_out_exclusions():
+    table = pd.concat([TABLE, trials([("a100", "vllm", "m", 8, 5, 1, 0, "unsupported", None),
+                                      ("a100", "vllm", "m", 1, 5, 1, 0, "ok", 30.0)])], ignore_index=True)
+    chosen = select(table, AnalysisSettings())
+    assert "unsupported" not in set(chosen["status"]) and list(chosen.loc[chosen["engine"] == "vllm", "n_gpus"]) == [1]
+
+
 def test_select_switches():
     assert list(select(TABLE, AnalysisSettings(include_partial_oom=False))["counted"]) == [True, False, False]
     mean = select(TABLE, AnalysisSettings(duplicates="mean"))

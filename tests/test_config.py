@@ -127,6 +127,55 @@ def test_empty_grid_is_refused(tiny_model):
         load_config(make_config(tiny_model, hardware=gpu, n_gpus=[8]))
 
 
+def _with_heads(tiny_model, folder, heads):
+    """A copy of the tiny model's folder whose config says `heads` attention heads (the weights are
+    not read at planning time)."""
+    import json
+    import shutil
+
+    shutil.copytree(tiny_model, folder)
+    settings = json.loads((folder / "config.json").read_text())
+    settings.update(num_attention_heads=heads, num_key_value_heads=heads)
+    (folder / "config.json").write_text(json.dumps(settings))
+    return folder
+
+
+def test_a_tensor_parallel_size_the_heads_do_not_divide_is_left_out_of_the_plan(tiny_model, tmp_path):
+    six = _with_heads(tiny_model, tmp_path / "six-heads", 6)
+    gpu = {"a100": {"kind": "gpu", "gpus_per_node": 8}}
+    config = load_config(make_config(six, engines=["hf", "vllm"], hardware=gpu, n_gpus=[1, 2, 3, 4, 8]))
+    rows = {(r["engine"], r["n_gpus"]): r for r in plan_rows(config)}
+    for n_gpus in (4, 8):
+        assert rows[("vllm", n_gpus)]["planned"] == "excluded"
+        assert rows[("vllm", n_gpus)]["reason"] == f"6 attention heads are not divisible by {n_gpus} tensor-parallel ranks"
+    assert all(rows[("vllm", n)]["planned"] == "run" for n in (1, 2, 3))
+    # hf's device_map splits whole layers: any GPU count takes the model
+    assert all(rows[("hf", n)]["planned"] == "run" for n in (1, 2, 3, 4, 8))
+    # live tuning searches only the GPU counts the plan keeps
+    from infpop.optimise.tune import tune_space
+
+    assert tune_space(config, "vllm").n_gpus == (1, 2, 3)
+
+
+def test_a_hub_model_not_downloaded_yet_is_planned_whole(tiny_model, tmp_path):
+    """At planning time a hub model's config may not be on disk: nothing is left out (the run then
+    records vLLM's refusal as `unsupported`); once downloaded, its config.json is read."""
+    import json
+
+    gpu = {"a100": {"kind": "gpu", "gpus_per_node": 8}}
+    spec = {"models": {"sc2": {"hf_id": "bigcode/starcoder2-7b"}}, "models_dir": str(tmp_path / "hub")}
+    config = load_config(make_config(tiny_model, engines=["vllm"], hardware=gpu, n_gpus=[4, 8], **spec))
+    assert [r["planned"] for r in plan_rows(config)] == ["run", "run"]
+    snapshot = _with_heads(tiny_model, tmp_path / "hub" / "snapshot", 36)  # StarCoder2-7b has 36 heads
+    files = [{"path": "config.json", "bytes": (snapshot / "config.json").stat().st_size}]
+    (tmp_path / "hub" / "sc2.json").write_text(json.dumps(
+        {"repo_id": "bigcode/starcoder2-7b", "revision": "main", "commit": "0" * 40, "snapshot": "snapshot",
+         "files": files}))
+    rows = plan_rows(config)
+    assert [(r["n_gpus"], r["planned"], r["reason"]) for r in rows] == [
+        (4, "run", ""), (8, "excluded", "36 attention heads are not divisible by 8 tensor-parallel ranks")]
+
+
 def test_n_gpus_for_an_engine_not_measured(tiny_model):
     with pytest.raises(ConfigError, match="engine 'vllm' is not in 'engines'"):
         load_config(make_config(tiny_model, n_gpus={"hf": [1], "vllm": [1]}))

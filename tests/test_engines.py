@@ -81,3 +81,56 @@ print("RESULT " + json.dumps(engine.generate(prompts, 4).new_token_ids))
         outputs[engine] = json.loads(line[len("RESULT "):])
     assert [len(ids) for ids in outputs["hf"]] == [4, 4] == [len(ids) for ids in outputs["vllm"]]
     assert [ids[0] for ids in outputs["hf"]] == [ids[0] for ids in outputs["vllm"]]
+
+
+def test_vllm_kv_cache_too_small_at_load_is_an_oom(tmp_path, config_for, benchmark_file):
+    """A real vLLM load failure, not a fake: a KV-cache budget (kv_cache_memory_bytes, 1 MB) below
+    what one request of the model's length needs (about 4 MB for the tiny model's 2,048 tokens in
+    float32). vLLM's engine core raises it in its own process and prints it; the frontend raises
+    only "Engine core initialization failed". The worker reads the engine core's line from its
+    captured stderr: the trial is `oom`, with that line first in `error`, and the job log still
+    holds everything the engine printed."""
+    config = config_for(engines=["vllm"], batch_sizes=[1, 2],
+                        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "kv_cache_memory_bytes": 1_000_000}})
+    log_file = tmp_path / "sweep.log"
+    lines = []
+    with open(log_file, "w") as log:
+        summary = run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path / "trials", benchmark_file,
+                            log=lines.append, worker_stderr=log)
+    assert list(summary["trials"].values()) == ["oom", "oom"] and summary["model_loads"] == 1
+    record = records.read(tmp_path / "trials" / TrialKey(3, 1, 0).relpath)
+    first, rest = record["error"].split("\n", 1)
+    assert first.startswith("ValueError: To serve at least one request with the model's max seq len (2048)")
+    assert "KV cache is needed, which is larger than the available KV cache memory" in first
+    assert "Engine core initialization failed" in rest  # what the frontend raised, kept after it
+    assert any("model load failed (oom): ValueError: To serve at least one request" in line for line in lines)
+    logged = log_file.read_text()
+    assert "EngineCore failed to start" in logged and logged.count("KV cache is needed") >= 2
+    assert "infpop-output-sync" not in logged
+
+
+def test_vllm_tensor_parallel_size_the_heads_do_not_divide_is_unsupported(tmp_path, config_for, benchmark_file,
+                                                                         tiny_model):
+    """A real vLLM refusal on the CPU: the tiny model rebuilt as one attention head (head_dim 128,
+    the same weights) at tensor_parallel_size 2. vLLM checks the head count before loading
+    anything; the trials are `unsupported` with vLLM's reason, and not retried."""
+    import json
+    import shutil
+
+    one_head = tmp_path / "one-head"
+    shutil.copytree(tiny_model, one_head)
+    settings = json.loads((one_head / "config.json").read_text())
+    settings.update(num_attention_heads=1, num_key_value_heads=1, head_dim=settings["hidden_size"])
+    (one_head / "config.json").write_text(json.dumps(settings))
+    config = config_for(engines=["vllm"], n_gpus=[2], batch_sizes=[1, 2], retry_failed=True)
+    config["models"]["tiny"]["path"] = str(one_head)
+    sweep = Sweep("cpu", "vllm", "tiny", 2)
+    summary = run_sweep(config, sweep, tmp_path / "trials", benchmark_file, log=lambda line: None)
+    assert list(summary["trials"].values()) == ["unsupported", "unsupported"]
+    record = records.read(tmp_path / "trials" / TrialKey(3, 2, 0).relpath)
+    assert record["error"].startswith(
+        "Total number of attention heads (1) must be divisible by tensor parallel size (2).\n")
+    assert record["throughput_tokens_per_s"] is None
+    # not a failure to retry: even with retry_failed the records are kept
+    again = run_sweep(config, sweep, tmp_path / "trials", benchmark_file, log=lambda line: None)
+    assert again["reused_trials"] == 2 and again["model_loads"] == 0

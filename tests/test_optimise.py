@@ -69,6 +69,16 @@ def test_landscape_ei_never_pays_twice_and_skips_what_an_oom_rules_out():
     assert len(points) < len(SPACE)  # the ruled-out points were never paid for
 
 
+def test_landscape_ei_skips_every_batch_size_of_an_unsupported_gpu_count():
+    def heads_do_not_divide_by_4(point):
+        return Outcome(None, "unsupported") if point[0] == 4 else synthetic(point)
+
+    history = search(make("landscape_ei", SPACE, seed=0), heads_do_not_divide_by_4, budget=100)
+    at_four = [e for e in history.evaluations if e.n_gpus == 4]
+    assert len(at_four) <= 1 and all(e.status == "unsupported" for e in at_four)
+    assert max(e.value or 0 for e in history.evaluations) == pytest.approx(OPTIMUM)
+
+
 def test_landscape_ei_starts_at_the_priors_best_and_uses_it():
     prior = {p: synthetic(p).value for p in SPACE.points}
     history = search(make("landscape_ei", SPACE, seed=0, prior=prior), synthetic, budget=10, stop_value=OPTIMUM)

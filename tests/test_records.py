@@ -102,8 +102,11 @@ def test_plan_leaves_out_what_hardware_cannot_run(tiny_model):
     sweeps, excluded = plan(config)
     assert Sweep("cpu", "vllm", "tiny", 2) in sweeps and Sweep("a100", "hf", "tiny", 2) in sweeps
     reasons = {(r["hardware"], r["engine"], r["n_gpus"]): r["reason"] for r in excluded}
-    assert set(reasons) == {("cpu", "hf", 2), ("cpu", "hf", 8), ("a100", "hf", 8), ("a100", "vllm", 8)}
+    assert set(reasons) == {("cpu", "hf", 2), ("cpu", "hf", 8), ("a100", "hf", 8), ("a100", "vllm", 8),
+                            ("cpu", "vllm", 8)}
     assert "a 'a100' node has 4" in reasons[("a100", "vllm", 8)]
+    # the tiny model's config is on disk: its 2 heads do not split into 8 tensor-parallel ranks
+    assert reasons[("cpu", "vllm", 8)] == "2 attention heads are not divisible by 8 tensor-parallel ranks"
 
 
 def test_aggregate_reads_the_manifests_and_stops_on_a_corrupt_trial(tmp_path):

@@ -73,6 +73,26 @@ def test_faults_are_recorded_and_nothing_is_lost_or_rerun(tmp_path, config_for, 
                               TrialKey(3, 8, 0): "oom", TrialKey(3, 16, 0): "skipped_oom"}
 
 
+def test_after_an_error_the_next_trial_gets_a_fresh_worker(tmp_path, config_for, benchmark_file):
+    """vLLM's EngineDeadError leaves the worker unusable: without a fresh worker every later trial
+    of the sweep would be an error too. Injected here in the real hf worker (vLLM's own exception
+    class, the engine then refusing every call), the next trial runs on a new worker."""
+    config = config_for(batch_sizes=[1, 2, 4])
+    faults = {TrialKey(3, 2, 0): {"kind": "engine_dead", "after_batches": 1}}
+    lines = []
+    summary = run_sweep(config, SWEEP, tmp_path, benchmark_file, faults=faults, log=lines.append)
+    assert summary["trials"] == {"t3/b1_r0.json": "ok", "t3/b2_r0.json": "error", "t3/b4_r0.json": "ok"}
+    dead = records.read(tmp_path / TrialKey(3, 2, 0).relpath)
+    first_line = dead["error"].splitlines()[0]
+    assert "EngineDeadError" in first_line or first_line.startswith("RuntimeError")  # vLLM's, where installed
+    assert "the engine died (injected" in first_line
+    assert dead["counts"]["batches_completed"] == 1
+    assert summary["model_loads"] == 2 and len(summary["load_seconds"]) == 2  # the reload is counted
+    assert any("ended in error" in line and "fresh worker" in line for line in lines)
+    after = records.read(tmp_path / TrialKey(3, 4, 0).relpath)
+    assert after["timings"]["load_seconds"] == summary["load_seconds"][1]  # measured on the new worker
+
+
 def test_pruning_off_runs_every_batch_size(tmp_path, config_for, benchmark_file):
     config = config_for(batch_sizes=[1, 2, 4], oom_pruning=False)
     faults = {TrialKey(3, 2, 0): {"kind": "oom", "after_batches": 0}}
@@ -190,6 +210,11 @@ def test_the_record_says_what_the_engine_did(tmp_path, config_for, benchmark_fil
                                          "pipeline_device": "cpu"}
     assert len(record["output_digests"]) == 8 and all(len(d) == 12 for d in record["output_digests"])
     assert record["engine_metrics"] is None  # hf has no counters of its own
+    # no energy counter on the CPU: the record says why, and trials.csv has no figure
+    assert record["energy"]["joules"] is None and record["energy"]["tokens_per_joule"] is None
+    assert record["energy"]["reason"] == "no NVIDIA GPU: NVML energy counters are not available on the CPU"
+    row = records.tidy_row(record)
+    assert row["energy_joules"] is None and row["tokens_per_joule"] is None
 
 
 def test_a_trial_recorded_with_other_settings_is_measured_again(tmp_path, config_for, benchmark_file):

@@ -17,6 +17,9 @@ import pandas as pd
 IDENTITY = ["hardware", "engine", "model", "n_gpus", "max_new_tokens", "batch_size"]
 INSUFFICIENT = "insufficient data"
 DUPLICATES = ("last", "mean", "replicates")
+#: The status of a configuration the engine cannot run (e.g. a tensor-parallel size the model's
+#: heads do not divide): treated as excluded from the grid, never drawn or counted.
+UNSUPPORTED = "unsupported"
 
 
 class EmptyTrialsError(ValueError):
@@ -48,11 +51,14 @@ def select(trials: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
     A trial is counted when it has a throughput and finished (`ok`), or ran out of memory
     part-way (`oom`) and settings.include_partial_oom is set. With duplicates="last" the last
     repetition of each identity is kept (rows in file order; `rep` ascending); with "mean" the
-    counted repetitions are averaged; with "replicates" every repetition stays a row.
+    counted repetitions are averaged; with "replicates" every repetition stays a row. An
+    `unsupported` trial (a configuration the engine cannot run at all) is left out, as the plan
+    leaves out what it knows cannot run: it is no failure of a configuration, there is none.
     """
     if trials.empty:
         raise EmptyTrialsError("the trials table is empty")
-    chosen = trials[trials["max_new_tokens"] == settings.max_new_tokens].copy()
+    chosen = trials[(trials["max_new_tokens"] == settings.max_new_tokens)
+                    & (trials["status"] != UNSUPPORTED)].copy()
     usable = {"ok", "oom"} if settings.include_partial_oom else {"ok"}
     chosen["counted"] = chosen["status"].isin(usable) & chosen["throughput_tokens_per_s"].notna()
     if settings.duplicates == "replicates":

@@ -46,6 +46,10 @@ ALL_FAILED = "insufficient data: every trial failed"
 NO_TRIALS = "insufficient data: no trial"
 _DPI = 100
 VIEW = (25.0, -135.0)  # (elevation, azimuth) of the static 3D landscapes
+# (axis label, unit) of a landscape's height
+THROUGHPUT_QUANTITY = ("throughput (tokens/s)", "t/s")
+ENERGY_QUANTITY = ("energy efficiency (tokens/J)", "tokens/J")
+_DIGITS = {"t/s": 1}  # decimals of the maximum in the legend (tokens per joule: 3)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -67,6 +71,18 @@ def landscape_stem(hardware: str, engine: str, model: str) -> str:
 def _counted(df: pd.DataFrame) -> pd.Series:
     """Which trials count: the `counted` column of infpop.analysis.select (its one rule)."""
     return df["counted"].astype(bool)
+
+
+def _offloaded(df: pd.DataFrame) -> pd.Series:
+    """Trials that ran with weights offloaded to the host or disk (hf_offload: allow), from
+    trials.csv's `offloaded` (absent or empty, e.g. vLLM or the paper's data: not offloaded)."""
+    if "offloaded" not in df.columns:
+        return pd.Series(False, index=df.index)
+    return df["offloaded"].map(lambda value: str(value).strip().lower() in ("true", "1", "1.0"))
+
+
+OFFLOADED_LABEL = "weights offloaded to CPU/disk (counted)"
+OFFLOADED_STYLE = dict(marker="s", facecolors="none", edgecolors="magenta", linewidths=1.5)
 
 
 def _batch_label(batch_size) -> str:
@@ -215,11 +231,13 @@ def _message_png(path, title: str, message: str) -> Path:
     return _save(fig, path)
 
 
-def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, float] = VIEW) -> Path:
+def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, float] = VIEW,
+                  quantity: tuple[str, str] = THROUGHPUT_QUANTITY) -> Path:
     """A static 3D surface of throughput over n_gpus (categorical) x batch size (log2).
 
-    Failed trials are red x markers at zero height, counted partial OOMs orange triangles, the
-    global maximum a star; never-run combinations stay blank. With no counted trial the PNG only
+    Failed trials are red x markers at zero height, counted partial OOMs orange triangles,
+    trials run with weights offloaded to the host hollow magenta squares, the global maximum a
+    star; never-run combinations stay blank. With no counted trial the PNG only
     says "insufficient data: every trial failed"."""
     grid = _Grid(df_one)
     if grid.df.empty:
@@ -235,7 +253,7 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     if len(grid.gx) > 1 and len(grid.by) > 1:
         surface = ax.plot_surface(X, Y, grid.z, cmap="viridis", vmin=0, vmax=vmax, edgecolor="k",
                                   linewidth=0.3, alpha=0.9, antialiased=True)
-        fig.colorbar(surface, ax=ax, shrink=0.55, pad=0.1, label="throughput (tokens/s)")
+        fig.colorbar(surface, ax=ax, shrink=0.55, pad=0.1, label=quantity[0])
     counted = grid.counted
     full = counted[counted["status"] != "oom"]
     partial = counted[counted["status"] == "oom"]
@@ -258,6 +276,13 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
                    edgecolor="k", depthshade=False)
         handles.append(Line2D([], [], color="darkorange", marker="^", ls="", ms=7, mec="k",
                               label="out of memory part-way (counted)"))
+    offloaded = counted[_offloaded(counted)]
+    if not offloaded.empty:  # a very slow configuration measured, not the GPUs': say so
+        ax.scatter([grid.gpos[int(g)] for g in offloaded["n_gpus"]],
+                   [grid.bpos[int(b)] for b in offloaded["batch_size"]],
+                   offloaded["throughput_tokens_per_s"], s=90, depthshade=False, **OFFLOADED_STYLE)
+        handles.append(Line2D([], [], ls="", marker="s", ms=9, mfc="none", mec="magenta", mew=1.5,
+                              label=OFFLOADED_LABEL))
     if not grid.failed.empty:
         ax.scatter([grid.gpos[int(g)] for g in grid.failed["n_gpus"]],
                    [grid.bpos[int(b)] for b in grid.failed["batch_size"]],
@@ -268,14 +293,15 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     ax.scatter([grid.gpos[top["n_gpus"]]], [grid.bpos[top["batch_size"]]], [top["throughput"]],
                color="gold", marker="*", s=180, edgecolor="k", depthshade=False, zorder=10)
     handles.append(Line2D([], [], color="gold", marker="*", ls="", ms=12, mec="k",
-                          label=f"max {top['throughput']:.1f} t/s ({top['n_gpus']} GPU, "
+                          label=f"max {top['throughput']:.{_DIGITS.get(quantity[1], 3)}f} {quantity[1]} "
+                                f"({top['n_gpus']} GPU, "
                                 f"batch {top['batch_size']})"))
 
     ax.set_xticks(grid.gx, [str(g) for g in grid.gpus])
     ax.set_yticks(grid.by, [_batch_label(b) for b in grid.batches], fontsize=8)
     ax.set_xlabel("number of GPUs")
     ax.set_ylabel("batch size", labelpad=8)
-    ax.set_zlabel("throughput (tokens/s)")
+    ax.set_zlabel(quantity[0])
     top_of_intervals = float(np.nanmax(grid.df["ci_high"])) if grid.df["ci_high"].notna().any() else vmax
     ax.set_zlim(0, max(vmax, top_of_intervals) * 1.05)
     ax.view_init(elev=view[0], azim=view[1])
@@ -283,6 +309,24 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.subplots_adjust(bottom=0.12)
     return _save(fig, path)
+
+
+def has_energy(df: pd.DataFrame) -> bool:
+    """Whether any trial has an energy reading (NVML, on NVIDIA GPUs; never on the CPU)."""
+    return "tokens_per_joule" in df.columns and pd.to_numeric(df["tokens_per_joule"], errors="coerce").notna().any()
+
+
+def energy_landscape_png(df_one: pd.DataFrame, path, title: str) -> Path:
+    """Tokens per joule over (n_gpus, batch size), drawn as the throughput landscape is. A trial
+    counted for throughput but without an energy reading is a marker at zero ("no energy
+    reading"), never a height."""
+    df = df_one.copy()
+    per_joule = pd.to_numeric(df["tokens_per_joule"], errors="coerce")
+    counted = _counted(df)
+    df["status"] = df["status"].where(per_joule.notna() | ~counted, "no energy reading")
+    df["counted"] = counted & per_joule.notna()
+    df["throughput_tokens_per_s"] = per_joule
+    return landscape_png(df, path, f"{title} - tokens per joule", quantity=ENERGY_QUANTITY)
 
 
 # ----------------------------------------------------------------------------- interactive landscape
@@ -349,7 +393,9 @@ def landscape_html(df_one: pd.DataFrame, path, title: str) -> Path:
 
 def write_landscapes(df: pd.DataFrame, outdir, formats=("png", "html")) -> list[Path]:
     """PNG and/or HTML landscapes of every (hardware, engine, model) in `df` into outdir,
-    named <hardware>_<engine>_<model>.<ext>; returns the paths written."""
+    named <hardware>_<engine>_<model>.<ext>, and beside a PNG the tokens-per-joule landscape,
+    <stem>_tokens_per_joule.png, where any of its trials has an energy reading (none where none
+    has); returns the paths written."""
     outdir = Path(outdir)
     written = []
     for (hardware, engine, model), one in df.groupby(LANDSCAPE_KEYS, sort=True):
@@ -357,6 +403,8 @@ def write_landscapes(df: pd.DataFrame, outdir, formats=("png", "html")) -> list[
         title = landscape_title(hardware, engine, model)
         if "png" in formats:
             written.append(landscape_png(one, outdir / f"{stem}.png", title))
+            if has_energy(one):
+                written.append(energy_landscape_png(one, outdir / f"{stem}_tokens_per_joule.png", title))
         if "html" in formats:
             written.append(landscape_html(one, outdir / f"{stem}.html", title))
     return written
@@ -417,8 +465,9 @@ def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=
 
 def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, path, exclude=()) -> Path:
     """RQ3 (the paper's Figs. 3-4): throughput against batch size (log2 axis) at one n_gpus, one
-    line per model. Counted partial OOMs are circled in red; failed trials (not counted) are
-    x markers in the model's colour at zero."""
+    line per model. Counted partial OOMs are circled in red, trials run with weights offloaded
+    to the host boxed in magenta; failed trials (not counted) are x markers in the model's colour
+    at zero."""
     part = _subset(cells(df), hardware, engine, exclude)
     part = part[part["n_gpus"] == n_gpus]
     title = f"Throughput vs batch size - {engine_label(engine)} - {n_gpus} x {str(hardware).upper()}"
@@ -427,7 +476,7 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
         return _message_png(path, title, message)
     fig, ax = plt.subplots(figsize=(8, 5))
     styles = _model_styles(sorted(part["model"].unique()))
-    any_partial = any_failed = False
+    any_partial = any_failed = any_offloaded = False
     for model, rows in part.groupby("model", sort=True):
         rows = rows.sort_values("batch_size")
         ok = rows[rows["counted"]]
@@ -439,6 +488,11 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
             any_partial = True
             ax.scatter(partial["batch_size"], partial["throughput_tokens_per_s"], s=110,
                        facecolors="none", edgecolors="red", linewidths=1.5, zorder=5)
+        offloaded = ok[_offloaded(ok)]
+        if not offloaded.empty:
+            any_offloaded = True
+            ax.scatter(offloaded["batch_size"], offloaded["throughput_tokens_per_s"], s=90, zorder=5,
+                       **OFFLOADED_STYLE)
         failed = rows[~rows["counted"]]
         if not failed.empty:
             any_failed = True
@@ -457,6 +511,9 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
     if any_partial:
         handles.append(Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="red", mew=1.5))
         labels.append("out of memory part-way (counted)")
+    if any_offloaded:
+        handles.append(Line2D([], [], ls="", marker="s", ms=9, mfc="none", mec="magenta", mew=1.5))
+        labels.append(OFFLOADED_LABEL)
     if any_failed:
         handles.append(Line2D([], [], ls="", marker="x", ms=7, color="grey"))
         labels.append(_failed_label(part[~part["counted"]]) + ", at 0")

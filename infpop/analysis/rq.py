@@ -47,7 +47,14 @@ TABLE2_COLUMNS = [
     "vllm_best_throughput",
     "vllm_best_improvement",
     "note",
+    # energy (NVML on NVIDIA GPUs) at the same configurations: generated tokens per joule
+    "hf_best_tokens_per_joule",
+    "vllm_same_gpus_tokens_per_joule",
+    "vllm_best_tokens_per_joule",
+    "energy_note",
 ]
+TOKENS_PER_JOULE = "tokens_per_joule"
+ENERGY_NOT_MEASURED = "energy not measured (NVML energy counters, on NVIDIA GPUs only)"
 
 # Discussion V-B: (x, y) pairs, x and y columns of Table II merged with the models' metadata.
 CORRELATION_PAIRS = [
@@ -130,6 +137,13 @@ def table2(df: pd.DataFrame, hardware: str, round_throughput: int | None = None)
         rows = data[(data["model"] == model) & (data["engine"] == engine)]
         return rows.groupby("n_gpus")[THROUGHPUT].mean().sort_index()
 
+    def per_joule(model: str, engine: str, gpus) -> float:
+        """Tokens per joule of the engine at `gpus` (the mean of its readings), NaN without one."""
+        if TOKENS_PER_JOULE not in data.columns or pd.isna(gpus):  # the paper's data has no energy
+            return NAN
+        rows = data[(data["model"] == model) & (data["engine"] == engine) & (data["n_gpus"] == gpus)]
+        return float(pd.to_numeric(rows[TOKENS_PER_JOULE], errors="coerce").mean())
+
     rows = []
     for model in sorted(df["model"].unique()):
         hf, vllm = per_gpus(model, "hf"), per_gpus(model, "vllm")
@@ -160,7 +174,18 @@ def table2(df: pd.DataFrame, hardware: str, round_throughput: int | None = None)
             vllm_best_throughput=vllm_best,
             vllm_best_improvement=ratio(vllm_best, hf_best),
             note=_join_notes(*notes),
+            hf_best_tokens_per_joule=per_joule(model, "hf", hf_gpus),
+            vllm_same_gpus_tokens_per_joule=per_joule(model, "vllm", hf_gpus if not math.isnan(same) else NAN),
+            vllm_best_tokens_per_joule=per_joule(model, "vllm", vllm_gpus),
         )
+        missing = [label for label, energy, throughput in (
+            ("HF best", "hf_best_tokens_per_joule", "hf_best_throughput"),
+            ("vLLM same GPUs", "vllm_same_gpus_tokens_per_joule", "vllm_same_gpus_throughput"),
+            ("vLLM best", "vllm_best_tokens_per_joule", "vllm_best_throughput"))
+            if math.isnan(row[energy]) and not math.isnan(row[throughput])]
+        measured = any(not math.isnan(row[c]) for c in TABLE2_COLUMNS if c.endswith("_tokens_per_joule"))
+        row["energy_note"] = (ENERGY_NOT_MEASURED if not measured
+                              else f"no energy reading for {', '.join(missing)}" if missing else "")
         rows.append(row)
     table = pd.DataFrame(rows, columns=TABLE2_COLUMNS)
     for column in ("hf_best_gpus", "vllm_best_gpus"):
@@ -217,7 +242,28 @@ def table2_markdown(table: pd.DataFrame) -> str:
     notes = [f"- {row.model}: {row.note}" for row in table.itertuples(index=False) if row.note]
     if notes:
         lines += ["", *notes]
+    lines += ["", *_energy_markdown(table)]
     return "\n".join(lines) + "\n"
+
+
+def _energy_markdown(table: pd.DataFrame) -> list[str]:
+    """Table II's energy at the same configurations (tokens per joule), or one line saying it
+    was not measured."""
+    columns = ["hf_best_tokens_per_joule", "vllm_same_gpus_tokens_per_joule", "vllm_best_tokens_per_joule"]
+    if not set(columns) <= set(table.columns) or table[columns].isna().all().all():
+        return [f"Tokens per joule: {ENERGY_NOT_MEASURED}."]
+
+    def tpj(value) -> str:
+        return "–" if pd.isna(value) else f"{value:.3f}"
+
+    lines = ["Energy at the same configurations (tokens per joule):", "",
+             "| LLM | HF best: tok/J | vLLM same GPUs: tok/J | vLLM best: tok/J |", "|---|---:|---:|---:|"]
+    for row in table.itertuples(index=False):
+        if pd.isna(row.hf_best_throughput) and pd.isna(row.vllm_best_throughput):
+            continue  # the summary rows (mean, median of the improvements)
+        lines.append(f"| {row.model} | {tpj(row.hf_best_tokens_per_joule)} "
+                     f"| {tpj(row.vllm_same_gpus_tokens_per_joule)} | {tpj(row.vllm_best_tokens_per_joule)} |")
+    return lines
 
 
 # --------------------------------------------------------------------------- RQ2

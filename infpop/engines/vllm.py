@@ -13,6 +13,29 @@ from infpop.engines.base import GenerationResult
 #: and hits, in tokens. With the cache off both stay 0, which the record then shows.
 COUNTERS = {"vllm:prefix_cache_queries": "prefix_cache_queries", "vllm:prefix_cache_hits": "prefix_cache_hits"}
 
+#: vLLM's out-of-memory failures. Most are raised in the engine core (a child process): the
+#: frontend then raises only "Engine core initialization failed" (at load) or EngineDeadError (in a
+#: trial), and the cause is in what the engine core printed. The texts are vLLM 0.32's
+#: (vllm/v1/core/kv_cache_utils.py, vllm/v1/worker/cpu_worker.py), with the older wording of the
+#: KV-cache check kept for other releases.
+OUT_OF_MEMORY_PATTERNS = (
+    r"out of memory",  # torch.OutOfMemoryError "CUDA out of memory", "CUDA error: out of memory"
+    r"No available memory for the cache blocks",  # nothing left for a KV cache after the weights
+    # the KV cache cannot hold one request of max_model_len (0.32; before: "The model's max seq len
+    # (N) is larger than the maximum number of tokens that can be stored in KV cache (M)")
+    r"KV cache is needed, which is larger than the available KV cache memory",
+    r"larger than the maximum number of tokens that can be stored in KV cache",
+    # the CPU backend: the host memory asked for (gpu_memory_utilization x RAM, or
+    # kv_cache_memory_bytes) is more than the node has free, or less than the weights took
+    r"on kv cache allocation is less than requested memory for kv",
+    r"on startup is less than desired CPU memory utilization",
+)
+#: A tensor-parallel size the model cannot be split into (vllm/config/model.py): every batch size
+#: fails the same way, so the configuration is `unsupported`, not an error to retry.
+UNSUPPORTED_PATTERNS = (
+    r"must be divisible by tensor parallel size",
+)
+
 
 def _attention_backends(worker) -> list[str]:
     """Run inside each vLLM worker (collective_rpc): the attention backends its layers use."""
@@ -27,6 +50,17 @@ def _attention_backends(worker) -> list[str]:
 class Engine(BaseEngine):
     name = "vllm"
     in_process = False  # the engine core runs in processes of its own
+    OUT_OF_MEMORY_PATTERNS = OUT_OF_MEMORY_PATTERNS
+    UNSUPPORTED_PATTERNS = UNSUPPORTED_PATTERNS
+
+    @classmethod
+    def leaves_engine_unusable(cls, exc: BaseException) -> bool:
+        # EngineDeadError: the engine core is gone, every later call fails ("Unrecoverable").
+        try:
+            from vllm.v1.engine.exceptions import EngineDeadError
+        except ImportError:  # pragma: no cover - vLLM is there whenever this engine ran
+            return False
+        return isinstance(exc, EngineDeadError)
 
     def load(self) -> None:
         import os

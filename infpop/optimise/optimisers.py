@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from scipy.stats import norm
 
-from infpop.optimise.space import OUT_OF_MEMORY, Outcome, Point, Space
+from infpop.optimise.space import OUT_OF_MEMORY, UNSUPPORTED, Outcome, Point, Space
 
 Evaluate = Callable[[Point], Outcome]
 #: The loss the paper's script gave an infeasible point (TPE ranks losses, so any worst value works).
@@ -187,9 +187,11 @@ class LandscapeEI(AskTell):
 
     def tell(self, point, outcome):
         self.told[point] = outcome
+        g, b = point
         if outcome.status in OUT_OF_MEMORY:
-            g, b = point
             self.ruled_out.update((g, larger) for larger in self.space.batch_sizes if larger > b)
+        elif outcome.status == UNSUPPORTED:
+            self.ruled_out.update((g, other) for other in self.space.batch_sizes)
 
 
 OPTIMISERS: dict[str, type[Optimiser]] = {

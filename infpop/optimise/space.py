@@ -63,3 +63,6 @@ class Outcome:
 #: Statuses that mean "this batch size does not fit at this GPU count": every larger batch size
 #: at the same GPU count fails too (memory grows with the batch), so a search need not try them.
 OUT_OF_MEMORY = {"oom", "skipped_oom"}
+#: A GPU count the engine cannot run the model at (its attention heads do not divide by the
+#: tensor-parallel size): no batch size there runs.
+UNSUPPORTED = "unsupported"

@@ -31,7 +31,7 @@ def tune_space(config: dict, engine: str) -> Space:
     """The GPU counts (those the plan allows on the tuned hardware) x batch sizes to search."""
     tune = config["optimisation"]["tune"]
     counts = tune["n_gpus"] or config["n_gpus"][engine]
-    usable = [g for g in counts if exclusion_reason(config, tune["hardware"], engine, g) is None]
+    usable = [g for g in counts if exclusion_reason(config, tune["hardware"], engine, g, tune["model"]) is None]
     return Space(tuple(usable), tuple(tune["batch_sizes"]))
 
 

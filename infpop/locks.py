@@ -6,8 +6,8 @@ could write the same trial JSON. `FolderLock` holds an exclusive lock on `<folde
 supervisor's lifetime: a second writer waits for it, saying who holds it, and gives up with a
 clear error after `wait_s`. The lock is flock'd, so a killed holder releases it at once.
 
-`SnakemakeWatch` finds the Snakemake process that runs this job (the nearest ancestor whose
-command line runs snakemake). If that process dies (SIGKILL), the job is no longer supervised:
+`SnakemakeWatch` finds the Snakemake processes this job runs under (the ancestors whose command
+line runs snakemake). If one of them dies (SIGKILL), the job is no longer supervised:
 the sweep stops its worker and exits instead of measuring on unseen, and the trial in flight is
 measured again by the next run (`--rerun-incomplete`).
 """
@@ -89,25 +89,32 @@ class FolderLock:
 
 
 class SnakemakeWatch:
-    """Raises SnakemakeGone from `check()` once the Snakemake ancestor of this process is gone.
+    """Raises SnakemakeGone from `check()` once a Snakemake ancestor of this process is gone: the
+    run's own process, or the Snakemake process it spawned for this job (local jobs run under one).
     Without such an ancestor (the library called from a test or a script) it never raises."""
 
     def __init__(self):
         import psutil
 
-        self.process = None
+        self.processes = []
         for ancestor in psutil.Process().parents():
             try:
-                command = ancestor.cmdline()
+                if _runs_snakemake(ancestor.cmdline()):
+                    self.processes.append(ancestor)
             except psutil.Error:
                 continue
-            if _runs_snakemake(command):
-                self.process = ancestor
-                break
 
     def check(self) -> None:
-        if self.process is not None and not self.process.is_running():
-            raise SnakemakeGone(f"the Snakemake process {self.process.pid} that started this job is gone")
+        import psutil
+
+        for process in self.processes:
+            try:
+                # killed but not yet reaped by its parent is gone too
+                alive = process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                alive = False
+            if not alive:
+                raise SnakemakeGone(f"the Snakemake process {process.pid} that runs this job is gone")
 
 
 def _runs_snakemake(command: list[str]) -> bool:

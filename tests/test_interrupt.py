@@ -69,11 +69,16 @@ def small_config(tmp_path: Path, engine: str) -> Path:
     return path
 
 
-def start(tmp_path: Path, config: Path, marker: str, *args) -> subprocess.Popen:
+def start(tmp_path: Path, config: Path, marker: str, *args) -> tuple[subprocess.Popen, Path]:
+    """Snakemake in a session of its own, its output to a file (a pipe would be held open by
+    whatever it leaves behind, and its parent would not reap it while reading)."""
     env = dict(os.environ, INFPOP_TEST_MARKER=marker)
-    return subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", str(config), "--directory", str(tmp_path),
-                             *args, "results/measured/trials.csv"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    output = tmp_path / f"snakemake-{marker}.out"
+    with open(output, "w") as handle:
+        run = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", str(config), "--directory",
+                                str(tmp_path), *args, "results/measured/trials.csv"], cwd=REPO, env=env,
+                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return run, output
 
 
 def trials_dir(tmp_path: Path, engine: str) -> Path:
@@ -85,17 +90,17 @@ def interrupt_mid_trial(tmp_path: Path, engine: str, kill) -> tuple[dict[str, by
     then on disk and the run's output."""
     marker = uuid.uuid4().hex
     config = small_config(tmp_path, engine)
-    run = start(tmp_path, config, marker)
+    run, output = start(tmp_path, config, marker)
     folder = trials_dir(tmp_path, engine)
     wait_until(lambda: (folder / "b2_r0.json").exists(), 600, "the first two trials")
     time.sleep(0.5)  # inside the third trial (b4), which takes seconds
     assert not (folder / "b4_r0.json").exists()
     kill(run)
-    output, _ = run.communicate(timeout=120)
+    run.wait(timeout=120)
     # nothing measures on unseen: the sweep script, its worker and vLLM's processes are all gone
     wait_until(lambda: not marked(marker), 60, "every process of the run to end:\n" + describe(marked(marker)))
     kept = {p.name: p.read_bytes() for p in folder.glob("b*_r*.json")}
-    return kept, output
+    return kept, output.read_text()
 
 
 def resume(tmp_path: Path, engine: str, kept: dict[str, bytes]) -> None:
@@ -103,15 +108,14 @@ def resume(tmp_path: Path, engine: str, kept: dict[str, bytes]) -> None:
     subprocess.run([*SNAKEMAKE, "--unlock", "--configfile", str(config), "--directory", str(tmp_path)], cwd=REPO,
                    capture_output=True, text=True, timeout=120)
     marker = uuid.uuid4().hex
-    again = start(tmp_path, config, marker, "--rerun-incomplete")
-    output, _ = again.communicate(timeout=900)
-    assert again.returncode == 0, output[-5000:]
+    again, output = start(tmp_path, config, marker, "--rerun-incomplete")
+    assert again.wait(timeout=900) == 0, output.read_text()[-5000:]
     folder = trials_dir(tmp_path, engine)
     # the finished trials are kept byte for byte; the interrupted one and the one after are measured now
     assert {name: (folder / name).read_bytes() for name in kept} == kept
     assert sorted(p.name for p in folder.glob("b*_r*.json")) == ["b1_r0.json", "b2_r0.json", "b4_r0.json", "b8_r0.json"]
     log = (tmp_path / "results" / "logs" / "sweep" / "cpu" / engine / "tiny-llama" / "g1.log").read_text()
-    resumed = log[log.rindex("loading"):]
+    resumed = log[log.rindex("] trial 1/"):]  # the resumed run's part of the job log
     assert resumed.count("(kept from an earlier run)") == 2
     assert "t20 b4 r0: ok" in resumed and "t20 b8 r0: ok" in resumed
     assert not marked(marker)

@@ -27,7 +27,7 @@ include: "rules/report.smk"
 # light (data, plan, tables, statistics, the report). A new rule that runs trials is left out.
 localrules:
     benchmark_data,
-    tiny_model,
+    build_model,
     plan,
     aggregate,
     import_paper,

@@ -29,7 +29,7 @@ include: "rules/report.smk"
 # new rule that runs trials is left out.
 localrules:
     benchmark_data,
-    tiny_model,
+    build_model,
     download_model,
     plan,
     aggregate,

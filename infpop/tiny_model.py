@@ -22,12 +22,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterable
+
+from infpop.model_build import save_model_folder
 
 BOS_TOKEN = "<s>"
 EOS_TOKEN = "</s>"
@@ -110,13 +109,6 @@ def _build_model(tokenizer, seed: int, hidden_size: int, num_layers: int, num_he
     return model
 
 
-def _normalise_json(path: Path) -> None:
-    """Rewrite a JSON file with a canonical layout (sorted keys, fixed indent)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
-
-
 def build_tiny_model(
     out_dir: Path,
     texts: list[str],
@@ -130,9 +122,8 @@ def build_tiny_model(
 ) -> Path:
     """Train a tokenizer on ``texts``, build a seeded random Llama, save both to ``out_dir``.
 
-    The files are written into a temporary folder beside ``out_dir`` that is renamed
-    into place at the end, so an interrupted build never leaves a folder that looks
-    complete.  An existing ``out_dir`` is replaced.  Returns ``out_dir``.
+    Saved by :func:`infpop.model_build.save_model_folder` (written beside ``out_dir``,
+    renamed into place; an existing ``out_dir`` is replaced).  Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
     texts = [t for t in texts if t]
@@ -143,34 +134,7 @@ def build_tiny_model(
     model = _build_model(tokenizer, seed, hidden_size, num_layers, num_heads,
                          intermediate_size, max_position_embeddings)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        # Canonical key order for the small metadata files.  tokenizer.json is left as
-        # the tokenizers library writes it (already deterministic: vocab and added
-        # tokens by id, merges in training order).
-        for name in ("config.json", "generation_config.json", "tokenizer_config.json",
-                     "special_tokens_map.json"):
-            if (tmp / name).exists():
-                _normalise_json(tmp / name)
-        # mkdtemp makes the folder 0700 and safetensors leaves the weights 0600; give
-        # the model ordinary permissions so another user (e.g. a container) can read it.
-        os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return save_model_folder(out_dir, model, tokenizer)
 
 
 def read_benchmark_texts(path: Path) -> list[str]:

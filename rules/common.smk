@@ -13,6 +13,7 @@ from snakemake.exceptions import WorkflowError
 from infpop import sizing
 from infpop.cluster import plan_cluster
 from infpop.config import BUILT_MODELS_DIR, ConfigError, conda_env_name, load_config
+from infpop.gguf_model import locate as gguf_locate
 from infpop.grid import Sweep, plan
 from infpop.hub import manifest_path
 from infpop.optimise.rq5 import applicable_directions
@@ -104,8 +105,31 @@ def sweep_job(wildcards):
     return sizing.SweepJob(sweep, sizing.part_tokens(wildcards.part))
 
 
-def built_model_seed(wildcards):
-    return CONFIG["models"][wildcards.model]["seed"]
+# Only models with `build` are built (a local model without it must exist already).
+BUILT_MODELS_PATTERN = "|".join(re.escape(k) for k, s in CONFIG["models"].items() if "build" in s) or "(?!)"
+
+
+def _gguf_source(spec):
+    """The GGUF file on this machine (load_config has checked that it is installed)."""
+    return gguf_locate(spec["gguf"]["package"], spec["gguf"]["file"])
+
+
+def built_model_input(wildcards):
+    """The builder's input file: the benchmark text (tiny) or the GGUF file itself (gguf), so a
+    re-installed package rebuilds the model."""
+    spec = CONFIG["models"][wildcards.model]
+    if spec["build"] == "gguf":
+        return {"gguf": str(_gguf_source(spec).path)}
+    return {"benchmark": BENCHMARK_FILE}
+
+
+def built_model_settings(wildcards):
+    """What the build depends on besides its input file (a change re-runs it): the seed (tiny),
+    the package, its version and the file's path inside it (gguf; not this machine's path)."""
+    spec = CONFIG["models"][wildcards.model]
+    if spec["build"] == "gguf":
+        return {"build": "gguf", "source": _gguf_source(spec).identity()}
+    return {"build": spec["build"], "seed": spec["seed"]}
 
 
 def model_input(model):

@@ -14,19 +14,24 @@ rule benchmark_data:
         "../workflow/scripts/benchmark_data.py"
 
 
-rule tiny_model:
+# Every model with `build` (config key models.<key>.build): one rule, the builder chosen by the
+# model's settings - tiny (seeded Llama, tokenizer trained on the benchmark) or gguf (a pretrained
+# model dequantized from a GGUF file an installed package ships).
+rule build_model:
     input:
-        BENCHMARK_FILE,
+        unpack(built_model_input),
     output:
         directory(BUILT_MODEL_DIR),
     log:
-        f"{RESULTS}/logs/tiny_model/{{model}}.log",
+        f"{RESULTS}/logs/build_model/{{model}}.log",
     params:
-        seed=built_model_seed,
+        settings=built_model_settings,
+    wildcard_constraints:
+        model=BUILT_MODELS_PATTERN,
     conda:
         analysis_env()
     script:
-        "../workflow/scripts/tiny_model.py"
+        "../workflow/scripts/build_model.py"
 
 
 # One download per hf_id model, on the machine that runs Snakemake (a local rule: compute nodes

@@ -217,10 +217,10 @@ def test_slurm_dry_run_of_the_paper_grid(tmp_path):
     assert hf == [147456] * 4
     assert vllm == sorted(vllm) and vllm[3] - vllm[0] == 7 * sizing.VLLM_PROCESS_MB
     assert requests[("a100", "vllm", "Codellama-70b-hf", 8, "")][1] == 175104
-    # the local rules are not sweeps: only the sweeps and live tuning (real trials) go to SLURM
+    # the local rules are not sweeps: only the sweeps, live tuning and the cross-check (real trials) go to SLURM
     localrules = set(re.findall(r"^\s+(\w+),$", (REPO / "Snakefile").read_text().split("localrules:")[1]
                                 .split("\n\n")[0], re.M))
-    assert set(job_counts(done.stdout)) - {"total"} - localrules == {"sweep", "tune"}
+    assert set(job_counts(done.stdout)) - {"total"} - localrules == {"sweep", "tune", "crosscheck"}
     tune = re.search(r"rule tune:(?:\n\s+.*)*?\n\s+resources: (.*)", done.stdout).group(1)
     assert "gpu=8, gpu_model=a100, runtime=495, mem_mb=35226," in tune
 

@@ -61,6 +61,8 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     config.update(batch_sizes=[1, 8], repetitions=1, benchmark={"limit": 64}, paper_data={"replay": False})
     # live tuning runs real trials too: a SLURM job like a sweep (batch sizes the sweeps do not have)
     config["optimisation"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}
+    # and so does the cross-check (vllm bench throughput runs on the node)
+    config["crosscheck"] = {"repeats": 1}
     path = tmp_path / "reduced.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -68,10 +70,10 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
                          "--directory", str(tmp_path)], cwd=tmp_path, timeout=1500)
     assert code == 0, output[-5000:]
 
-    # Every sweep and the live tuning, and nothing else, were submitted to SLURM, and each SLURM
-    # job completed.
+    # Every sweep, the live tuning and the cross-check, and nothing else, were submitted to SLURM,
+    # and each SLURM job completed.
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
-    assert len(submitted) == len(SWEEPS) + 1, output[-5000:]
+    assert len(submitted) == len(SWEEPS) + 2, output[-5000:]
     sweeps = [(jobid, log) for jobid, log in submitted if "/rule_sweep/" in log]
     assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in sweeps) == \
         sorted(f"cpu_{engine}_tiny-llama_{n}" for engine, n in SWEEPS)
@@ -82,8 +84,10 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
         if (jobid, log) in sweeps:
             assert "Comment=rule_sweep_wildcards_cpu_" in job, job
             assert "rule sweep:" in text and "done:" in text
-        else:
+        elif "/rule_tune/" in log:
             assert "rule tune:" in text and "recommended n_gpus=" in text
+        else:
+            assert "rule crosscheck:" in text and "vllm bench throughput" in text
 
     results = tmp_path / "results"
     trials = sorted(str(p.relative_to(results / "trials")) for p in (results / "trials").rglob("b*_r*.json"))

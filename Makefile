@@ -1,6 +1,7 @@
 # make run   - create .venv from the pinned requirements if missing, run the default pipeline
 #              (measurements, the paper replay, RQ1-RQ4, the comparison and results/report.html)
 # make test  - the same environment plus test tools, then the whole test suite
+# make lint  - ruff (check and format), snakefmt and snakemake --lint (CI runs it before the tests)
 #
 # make run PAPER_DATA_DIR=<folder>   the paper's appendix files from a local folder (default: the
 #                                    shared copy beside the repository if there is one, else a
@@ -16,7 +17,7 @@ PAPER_DATA_DIR ?= $(wildcard ../shared/data/infpop-appendix)
 CONFIG_ARGS := $(strip $(if $(PAPER_DATA_DIR),'paper_data={"local_dir": "$(abspath $(PAPER_DATA_DIR))"}') $(CONFIG))
 SNAKEMAKE_CONFIG := $(if $(CONFIG_ARGS),--config $(CONFIG_ARGS))
 
-.PHONY: run test venv test-venv dry-run paper-dry-run lint clean
+.PHONY: run test venv test-venv dry-run paper-dry-run lint format rulegraph clean
 
 venv: $(VENV)/.installed
 test-venv: $(VENV)/.test-installed
@@ -45,8 +46,22 @@ dry-run: venv
 paper-dry-run: venv
 	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_CONFIG) --configfile configs/paper.yaml
 
-lint: venv
+# The linters' settings are in pyproject.toml ([tool.ruff], [tool.snakefmt]).
+lint: test-venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint
+
+# Apply the formatters (what `make lint` checks).
+format: test-venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt Snakefile rules
+
+# The README's picture of the rules (needs Graphviz's dot).
+rulegraph: venv
+	$(BIN)/python -m tools.rulegraph
 
 clean:
 	rm -rf results .snakemake

@@ -20,12 +20,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infpop import records  # noqa: E402
-from infpop.benchmark import derive_single_line_infilling, write_jsonl_gz  # noqa: E402
 from infpop.config import load_config  # noqa: E402
-from infpop.grid import Sweep, trial_keys  # noqa: E402
-from infpop.sweep import run_sweep  # noqa: E402
-from infpop.tiny_model import build_tiny_model, read_benchmark_texts  # noqa: E402
+from infpop.data.benchmark import derive_single_line_infilling, write_jsonl_gz  # noqa: E402
+from infpop.data.tiny_model import build_tiny_model, read_benchmark_texts  # noqa: E402
+from infpop.measure import records  # noqa: E402
+from infpop.measure.grid import Sweep, trial_keys  # noqa: E402
+from infpop.measure.sweep import run_sweep  # noqa: E402
 
 
 def build_large_model(out: Path, texts: list[str], hidden: int, layers: int, heads: int, device: str) -> None:
@@ -34,11 +34,19 @@ def build_large_model(out: Path, texts: list[str], hidden: int, layers: int, hea
 
     build_tiny_model(out, texts)  # the tokenizer (and a tiny model, replaced below)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 8 // 3,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=4096, tie_word_embeddings=False,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     with torch.device(device):
         model = LlamaForCausalLM(config).to(torch.float16 if device == "cuda" else torch.float32)
@@ -75,16 +83,31 @@ def main() -> None:
     build_large_model(model_dir, read_benchmark_texts(bench), args.hidden, args.layers, args.heads, device)
 
     hardware = {"cpu": {"kind": "cpu"}} if args.cpu_smoke else {"h100": {"kind": "gpu", "gpus_per_node": 1}}
-    config = load_config({
-        "models": {"large-llama": {"path": str(model_dir)}}, "engines": ["hf"], "hardware": hardware,
-        "n_gpus": [1], "batch_sizes": [int(b) for b in args.batch_sizes.split(",")], "max_new_tokens": [5],
-        "dtype": "float32" if args.cpu_smoke else "float16", "benchmark": {"limit": args.limit},
-        "trial_timeout_s": 240, "load_timeout_s": 300, "oom_pruning": True,
-    })
+    config = load_config(
+        {
+            "models": {"large-llama": {"path": str(model_dir)}},
+            "engines": ["hf"],
+            "hardware": hardware,
+            "n_gpus": [1],
+            "batch_sizes": [int(b) for b in args.batch_sizes.split(",")],
+            "max_new_tokens": [5],
+            "dtype": "float32" if args.cpu_smoke else "float16",
+            "benchmark": {"limit": args.limit},
+            "trial_timeout_s": 240,
+            "load_timeout_s": 300,
+            "oom_pruning": True,
+        }
+    )
     sweep = Sweep(next(iter(hardware)), "hf", "large-llama", 1)
     with open(args.out / "worker.log", "w") as worker_log:
-        summary = run_sweep(config, sweep, args.out / "trials", bench, log=lambda line: print(line, flush=True),
-                            worker_stderr=worker_log)
+        summary = run_sweep(
+            config,
+            sweep,
+            args.out / "trials",
+            bench,
+            log=lambda line: print(line, flush=True),
+            worker_stderr=worker_log,
+        )
 
     print("\nbatch  status        tok/s   batches  peak_mem_GiB  error")
     environment, memory_kind = None, None
@@ -94,11 +117,15 @@ def main() -> None:
         memory_kind = memory_kind or record["peak_memory"]["kind"]
         peak = record["peak_memory"]["bytes"]
         rate = record["throughput_tokens_per_s"]
-        print(f"{key.batch_size:>5}  {record['status']:<11} {rate or 0:>8.1f}  "
-              f"{record['counts']['batches_completed']:>3}/{record['counts']['batches']:<3}  "
-              f"{(peak or 0) / 2**30:>12.2f}  {(record['error'] or '').splitlines()[0][:90] if record['error'] else ''}")
-    print(f"\nmemory kind: {memory_kind}; model loads: {summary['model_loads']}; "
-          f"load {summary['load_seconds']}; harness overhead {summary['harness_overhead']:.3f}")
+        print(
+            f"{key.batch_size:>5}  {record['status']:<11} {rate or 0:>8.1f}  "
+            f"{record['counts']['batches_completed']:>3}/{record['counts']['batches']:<3}  "
+            f"{(peak or 0) / 2**30:>12.2f}  {(record['error'] or '').splitlines()[0][:90] if record['error'] else ''}"
+        )
+    print(
+        f"\nmemory kind: {memory_kind}; model loads: {summary['model_loads']}; "
+        f"load {summary['load_seconds']}; harness overhead {summary['harness_overhead']:.3f}"
+    )
     env = {k: environment[k] for k in ("gpus", "driver", "cuda", "python", "libraries", "cpu")} if environment else {}
     print("environment:", json.dumps(env))
     print(f"total wall {time.time() - started:.0f} s")

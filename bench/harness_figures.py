@@ -27,22 +27,27 @@ def main(results: Path) -> None:
             job_wall = float(next(csv.DictReader(handle, delimiter="\t"))["s"])
         load = summary["load_seconds"][0] if summary["load_seconds"] else 0.0
         work = load + summary["generation_seconds"]
-        print(f"{name:<28} {summary['model_loads']:>5} {job_wall:>10.1f} {load:>7.1f} "
-              f"{summary['generation_seconds']:>7.1f} {job_wall / work if work else float('nan'):>8.2f}")
+        print(
+            f"{name:<28} {summary['model_loads']:>5} {job_wall:>10.1f} {load:>7.1f} "
+            f"{summary['generation_seconds']:>7.1f} {job_wall / work if work else float('nan'):>8.2f}"
+        )
 
     rates = defaultdict(list)
     with open(results / "measured" / "trials.csv") as handle:
         for row in csv.DictReader(handle):
             if row["status"] == "ok":
                 rates[(row["engine"], int(row["n_gpus"]), int(row["batch_size"]))].append(
-                    float(row["throughput_tokens_per_s"]))
+                    float(row["throughput_tokens_per_s"])
+                )
     batches = sorted({key[2] for key in rates})
     print("\nthroughput, tokens/s (median of repetitions)")
     print(f"{'engine':<10}" + "".join(f"{'b' + str(b):>9}" for b in batches))
     for engine, n_gpus in sorted({key[:2] for key in rates}):
         cells = [rates.get((engine, n_gpus, b)) for b in batches]
-        print(f"{engine + ' g' + str(n_gpus):<10}" + "".join(
-            f"{statistics.median(c):>9.0f}" if c else f"{'-':>9}" for c in cells))
+        print(
+            f"{engine + ' g' + str(n_gpus):<10}"
+            + "".join(f"{statistics.median(c):>9.0f}" if c else f"{'-':>9}" for c in cells)
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from infpop.config import load_config  # noqa: E402
-from infpop.grid import Sweep, TrialKey  # noqa: E402
-from infpop.sweep import Supervisor  # noqa: E402
+from infpop.measure.grid import Sweep, TrialKey  # noqa: E402
+from infpop.measure.sweep import Supervisor  # noqa: E402
 
 
 def main() -> None:
@@ -49,8 +49,14 @@ def main() -> None:
         variant = copy.deepcopy(config)
         variant.update(max_new_tokens=[tokens], batch_sizes=[args.batch_size])
         variant["engine_args"]["vllm"]["enable_prefix_caching"] = cache
-        supervisors[cache] = Supervisor(variant, Sweep(hardware, "vllm", model, 1), out / f"cache_{'on' if cache else 'off'}",
-                                        benchmark, log=lambda line: None, worker_stderr=log)
+        supervisors[cache] = Supervisor(
+            variant,
+            Sweep(hardware, "vllm", model, 1),
+            out / f"cache_{'on' if cache else 'off'}",
+            benchmark,
+            log=lambda line: None,
+            worker_stderr=log,
+        )
     throughput = {True: [], False: []}
     try:
         for rep in range(args.repeats):
@@ -59,14 +65,19 @@ def main() -> None:
                 rate = record["throughput_tokens_per_s"]
                 hit = (record["engine_metrics"] or {}).get("prefix_cache_hit_rate")
                 throughput[cache].append(rate)
-                print(f"r{rep} prefix cache {'on ' if cache else 'off'}: {record['status']} {rate:8.1f} tok/s, "
-                      f"prefix-cache hit rate {hit:.3f}", flush=True)
+                print(
+                    f"r{rep} prefix cache {'on ' if cache else 'off'}: {record['status']} {rate:8.1f} tok/s, "
+                    f"prefix-cache hit rate {hit:.3f}",
+                    flush=True,
+                )
     finally:
         for supervisor in supervisors.values():
             supervisor.close()
     on, off = statistics.median(throughput[True]), statistics.median(throughput[False])
-    print(f"\nvLLM b{args.batch_size}, {tokens} new tokens, {config['benchmark']['limit'] or 'all'} prompts, "
-          f"{args.repeats} trials each, alternating:")
+    print(
+        f"\nvLLM b{args.batch_size}, {tokens} new tokens, {config['benchmark']['limit'] or 'all'} prompts, "
+        f"{args.repeats} trials each, alternating:"
+    )
     print(f"  cache on : median {on:8.1f} tok/s (min {min(throughput[True]):.1f}, max {max(throughput[True]):.1f})")
     print(f"  cache off: median {off:8.1f} tok/s (min {min(throughput[False]):.1f}, max {max(throughput[False]):.1f})")
     print(f"  on / off = {on / off:.2f}")

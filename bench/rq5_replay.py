@@ -3,6 +3,7 @@ times): 4 experiments x 20 models x 10 repeats x up to 100 Hyperopt TPE evaluati
 
     python bench/rq5_replay.py results/paper/trials.csv [processes]
 """
+
 import sys
 import time
 from pathlib import Path
@@ -17,9 +18,23 @@ if __name__ == "__main__":
     trials = pd.read_csv(sys.argv[1])
     processes = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     directions = [rq5.Direction("upgrade", "v100", "a100"), rq5.Direction("downgrade", "a100", "v100")]
-    results = rq5.run_all(rq5.faithful_experiments(trials, directions, 5), rq5.ReplaySettings(), threads=processes,
-                          log=None)
+    results = rq5.run_all(
+        rq5.faithful_experiments(trials, directions, 5), rq5.ReplaySettings(), threads=processes, log=None
+    )
     summary = rq5.summary(results)
-    print(summary[["engine", "direction", "n_models", "median_of_medians", "mean_of_medians",
-                   "mean_of_medians_below_300", "median_evaluations_used"]].round(2).to_string(index=False))
+    print(
+        summary[
+            [
+                "engine",
+                "direction",
+                "n_models",
+                "median_of_medians",
+                "mean_of_medians",
+                "mean_of_medians_below_300",
+                "median_evaluations_used",
+            ]
+        ]
+        .round(2)
+        .to_string(index=False)
+    )
     print(f"faithful RQ5 replay on {processes} process(es): {time.monotonic() - started:.1f} s")

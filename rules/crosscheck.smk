@@ -9,7 +9,7 @@ rule crosscheck:
         sweeps=crosscheck_sweeps,
     output:
         table=report(
-            CROSSCHECK_TABLE,
+            f"{RESULTS}/measured/crosscheck.csv",
             caption="../workflow/report/crosscheck.rst",
             category="Cross-checks",
         ),
@@ -18,16 +18,16 @@ rule crosscheck:
         folder=directory(f"{RESULTS}/measured/crosscheck"),
     log:
         f"{RESULTS}/logs/measured/crosscheck.log",
-    params:
-        config=CROSSCHECK_CONFIG,
+    conda:
+        measuring_env(CROSSCHECK["hardware"], "tune")  # both engines, as live tuning
     threads: all_cores  # locally, nothing runs beside the measurements (on a cluster: set-threads)
     resources:
         gpu=crosscheck_gpus,
         gpu_model=crosscheck_gpu_model,
         mem_mb=crosscheck_mem_mb,
         runtime=crosscheck_runtime,
-    conda:
-        crosscheck_env()
+    params:
+        config=CROSSCHECK_CONFIG,
     script:
         "../workflow/scripts/crosscheck.py"
 
@@ -37,7 +37,7 @@ rule agreement:
         sweep_manifests(),
     output:
         table=report(
-            AGREEMENT_TABLE,
+            f"{RESULTS}/measured/agreement.csv",
             caption="../workflow/report/agreement.rst",
             category="Cross-checks",
         ),

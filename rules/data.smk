@@ -6,10 +6,10 @@ rule benchmark_data:
         BENCHMARK_FILE,
     log:
         f"{RESULTS}/logs/benchmark_data.log",
-    params:
-        name=CONFIG["benchmark"]["name"],
     conda:
         analysis_env()
+    params:
+        name=CONFIG["benchmark"]["name"],
     script:
         "../workflow/scripts/benchmark_data.py"
 
@@ -24,12 +24,12 @@ rule build_model:
         directory(BUILT_MODEL_DIR),
     log:
         f"{RESULTS}/logs/build_model/{{model}}.log",
-    params:
-        settings=built_model_settings,
     wildcard_constraints:
-        model=BUILT_MODELS_PATTERN,
+        model=_model_keys_pattern(k for k, spec in CONFIG["models"].items() if "build" in spec),  # only models with `build`
     conda:
         analysis_env()
+    params:
+        settings=built_model_settings,
     script:
         "../workflow/scripts/build_model.py"
 
@@ -43,12 +43,12 @@ rule download_model:
     log:
         f"{RESULTS}/logs/download_model/{{model}}.log",
     wildcard_constraints:
-        model=hub_models_pattern(),
+        model=_model_keys_pattern(k for k, spec in CONFIG["models"].items() if "hf_id" in spec),
+    conda:
+        analysis_env()
     params:
         hf_id=model_hf_id,
         revision=model_revision,
         config_file=config_files(),
-    conda:
-        analysis_env()
     script:
         "../workflow/scripts/download_model.py"

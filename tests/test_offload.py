@@ -6,21 +6,27 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import make_config
+
 from infpop.analysis import AnalysisSettings, select
 from infpop.analysis import figures as F
 from infpop.config import ConfigError, load_config
-from infpop.engines.hf import is_offloaded, modules_per_device, offload_refusal
-from infpop.grid import Sweep
-from infpop.sweep import Supervisor
+from infpop.measure.engines.hf import is_offloaded, modules_per_device, offload_refusal
+from infpop.measure.grid import Sweep
+from infpop.measure.sweep import Supervisor
 
 GIB = 2**30
 
 
 def test_modules_per_device_and_what_counts_as_offloaded():
-    device_map = {"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": 1, "model.layers.2": "cpu",
-                  "model.layers.3": "disk", "lm_head": "cpu"}
+    device_map = {
+        "model.embed_tokens": 0,
+        "model.layers.0": 0,
+        "model.layers.1": 1,
+        "model.layers.2": "cpu",
+        "model.layers.3": "disk",
+        "lm_head": "cpu",
+    }
     per_device = modules_per_device(device_map, "meta")
     assert per_device == {"0": 2, "1": 1, "cpu": 2, "disk": 1}
     assert is_offloaded(per_device, "cuda")
@@ -31,8 +37,9 @@ def test_modules_per_device_and_what_counts_as_offloaded():
 
 def test_a_placement_off_the_gpus_is_refused_naming_the_gpus_memory():
     refusal = offload_refusal({"0": 20, "1": 20, "cpu": 3, "disk": 1}, "cuda", [80 * GIB, 80 * GIB])
-    assert refusal.startswith("out of memory: the model does not fit in the GPUs' memory "
-                              "(GPU 0: 80.0 GiB, GPU 1: 80.0 GiB)")
+    assert refusal.startswith(
+        "out of memory: the model does not fit in the GPUs' memory (GPU 0: 80.0 GiB, GPU 1: 80.0 GiB)"
+    )
     assert "4 of 44 modules off the GPUs (3 on cpu and 1 on disk)" in refusal and "hf_offload: allow" in refusal
     assert offload_refusal({"0": 44}, "cuda", [80 * GIB]) is None
     assert offload_refusal({"cpu": 1}, "cpu", []) is None
@@ -45,8 +52,11 @@ def test_hf_offload_is_validated_and_defaults_to_forbid(tiny_model):
 
 
 def _record(status: str, offloaded: bool | None, ran: bool = True) -> dict:
-    return {"status": status, "timings": {"started_at": "2026-01-01T00:00:00" if ran else None},
-            "engine_settings": None if offloaded is None else {"device_map": {"0": 1, "cpu": 1}, "offloaded": offloaded}}
+    return {
+        "status": status,
+        "timings": {"started_at": "2026-01-01T00:00:00" if ran else None},
+        "engine_settings": None if offloaded is None else {"device_map": {"0": 1, "cpu": 1}, "offloaded": offloaded},
+    }
 
 
 def test_a_record_is_measured_again_only_where_the_offload_policy_decided_it(tmp_path, config_for, benchmark_file):
@@ -58,8 +68,7 @@ def test_a_record_is_measured_again_only_where_the_offload_policy_decided_it(tmp
     }
     expected = {"forbid": {"ran offloaded"}, "allow": {"refused at load"}}
     for policy, again in expected.items():
-        supervisor = Supervisor(config_for(hf_offload=policy), Sweep("cpu", "hf", "tiny", 1), tmp_path, benchmark_file,
-                                log=lambda line: None)
+        supervisor = Supervisor(config_for(hf_offload=policy), Sweep("cpu", "hf", "tiny", 1), tmp_path, benchmark_file)
         try:
             assert {name for name, record in cases.items() if supervisor._offload_changed(record)} == again
         finally:
@@ -76,14 +85,26 @@ def _captured_labels(monkeypatch):
         F.plt.close(fig)
         return path
 
-    monkeypatch.setattr(F, "_save", save)
+    monkeypatch.setattr(F, "save", save)
     return labels
 
 
 def test_offloaded_trials_are_marked_in_the_landscape_and_the_batch_curves(monkeypatch, tmp_path):
-    rows = [dict(hardware="v100", engine="hf", model="big", n_gpus=g, batch_size=b, max_new_tokens=5, rep=0,
-                 status="ok", throughput_tokens_per_s=t, offloaded=o)
-            for g, b, t, o in [(4, 1, 0.04, True), (4, 2, 0.09, True), (8, 1, 0.2, False), (8, 2, 0.4, False)]]
+    rows = [
+        dict(
+            hardware="v100",
+            engine="hf",
+            model="big",
+            n_gpus=g,
+            batch_size=b,
+            max_new_tokens=5,
+            rep=0,
+            status="ok",
+            throughput_tokens_per_s=t,
+            offloaded=o,
+        )
+        for g, b, t, o in [(4, 1, 0.04, True), (4, 2, 0.09, True), (8, 1, 0.2, False), (8, 2, 0.4, False)]
+    ]
     df = select(pd.DataFrame(rows), AnalysisSettings())
     labels = _captured_labels(monkeypatch)
     F.landscape_png(df, tmp_path / "l.png", "big")

@@ -64,7 +64,7 @@ def test_landscape_ei_never_pays_twice_and_skips_what_an_oom_rules_out():
     assert len(points) == len(set(points))
     for e in history.evaluations:
         if e.status == "oom":  # nothing larger at the same GPU count is tried after it
-            later = points[e.number:]
+            later = points[e.number :]
             assert not [p for p in later if p[0] == e.n_gpus and p[1] > e.batch_size]
     assert len(points) < len(SPACE)  # the ruled-out points were never paid for
 
@@ -114,8 +114,13 @@ def test_pareto_front():
     def o(throughput, latency):
         return Outcome(throughput, "ok", throughput, latency)
 
-    points = [((1, 1), o(10, 0.1)), ((1, 2), o(15, 0.2)), ((1, 4), o(12, 0.3)), ((1, 8), o(30, 0.5)),
-              ((2, 8), Outcome(None, "oom", None, None))]
+    points = [
+        ((1, 1), o(10, 0.1)),
+        ((1, 2), o(15, 0.2)),
+        ((1, 4), o(12, 0.3)),
+        ((1, 8), o(30, 0.5)),
+        ((2, 8), Outcome(None, "oom", None, None)),
+    ]
     assert [p for p, _ in pareto_front(points)] == [(1, 8), (1, 2), (1, 1)]
 
 
@@ -128,10 +133,14 @@ def test_latency_objective_on_data_without_latency_is_refused():
 # -- RQ5 replay ------------------------------------------------------------------------------------
 
 # Two models, GPUs 1-2 x batch 1, 2, 1028 (1028 stands for the appendix's unreachable batch size).
-V100 = {"A": {(1, 1): 10, (1, 2): 20, (1, 1028): None, (2, 1): 8, (2, 2): 12, (2, 1028): 14},
-        "B": {(1, 1): 5, (1, 2): 9, (1, 1028): None, (2, 1): 4, (2, 2): 6, (2, 1028): 7}}
-A100 = {"A": {(1, 1): 15, (1, 2): 25, (1, 1028): None, (2, 1): 20, (2, 2): 30, (2, 1028): 40},
-        "B": {(1, 1): 6, (1, 2): None, (1, 1028): None, (2, 1): 5, (2, 2): 11, (2, 1028): 12}}
+V100 = {
+    "A": {(1, 1): 10, (1, 2): 20, (1, 1028): None, (2, 1): 8, (2, 2): 12, (2, 1028): 14},
+    "B": {(1, 1): 5, (1, 2): 9, (1, 1028): None, (2, 1): 4, (2, 2): 6, (2, 1028): 7},
+}
+A100 = {
+    "A": {(1, 1): 15, (1, 2): 25, (1, 1028): None, (2, 1): 20, (2, 2): 30, (2, 1028): 40},
+    "B": {(1, 1): 6, (1, 2): None, (1, 1028): None, (2, 1): 5, (2, 2): 11, (2, 1028): 12},
+}
 
 
 def _fixture() -> pd.DataFrame:
@@ -139,9 +148,20 @@ def _fixture() -> pd.DataFrame:
     for hardware, table in (("v100", V100), ("a100", A100)):
         for model, points in table.items():
             for (g, b), value in points.items():
-                rows.append(dict(hardware=hardware, engine="hf", model=model, n_gpus=g, batch_size=b,
-                                 max_new_tokens=5, rep=0, status="ok" if value else "oom",
-                                 throughput_tokens_per_s=value, latency_p95_s=np.nan))
+                rows.append(
+                    dict(
+                        hardware=hardware,
+                        engine="hf",
+                        model=model,
+                        n_gpus=g,
+                        batch_size=b,
+                        max_new_tokens=5,
+                        rep=0,
+                        status="ok" if value else "oom",
+                        throughput_tokens_per_s=value,
+                        latency_p95_s=np.nan,
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -155,8 +175,9 @@ def _by_key(results):
 @pytest.mark.parametrize("optimiser", ["grid", "hyperopt_tpe", "landscape_ei"])
 def test_corrected_replay_against_hand_computed_improvements(optimiser):
     settings = rq5.ReplaySettings(optimiser=optimiser, evaluations=50, repeats=3)
-    results = _by_key(rq5.run_all(rq5.corrected_experiments(_fixture(), DIRECTIONS, AnalysisSettings(), Objective()),
-                                  settings, log=None))
+    results = _by_key(
+        rq5.run_all(rq5.corrected_experiments(_fixture(), DIRECTIONS, AnalysisSettings(), Objective()), settings)
+    )
     # A upgrade: V100 best (1, 2) = 20 -> 25 on the A100, whose optimum is (2, 1028) = 40: +60%.
     a_up = results[("corrected", "upgrade", "A")]
     assert a_up["best_on_old"] == {"n_gpus": 1, "batch_size": 2, "throughput": 20}
@@ -180,8 +201,9 @@ def test_corrected_replay_against_hand_computed_improvements(optimiser):
 
 def test_faithful_replay_cannot_reach_1028_and_drops_negative_medians():
     trials = _fixture().replace({"batch_size": {2: 1024}})  # so the appendix space holds (g, 1024)
-    results = _by_key(rq5.run_all(rq5.faithful_experiments(trials, DIRECTIONS, 5),
-                                  rq5.ReplaySettings(optimiser="grid", repeats=2), log=None))
+    results = _by_key(
+        rq5.run_all(rq5.faithful_experiments(trials, DIRECTIONS, 5), rq5.ReplaySettings(optimiser="grid", repeats=2))
+    )
     # A upgrade: the A100 optimum (2, 1028) = 40 is out of reach; the best reachable is (2, 1024)
     # = 30: +20% over (1, 1024) = 25.
     assert results[("faithful", "upgrade", "A")]["median"] == pytest.approx(20.0)
@@ -201,8 +223,12 @@ def test_faithful_replay_cannot_reach_1028_and_drops_negative_medians():
 def test_replay_reports_models_it_cannot_replay():
     trials = _fixture()
     trials = trials[~((trials["model"] == "B") & (trials["hardware"] == "a100"))]
-    results = _by_key(rq5.run_all(rq5.corrected_experiments(trials, DIRECTIONS, AnalysisSettings(), Objective()),
-                                  rq5.ReplaySettings(optimiser="grid", repeats=1), log=None))
+    results = _by_key(
+        rq5.run_all(
+            rq5.corrected_experiments(trials, DIRECTIONS, AnalysisSettings(), Objective()),
+            rq5.ReplaySettings(optimiser="grid", repeats=1),
+        )
+    )
     assert results[("corrected", "upgrade", "B")]["status"] == "no trial on the new GPU (a100)"
     assert results[("corrected", "downgrade", "B")]["status"].startswith("no feasible trial on the old GPU")
     summary = rq5.summary(list(results.values())).set_index("direction")
@@ -215,10 +241,15 @@ def test_replay_reports_models_it_cannot_replay():
 def test_study_counts_evaluations_to_the_optimum():
     land = Landscape("x", "hf", "m", {p: synthetic(p) for p in SPACE.points})
     prior = Landscape("y", "hf", "m", {p: synthetic(p) for p in SPACE.points})
-    todo = study.tasks({("x", "hf", "m"): land, ("y", "hf", "m"): prior}, {"hf": SPACE}, ["grid", "landscape_ei"],
-                       seeds=2, prior_hardware={"x": "y"})
+    todo = study.tasks(
+        {("x", "hf", "m"): land, ("y", "hf", "m"): prior},
+        {"hf": SPACE},
+        ["grid", "landscape_ei"],
+        seeds=2,
+        prior_hardware={"x": "y"},
+    )
     assert [t.label for t in todo] == ["grid", "landscape_ei", "landscape_ei+prior", "grid", "landscape_ei"]
-    rows = study.run(todo, log=None)
+    rows = study.run(todo)
     table = study.efficiency(rows).set_index("optimiser")
     # the ascending grid meets (2, 16), the optimum, at the 11th point; 95% of it first at (2, 8)
     position = SPACE.points.index((2, 16)) + 1
@@ -232,8 +263,15 @@ def test_study_counts_evaluations_to_the_optimum():
     assert set(curves["evaluations"]) == set(range(1, len(SPACE) + 1))
     # landscapes of spaces of different sizes (engines measured at other GPU counts) share the curves
     small = Space((1,), (1, 2, 4))
-    rows += study.run(study.tasks({("x", "vllm", "m"): Landscape("x", "vllm", "m", {p: synthetic(p) for p in small.points})},
-                                  {"vllm": small}, ["grid"], seeds=1, prior_hardware={}), log=None)
+    rows += study.run(
+        study.tasks(
+            {("x", "vllm", "m"): Landscape("x", "vllm", "m", {p: synthetic(p) for p in small.points})},
+            {"vllm": small},
+            ["grid"],
+            seeds=1,
+            prior_hardware={},
+        )
+    )
     curves = study.curves(rows)
     grid = curves[curves["optimiser"] == "grid"]
     assert len(grid) == len(SPACE) and grid["mean_ratio"].iloc[-1] == 1.0

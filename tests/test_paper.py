@@ -1,4 +1,4 @@
-"""Tests for infpop.paper: fetching the paper's appendix and importing its published trials.
+"""Tests for infpop.data.paper: fetching the paper's appendix and importing its published trials.
 
 The oracle is ../shared/data/paper_trials.csv, allData.csv annotated with the hardware and
 max_new_tokens it lost; the importer must reproduce it row for row without reading it."""
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from infpop import REPO_ROOT
-from infpop.paper import (
+from infpop.data.paper import (
     APPENDIX_COMMIT,
     APPENDIX_FILES,
     APPENDIX_REPO,
@@ -27,7 +27,7 @@ from infpop.paper import (
     import_paper,
     write_trials,
 )
-from infpop.records import TIDY_COLUMNS
+from infpop.measure.records import TIDY_COLUMNS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 APPENDIX = SHARED_DATA / "infpop-appendix"
@@ -196,8 +196,10 @@ def test_fetch_downloads_from_the_pinned_commit(tmp_path, monkeypatch):
         f"https://raw.githubusercontent.com/{APPENDIX_REPO}/{APPENDIX_COMMIT}/{path}": name
         for name, (path, _) in APPENDIX_FILES.items()
     }
-    assert "https://raw.githubusercontent.com/UPCBarcelonaTech/infpop/" \
-           "1b4908c994fabf89a50b825f5ffdafedf807c890/RQ1/table_gpuscale_a100_vLLM.csv" in by_url
+    assert (
+        "https://raw.githubusercontent.com/UPCBarcelonaTech/infpop/"
+        "1b4908c994fabf89a50b825f5ffdafedf807c890/RQ1/table_gpuscale_a100_vLLM.csv" in by_url
+    )
     calls = []
 
     def fake_urlopen(url, timeout=None):
@@ -236,12 +238,16 @@ def test_fetch_reports_a_failed_or_wrong_download(tmp_path, monkeypatch):
 def _run_entry(tmp_path: Path, local_dir: str | None):
     snakemake = SimpleNamespace(
         params=SimpleNamespace(local_dir=local_dir),
-        output=SimpleNamespace(trials=str(tmp_path / "paper" / "trials.csv"),
-                               appendix=str(tmp_path / "paper" / "appendix")),
+        output=SimpleNamespace(
+            trials=str(tmp_path / "paper" / "trials.csv"), appendix=str(tmp_path / "paper" / "appendix")
+        ),
         log=[str(tmp_path / "import_paper.log")],
     )
-    runpy.run_path(str(REPO_ROOT / "workflow" / "scripts" / "import_paper.py"),
-                   init_globals={"snakemake": snakemake}, run_name="__main__")
+    runpy.run_path(
+        str(REPO_ROOT / "workflow" / "scripts" / "import_paper.py"),
+        init_globals={"snakemake": snakemake},
+        run_name="__main__",
+    )
     return snakemake
 
 

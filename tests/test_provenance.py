@@ -7,19 +7,36 @@ import copy
 import csv
 import json
 
-from infpop import provenance
+from infpop.measure import provenance
 
 ENVIRONMENT = {
-    "host": "node1", "platform": "Linux", "cpu": "Xeon", "cpu_count": 64, "memory_bytes": 1,
-    "gpus": [{"name": "NVIDIA A100-SXM4-40GB", "memory_bytes": 42_000_000_000}], "cuda_visible_devices": "0",
-    "driver": "550.54", "cuda": "12.8", "python": "3.11.7",
-    "libraries": {"torch": "2.13.0", "vllm": "0.32.0"}, "git_commit": "abc",
+    "host": "node1",
+    "platform": "Linux",
+    "cpu": "Xeon",
+    "cpu_count": 64,
+    "memory_bytes": 1,
+    "gpus": [{"name": "NVIDIA A100-SXM4-40GB", "memory_bytes": 42_000_000_000}],
+    "cuda_visible_devices": "0",
+    "driver": "550.54",
+    "cuda": "12.8",
+    "python": "3.11.7",
+    "libraries": {"torch": "2.13.0", "vllm": "0.32.0"},
+    "git_commit": "abc",
 }
 
 
 def _trial(env, batch_size):
-    return {"schema_version": 1, "hardware": "a100", "engine": "vllm", "model": "m", "n_gpus": 1,
-            "max_new_tokens": 5, "batch_size": batch_size, "rep": 0, "environment": env}
+    return {
+        "schema_version": 1,
+        "hardware": "a100",
+        "engine": "vllm",
+        "model": "m",
+        "n_gpus": 1,
+        "max_new_tokens": 5,
+        "batch_size": batch_size,
+        "rep": 0,
+        "environment": env,
+    }
 
 
 def _sweep(tmp_path, envs):
@@ -27,8 +44,8 @@ def _sweep(tmp_path, envs):
     (folder / "t5").mkdir(parents=True)
     names = []
     for i, env in enumerate(envs):
-        name = f"t5/b{2 ** i}_r0.json"
-        (folder / name).write_text(json.dumps(_trial(env, 2 ** i)))
+        name = f"t5/b{2**i}_r0.json"
+        (folder / name).write_text(json.dumps(_trial(env, 2**i)))
         names.append(name)
     (folder / "sweep.json").write_text(json.dumps({"trials": names}))
     return folder / "sweep.json"
@@ -54,8 +71,10 @@ def test_a_trial_from_another_environment_is_flagged(tmp_path, monkeypatch):
     assert sweep["environment"]["host"] == "node1" and sweep["trials"] == 3
     [flagged] = sweep["differing_trials"]
     assert flagged["trial"].endswith("t5/b4_r0.json")
-    assert flagged["differences"] == {"host": {"trial": "node7", "sweep": "node1"},
-                                      "libraries.vllm": {"trial": "0.31.0", "sweep": "0.32.0"}}
+    assert flagged["differences"] == {
+        "host": {"trial": "node7", "sweep": "node1"},
+        "libraries.vllm": {"trial": "0.31.0", "sweep": "0.32.0"},
+    }
     assert built["flagged_trials"] == [flagged["trial"]]
 
     provenance.write(built, tmp_path / "p.json", tmp_path / "p.csv")

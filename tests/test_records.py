@@ -5,21 +5,34 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import make_config
-from infpop import records
-from infpop.aggregate import collect_rows, write_csv
+
 from infpop.config import load_config
-from infpop.grid import Sweep, TrialKey, plan, trial_keys
+from infpop.measure import records
+from infpop.measure.aggregate import collect_rows, write_csv
+from infpop.measure.grid import Sweep, TrialKey, plan, trial_keys
 
 
 def a_record(**overrides) -> dict:
     record = {
-        "schema_version": 1, "hardware": "cpu", "engine": "hf", "model": "tiny", "model_source": "/m",
-        "n_gpus": 1, "max_new_tokens": 5, "batch_size": 2, "rep": 0, "status": "ok",
+        "schema_version": 1,
+        "hardware": "cpu",
+        "engine": "hf",
+        "model": "tiny",
+        "model_source": "/m",
+        "n_gpus": 1,
+        "max_new_tokens": 5,
+        "batch_size": 2,
+        "rep": 0,
+        "status": "ok",
         "counts": {"prompts": 4, "batches": 2, "batches_completed": 2, "generated_tokens": 20, "prompt_tokens": 90},
-        "timings": {"load_seconds": 1.5, "generation_seconds": 0.5, "batch_latencies_s": [0.1, 0.4],
-                    "started_at": "2026-11-26T10:00:00.000+00:00", "finished_at": "2026-11-26T10:00:01.000+00:00"},
+        "timings": {
+            "load_seconds": 1.5,
+            "generation_seconds": 0.5,
+            "batch_latencies_s": [0.1, 0.4],
+            "started_at": "2026-11-26T10:00:00.000+00:00",
+            "finished_at": "2026-11-26T10:00:01.000+00:00",
+        },
         "throughput_tokens_per_s": 40.0,
         "peak_memory": {"bytes": 1000, "kind": "rss"},
         "error": None,
@@ -83,8 +96,11 @@ def test_a_hub_model_record_carries_its_snapshot_commit(tmp_path):
 
 
 def test_trial_keys_run_batch_sizes_ascending_with_repetitions_interleaved(tiny_model):
-    config = load_config(make_config(tiny_model, batch_sizes=[8, 1, 4], max_new_tokens=[10, 5], repetitions=2,
-                                     analysis={"max_new_tokens": 5}))
+    config = load_config(
+        make_config(
+            tiny_model, batch_sizes=[8, 1, 4], max_new_tokens=[10, 5], repetitions=2, analysis={"max_new_tokens": 5}
+        )
+    )
     keys = trial_keys(config)
     # every configuration's r0 (tokens, then batch size ascending), then every r1
     assert keys[:4] == [TrialKey(5, 1, 0), TrialKey(5, 4, 0), TrialKey(5, 8, 0), TrialKey(10, 1, 0)]
@@ -92,7 +108,7 @@ def test_trial_keys_run_batch_sizes_ascending_with_repetitions_interleaved(tiny_
     assert len(keys) == 12 and keys[-1] == TrialKey(10, 8, 1)
     adaptive = load_config(make_config(tiny_model, repetitions={"min": 2, "max": 5}))
     assert len(trial_keys(adaptive)) == 2 * 5  # the most an adaptive policy may run
-    path = f'{Sweep("a100", "vllm", "m", 4).relpath}/{TrialKey(10, 8, 1).relpath}'
+    path = f"{Sweep('a100', 'vllm', 'm', 4).relpath}/{TrialKey(10, 8, 1).relpath}"
     assert path == "a100/vllm/m/g4/t10/b8_r1.json"
 
 
@@ -102,8 +118,13 @@ def test_plan_leaves_out_what_hardware_cannot_run(tiny_model):
     sweeps, excluded = plan(config)
     assert Sweep("cpu", "vllm", "tiny", 2) in sweeps and Sweep("a100", "hf", "tiny", 2) in sweeps
     reasons = {(r["hardware"], r["engine"], r["n_gpus"]): r["reason"] for r in excluded}
-    assert set(reasons) == {("cpu", "hf", 2), ("cpu", "hf", 8), ("a100", "hf", 8), ("a100", "vllm", 8),
-                            ("cpu", "vllm", 8)}
+    assert set(reasons) == {
+        ("cpu", "hf", 2),
+        ("cpu", "hf", 8),
+        ("a100", "hf", 8),
+        ("a100", "vllm", 8),
+        ("cpu", "vllm", 8),
+    }
     assert "a 'a100' node has 4" in reasons[("a100", "vllm", 8)]
     # the tiny model's config is on disk: its 2 heads do not split into 8 tensor-parallel ranks
     assert reasons[("cpu", "vllm", 8)] == "2 attention heads are not divisible by 8 tensor-parallel ranks"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from infpop.repetitions import Policy, summarise, t975
+from infpop.measure.repetitions import Policy, summarise, t975
 
 
 @pytest.mark.parametrize("df", [1, 2, 5, 10, 29, 30, 31, 45, 100, 1000])

@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infpop.analysis import INSUFFICIENT, AnalysisSettings, EmptyTrialsError, IDENTITY, select
-from infpop.analysis import rq
+from infpop.analysis import IDENTITY, INSUFFICIENT, AnalysisSettings, EmptyTrialsError, rq, select
 
 PAPER_TRIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper_trials.csv"
 PAPER_ENGINES = {"autohf": "hf", "vLLM": "vllm"}
@@ -252,7 +251,10 @@ def test_correlations_reproduce_the_paper_with_mixtral_active_parameters(paper):
     assert round(size["r"].min(), 2) == -0.67
     assert size["p"].between(0.001, 0.0035).all()  # paper: "between 0.001 and 0.003"
     humaneval = result.loc["humaneval_pass1"]
-    assert (round(humaneval.loc["params_billion", "r"], 3), round(humaneval.loc["params_billion", "p"], 3)) == (0.527, 0.017)
+    assert (round(humaneval.loc["params_billion", "r"], 3), round(humaneval.loc["params_billion", "p"], 3)) == (
+        0.527,
+        0.017,
+    )
     # HumanEval vs throughput (parameters not involved): the paper truncates (-0.3565 -> -0.35)
     assert humaneval.loc["hf_best_throughput", "r"] == pytest.approx(-0.58, abs=0.005)
     assert humaneval.loc["hf_best_throughput", "p"] == pytest.approx(0.0072, abs=0.0001)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import REPO
-from infpop import sizing
+
+from infpop.cluster import sizing
+from infpop.cluster.sizing import SweepJob
 from infpop.config import load_config
-from infpop.grid import Sweep, TrialKey
-from infpop.sizing import SweepJob
+from infpop.measure.grid import Sweep, TrialKey
 
 PAPER = REPO / "configs" / "paper.yaml"
 
@@ -23,8 +23,11 @@ def paper():
 
 
 def test_defaults_are_documented_and_filled(paper):
-    assert paper["runtime_estimate"] == {"safety_factor": 1.5, "hf": {"load_s": 900, "trial_s": 1800},
-                                         "vllm": {"load_s": 900, "trial_s": 300}}
+    assert paper["runtime_estimate"] == {
+        "safety_factor": 1.5,
+        "hf": {"load_s": 900, "trial_s": 1800},
+        "vllm": {"load_s": 900, "trial_s": 300},
+    }
 
 
 def test_a_sweep_of_n_trials_is_a_load_plus_n_trials_times_the_safety_factor(paper):
@@ -91,7 +94,7 @@ def test_the_part_wildcard(paper):
 def test_live_tuning_estimate(paper):
     paper = load_config(PAPER)  # tune's defaults are filled by load_config
     counts = {"hf": [1, 2, 4, 8], "vllm": [1, 2, 4, 8]}
-    budget = paper["optimisation"]["tune"]["budget"]
+    budget = paper["optimise"]["tune"]["budget"]
     assert sizing.tune_minutes(paper, counts) == 1.5 * (8 * 900 + budget * (1800 + 300)) / 60
-    model = paper["optimisation"]["tune"]["model"]
+    model = paper["optimise"]["tune"]["model"]
     assert sizing.tune_memory_mb(paper, counts) == sizing.host_memory_mb(paper, model, "vllm", 8)

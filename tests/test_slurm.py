@@ -12,17 +12,23 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import REPO
 from test_workflow import SNAKEMAKE
 
 #: The CI cluster's settings on top of the profile: its one partition, no accounting database
 #: (squeue for status, no account), two CPUs a sweep so the sweeps run one at a time.
 CI_OVERRIDES = [
-    "--slurm-partition-config", str(REPO / "tests/slurm/partitions.yaml"),
-    "--slurm-no-account", "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "5", "--slurm-keep-successful-logs",
-    "--set-threads", "sweep=2", "tune=2",
+    "--slurm-partition-config",
+    str(REPO / "tests/slurm/partitions.yaml"),
+    "--slurm-no-account",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+    "--slurm-keep-successful-logs",
+    "--set-threads",
+    "sweep=2",
+    "tune=2",
 ]
 SWEEPS = [("hf", 1), ("vllm", 1), ("vllm", 2)]
 
@@ -42,8 +48,9 @@ def _require_idle_node():
 
 def _run(args, cwd, timeout):
     """Run Snakemake; a run that hangs is stopped with SIGINT (SIGTERM leaves the SLURM jobs)."""
-    process = subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+    process = subprocess.Popen(
+        [*SNAKEMAKE, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -60,14 +67,25 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config.update(batch_sizes=[1, 8], repetitions=1, benchmark={"limit": 64}, paper_data={"replay": False})
     # live tuning runs real trials too: a SLURM job like a sweep (batch sizes the sweeps do not have)
-    config["optimisation"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}
+    config["optimise"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}
     # and so does the cross-check (vllm bench throughput runs on the node)
     config["crosscheck"] = {"repeats": 1}
     path = tmp_path / "reduced.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    code, output = _run(["--profile", str(REPO / "profiles/slurm"), *CI_OVERRIDES, "--configfile", str(path),
-                         "--directory", str(tmp_path)], cwd=tmp_path, timeout=1500)
+    code, output = _run(
+        [
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            *CI_OVERRIDES,
+            "--configfile",
+            str(path),
+            "--directory",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        timeout=1500,
+    )
     assert code == 0, output[-5000:]
 
     # Every sweep, the live tuning and the cross-check, and nothing else, were submitted to SLURM,
@@ -75,8 +93,9 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
     assert len(submitted) == len(SWEEPS) + 2, output[-5000:]
     sweeps = [(jobid, log) for jobid, log in submitted if "/rule_sweep/" in log]
-    assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in sweeps) == \
-        sorted(f"cpu_{engine}_tiny-llama_{n}" for engine, n in SWEEPS)
+    assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in sweeps) == sorted(
+        f"cpu_{engine}_tiny-llama_{n}" for engine, n in SWEEPS
+    )
     for jobid, log in submitted:
         job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
         assert "JobState=COMPLETED" in job and "Partition=ci" in job and "NumCPUs=2" in job, job
@@ -84,8 +103,8 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
         if (jobid, log) in sweeps:
             assert "Comment=rule_sweep_wildcards_cpu_" in job, job
             assert "rule sweep:" in text and "done:" in text
-        elif "/rule_tune/" in log:
-            assert "rule tune:" in text and "recommended n_gpus=" in text
+        elif "/rule_optimise_tune/" in log:
+            assert "rule optimise_tune:" in text and "recommended n_gpus=" in text
         else:
             assert "rule crosscheck:" in text and "vllm bench throughput" in text
 
@@ -120,13 +139,33 @@ def test_a_gpu_sweep_is_submitted_with_its_gpu_model_and_count(tmp_path):
     on the node, where it finds no real GPU and stops with its clear error (nothing runs on a GPU)."""
     _require_idle_node()
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config.update(hardware={"testgpu": {"kind": "gpu", "gpu_model": "testgpu", "gpus_per_node": 1}}, engines=["hf"],
-                  n_gpus=[1], batch_sizes=[1], repetitions=1, benchmark={"limit": 8}, paper_data={"replay": False})
+    config.update(
+        hardware={"testgpu": {"kind": "gpu", "gpu_model": "testgpu", "gpus_per_node": 1}},
+        engines=["hf"],
+        n_gpus=[1],
+        batch_sizes=[1],
+        repetitions=1,
+        benchmark={"limit": 8},
+        paper_data={"replay": False},
+    )
     path = tmp_path / "gpu.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    code, output = _run(["--profile", str(REPO / "profiles/slurm"), *CI_OVERRIDES, "--retries", "0",
-                         "--configfile", str(path), "--directory", str(tmp_path),
-                         "results/trials/testgpu/hf/tiny-llama/g1/sweep.json"], cwd=tmp_path, timeout=600)
+    code, output = _run(
+        [
+            "--profile",
+            str(REPO / "profiles/slurm"),
+            *CI_OVERRIDES,
+            "--retries",
+            "0",
+            "--configfile",
+            str(path),
+            "--directory",
+            str(tmp_path),
+            "results/trials/testgpu/hf/tiny-llama/g1/sweep.json",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert code != 0, output[-3000:]
     [(jobid, _)] = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
     job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout

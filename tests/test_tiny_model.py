@@ -1,4 +1,4 @@
-"""Tests for infpop.tiny_model: a deterministic, offline tiny Llama + BPE tokenizer."""
+"""Tests for infpop.data.tiny_model: a deterministic, offline tiny Llama + BPE tokenizer."""
 
 from __future__ import annotations
 
@@ -13,17 +13,15 @@ from pathlib import Path
 import pytest
 
 from infpop import REPO_ROOT
-from infpop.tiny_model import build_tiny_model, count_parameters, main
+from infpop.data.tiny_model import build_tiny_model, count_parameters, main
 
 TEXTS = [
     'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n    return a + b\n',
     "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
-    "from typing import List\n\n\ndef evens(xs: List[int]) -> List[int]:\n"
-    "    return [x for x in xs if x % 2 == 0]\n",
+    "from typing import List\n\n\ndef evens(xs: List[int]) -> List[int]:\n    return [x for x in xs if x % 2 == 0]\n",
     "class Stack:\n    def __init__(self):\n        self.items = []\n\n"
     "    def push(self, item):\n        self.items.append(item)\n",
-    'def is_palindrome(s: str) -> bool:\n    """>>> is_palindrome("aba")\n    True\n    """\n'
-    "    return s == s[::-1]\n",
+    'def is_palindrome(s: str) -> bool:\n    """>>> is_palindrome("aba")\n    True\n    """\n    return s == s[::-1]\n',
 ]
 
 SNIPPET = (
@@ -34,10 +32,7 @@ SNIPPET = (
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.iterdir())
-    }
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +44,13 @@ def test_build_is_byte_identical(model_dir, tmp_path):
     again = build_tiny_model(tmp_path / "a" / "tiny-llama", TEXTS, seed=0)
     assert again == tmp_path / "a" / "tiny-llama"
     hashes = file_hashes(model_dir)
-    assert {"config.json", "generation_config.json", "model.safetensors",
-            "tokenizer.json", "tokenizer_config.json"} <= set(hashes)
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    } <= set(hashes)
     assert file_hashes(again) == hashes
     # No temporary folders are left beside the output.
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["tiny-llama"]
@@ -61,14 +61,15 @@ def test_build_is_byte_identical_across_processes(model_dir, tmp_path):
     out = tmp_path / "tiny-llama"
     code = (
         "import sys, json; from pathlib import Path\n"
-        "from infpop.tiny_model import build_tiny_model\n"
+        "from infpop.data.tiny_model import build_tiny_model\n"
         "build_tiny_model(Path(sys.argv[1]), json.loads(sys.argv[2]), seed=0)\n"
     )
-    env = dict(os.environ, PYTHONHASHSEED="random",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                        os.environ.get("PYTHONPATH")])))
-    subprocess.run([sys.executable, "-c", code, str(out), json.dumps(TEXTS)],
-                   check=True, env=env, capture_output=True)
+    env = dict(
+        os.environ,
+        PYTHONHASHSEED="random",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    subprocess.run([sys.executable, "-c", code, str(out), json.dumps(TEXTS)], check=True, env=env, capture_output=True)
     assert file_hashes(out) == file_hashes(model_dir)
 
 
@@ -106,11 +107,13 @@ def test_config_matches_tokenizer(model_dir):
     assert cfg.model_type == "llama"
     assert cfg.vocab_size == len(tok)
     assert cfg.tie_word_embeddings is False
-    assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token) == (
-        "<s>", "</s>", "<pad>", "<unk>")
+    assert (tok.bos_token, tok.eos_token, tok.pad_token, tok.unk_token) == ("<s>", "</s>", "<pad>", "<unk>")
     for c in (cfg, gen):
         assert (c.bos_token_id, c.eos_token_id, c.pad_token_id) == (
-            tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+            tok.bos_token_id,
+            tok.eos_token_id,
+            tok.pad_token_id,
+        )
     assert len({tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id}) == 4
     assert tok.padding_side == "left"
     assert tok.model_max_length == cfg.max_position_embeddings == 2048
@@ -154,7 +157,7 @@ def test_loads_and_generates_left_padded_batch(model_dir):
         out = model.generate(**batch, do_sample=False, min_new_tokens=5, max_new_tokens=5)
     assert out.shape == (2, ids.shape[1] + 5)
     assert torch.equal(out[:, : ids.shape[1]], ids)
-    new = out[:, ids.shape[1]:]
+    new = out[:, ids.shape[1] :]
     assert (new != tok.pad_token_id).all()
 
     # Greedy decoding is deterministic.
@@ -168,8 +171,17 @@ def test_cli_reads_gzipped_jsonl(tmp_path, capsys):
     with gzip.open(bench, "wt", encoding="utf-8") as fh:
         for i, text in enumerate(TEXTS):
             head, _, body = text.partition("\n")
-            fh.write(json.dumps({"task_id": f"T/{i}", "prompt": head + "\n",
-                                 "canonical_solution": body, "test": "", "entry_point": "f"}))
+            fh.write(
+                json.dumps(
+                    {
+                        "task_id": f"T/{i}",
+                        "prompt": head + "\n",
+                        "canonical_solution": body,
+                        "test": "",
+                        "entry_point": "f",
+                    }
+                )
+            )
             fh.write("\n")
     out = tmp_path / "models" / "tiny-llama"
     assert main(["--out", str(out), "--benchmark", str(bench)]) == 0

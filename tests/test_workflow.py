@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, SHARED_DATA
 
 APPENDIX = SHARED_DATA / "infpop-appendix"
@@ -24,7 +23,7 @@ def snakemake(*args, cwd=REPO, timeout=1800):
 
 
 def job_counts(output: str) -> dict[str, int]:
-    table = output[output.index("Job stats:"):]
+    table = output[output.index("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
@@ -35,14 +34,15 @@ def test_lint_is_clean():
 
 
 def test_paper_dry_run_plans_320_sweeps_and_10560_trials(tmp_path):
-    done = snakemake("-n", "--cores", "8", "--configfile", str(REPO / "configs/paper.yaml"),
-                     "--directory", str(tmp_path))
+    done = snakemake(
+        "-n", "--cores", "8", "--configfile", str(REPO / "configs/paper.yaml"), "--directory", str(tmp_path)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     counts = job_counts(done.stdout)
     assert counts["sweep"] == 320
     # every sweep asks for its GPUs and GPU model as resources; so do live tuning and the
     # cross-check (one job each, on the A100 and the first model)
-    assert counts["tune"] == 1 and counts["crosscheck"] == 1
+    assert counts["optimise_tune"] == 1 and counts["crosscheck"] == 1
     assert counts["repetitions"] == 1 and counts["agreement"] == 1
     # each of the 20 hf_id models is downloaded once, before its 16 sweeps (and live tuning's)
     assert counts["download_model"] == 20 and counts["total"] == 371
@@ -51,8 +51,18 @@ def test_paper_dry_run_plans_320_sweeps_and_10560_trials(tmp_path):
     assert len(resources) == 320 + 2
     assert {(int(n), model) for n, model in resources} == {(n, m) for n in (1, 2, 4, 8) for m in ("a100", "v100")}
     # the plan file (written by the first rule) counts the trials
-    assert snakemake("--cores", "1", "--configfile", str(REPO / "configs/paper.yaml"), "--directory",
-                     str(tmp_path), "results/plan.csv").returncode == 0
+    assert (
+        snakemake(
+            "--cores",
+            "1",
+            "--configfile",
+            str(REPO / "configs/paper.yaml"),
+            "--directory",
+            str(tmp_path),
+            "results/plan.csv",
+        ).returncode
+        == 0
+    )
     with open(tmp_path / "results" / "plan.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert sum(int(r["n_trials"]) for r in rows if r["planned"] == "run") == 10_560
@@ -79,8 +89,11 @@ def test_end_to_end_both_engines(tmp_path):
     config.update(batch_sizes=[1, 8], max_new_tokens=[5], benchmark={"limit": 24}, repetitions=2)
     # live tuning of both engines (budget 6, as in the default config) over a space beyond the
     # sweeps' grid; the paper's RQ5 and optimiser study with fewer seeds than the paper's
-    config["optimisation"] = {"tune": {"budget": 6, "batch_sizes": [1, 8, 16, 32]},
-                              "rq5": {"repeats": 2, "evaluations": 30}, "study": {"seeds": 2}}
+    config["optimise"] = {
+        "tune": {"budget": 6, "batch_sizes": [1, 8, 16, 32]},
+        "rq5": {"repeats": 2, "evaluations": 30},
+        "study": {"seeds": 2},
+    }
     # the cross-checks once each: vllm bench throughput (a load of its own) and the bare generate
     config["crosscheck"] = {"repeats": 1}
     # the replay is part of the default target; without the appendix data it is turned off
@@ -91,8 +104,12 @@ def test_end_to_end_both_engines(tmp_path):
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     results = tmp_path / "results"
     trials = sorted(p.relative_to(results / "trials") for p in (results / "trials").rglob("b*_r*.json"))
-    swept = [f"cpu/{e}/tiny-llama/g{g}/t5/b{b}_r{r}.json"
-             for e, g in (("hf", 1), ("vllm", 1), ("vllm", 2)) for b in (1, 8) for r in (0, 1)]
+    swept = [
+        f"cpu/{e}/tiny-llama/g{g}/t5/b{b}_r{r}.json"
+        for e, g in (("hf", 1), ("vllm", 1), ("vllm", 2))
+        for b in (1, 8)
+        for r in (0, 1)
+    ]
     assert [str(p) for p in trials if str(p) in swept] == swept
     # the other trials are live tuning's, at batch sizes the sweeps do not have, each repeated as
     # the sweeps' are (its value is their mean)
@@ -139,8 +156,17 @@ def test_end_to_end_both_engines(tmp_path):
     assert crosscheck[("vllm", "24")]["reference"] == "vllm bench throughput"
     assert float(crosscheck[("hf", "1")]["outputs_equal_share"]) == 1.0  # the same greedy tokens either way
     report = (results / "report.html").read_text()
-    for category in ("RQ1 landscapes", "RQ2 GPU scaling", "RQ3 batch size", "RQ4 GPU model", "Discussion",
-                     "RQ5 optimisation", "Live tuning", "Repetitions and noise", "Cross-checks"):
+    for category in (
+        "RQ1 landscapes",
+        "RQ2 GPU scaling",
+        "RQ3 batch size",
+        "RQ4 GPU model",
+        "Discussion",
+        "RQ5 optimisation",
+        "Live tuning",
+        "Repetitions and noise",
+        "Cross-checks",
+    ):
         assert category in report
     # the optimiser study on the measured landscapes; no RQ5 replay with one hardware
     with open(measured / "rq5" / "efficiency.csv") as handle:
@@ -163,7 +189,9 @@ def test_end_to_end_both_engines(tmp_path):
             assert (results / "trials" / f"cpu/{engine}/tiny-llama/g{g}/t5/b{b}_r0.json").exists()
         reused = [e for e in result["evaluations"] if e["reused"]]
         assert all(e["batch_size"] in (1, 8) for e in reused)  # only the sweeps' trials existed
-        assert int(row["evaluations"]) == len(points) and row["batch_size"] and float(row["throughput_tokens_per_s"]) > 0
+        assert (
+            int(row["evaluations"]) == len(points) and row["batch_size"] and float(row["throughput_tokens_per_s"]) > 0
+        )
         assert {g for g, _ in points} <= ({1} if engine == "hf" else {1, 2})
     plan = (results / "plan.csv").read_text()
     assert "cpu,hf,tiny-llama,2,excluded" in plan
@@ -189,8 +217,16 @@ def test_smollm2_slice_builds_the_model_and_measures_both_engines(tmp_path):
     config["benchmark"]["limit"] = 8
     path = tmp_path / "smollm2-slice.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
-    done = snakemake("--cores", "2", "results/measured/trials.csv", "--configfile", str(path),
-                     "--directory", str(tmp_path), timeout=900)
+    done = snakemake(
+        "--cores",
+        "2",
+        "results/measured/trials.csv",
+        "--configfile",
+        str(path),
+        "--directory",
+        str(tmp_path),
+        timeout=900,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     assert job_counts(done.stdout + done.stderr)["build_model"] == 1
     model = tmp_path / "resources" / "models" / "smollm2-135m"
@@ -200,7 +236,12 @@ def test_smollm2_slice_builds_the_model_and_measures_both_engines(tmp_path):
     results = tmp_path / "results"
     with open(results / "measured" / "trials.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted((r["engine"], r["batch_size"]) for r in rows) == [("hf", "1"), ("hf", "8"), ("vllm", "1"), ("vllm", "8")]
+    assert sorted((r["engine"], r["batch_size"]) for r in rows) == [
+        ("hf", "1"),
+        ("hf", "8"),
+        ("vllm", "1"),
+        ("vllm", "8"),
+    ]
     assert {r["status"] for r in rows} == {"ok"} and {r["model"] for r in rows} == {"smollm2-135m"}
     assert all(int(r["generated_tokens"]) == 8 * 5 and float(r["throughput_tokens_per_s"]) > 0 for r in rows)
     for manifest in (results / "trials").rglob("sweep.json"):
@@ -213,7 +254,7 @@ def test_paper_replay_target(tmp_path):
     """`snakemake paper`: import, RQ1-RQ4, discussion and the comparison with the paper."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["paper_data"] = {"local_dir": str(APPENDIX)}
-    config["optimisation"]["study"] = {"seeds": 2}  # the RQ5 replay keeps the paper's settings
+    config["optimise"]["study"] = {"seeds": 2}  # the RQ5 replay keeps the paper's settings
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     done = snakemake("--cores", "2", "paper", "--configfile", str(path), "--directory", str(tmp_path), timeout=900)
@@ -229,8 +270,12 @@ def test_paper_replay_target(tmp_path):
     assert {r["agreement"] for r in rows if r["quantity"].startswith("rq5.faithful.")} == {"exact"}
     with open(paper / "rq5" / "summary.csv") as handle:
         rq5 = {(r["mode"], r["engine"], r["direction"]): r for r in csv.DictReader(handle)}
-    published = {("hf", "upgrade"): (6.40, 28.36, 19), ("hf", "downgrade"): (5.61, 13.67, 19),
-                 ("vllm", "upgrade"): (0.50, 3.31, 20), ("vllm", "downgrade"): (1.04, 6.90, 20)}
+    published = {
+        ("hf", "upgrade"): (6.40, 28.36, 19),
+        ("hf", "downgrade"): (5.61, 13.67, 19),
+        ("vllm", "upgrade"): (0.50, 3.31, 20),
+        ("vllm", "downgrade"): (1.04, 6.90, 20),
+    }
     for (engine, direction), (median, mean, n_models) in published.items():  # the appendix's JSON summaries
         row = rq5[("faithful", engine, direction)]
         assert round(float(row["median_of_medians"]), 2) == median and round(float(row["mean_of_medians"]), 2) == mean
@@ -249,8 +294,15 @@ def test_paper_replay_target(tmp_path):
 def test_missing_paper_data_says_how_to_fix_it(tmp_path):
     empty = tmp_path / "no-appendix"
     empty.mkdir()
-    done = snakemake("--cores", "1", "results/paper/trials.csv", "--config",
-                     f'paper_data={{"local_dir": "{empty}"}}', "--directory", str(tmp_path))
+    done = snakemake(
+        "--cores",
+        "1",
+        "results/paper/trials.csv",
+        "--config",
+        f'paper_data={{"local_dir": "{empty}"}}',
+        "--directory",
+        str(tmp_path),
+    )
     assert done.returncode != 0
     log = (tmp_path / "results" / "logs" / "import_paper.log").read_text()
     assert "allData.csv" in log and "paper_data.local_dir" in log

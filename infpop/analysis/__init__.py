@@ -57,8 +57,7 @@ def select(trials: pd.DataFrame, settings: AnalysisSettings) -> pd.DataFrame:
     """
     if trials.empty:
         raise EmptyTrialsError("the trials table is empty")
-    chosen = trials[(trials["max_new_tokens"] == settings.max_new_tokens)
-                    & (trials["status"] != UNSUPPORTED)].copy()
+    chosen = trials[(trials["max_new_tokens"] == settings.max_new_tokens) & (trials["status"] != UNSUPPORTED)].copy()
     usable = {"ok", "oom"} if settings.include_partial_oom else {"ok"}
     chosen["counted"] = chosen["status"].isin(usable) & chosen["throughput_tokens_per_s"].notna()
     if settings.duplicates == "replicates":
@@ -82,7 +81,7 @@ def cells(selected: pd.DataFrame) -> pd.DataFrame:
     the mean, NaN below two values). A configuration is counted when any repetition is; its other
     columns (status, latency, ...) are those of its last counted repetition, or of its last one.
     A table with one row per configuration comes back with n_counted 0 or 1 and no interval."""
-    from infpop.repetitions import summarise
+    from infpop.measure.repetitions import summarise
 
     rows = []
     for _, group in selected.groupby(IDENTITY, sort=True):
@@ -91,8 +90,11 @@ def cells(selected: pd.DataFrame) -> pd.DataFrame:
         summary = summarise(counted["throughput_tokens_per_s"])
         row.update(
             throughput_tokens_per_s=summary.mean if summary.n else row["throughput_tokens_per_s"],
-            counted=summary.n > 0, n_counted=summary.n,
-            std=summary.std, ci_low=summary.ci_low, ci_high=summary.ci_high,
+            counted=summary.n > 0,
+            n_counted=summary.n,
+            std=summary.std,
+            ci_low=summary.ci_low,
+            ci_high=summary.ci_high,
         )
         if "latency_p95_s" in group and len(counted):
             row["latency_p95_s"] = counted["latency_p95_s"].mean()
@@ -118,9 +120,11 @@ def write_table(table: pd.DataFrame, path, settings: AnalysisSettings) -> None:
 def settings_note(settings: AnalysisSettings) -> str:
     """One line stating the analysis choices, for Markdown outputs."""
     oom = "counted" if settings.include_partial_oom else "excluded"
-    return (f"Analysis choices: {settings.max_new_tokens} new tokens; throughput of trials that ran out of "
-            f"memory part-way {oom}; duplicate trials resolved by keeping the {settings.duplicates}"
-            f"{' value' if settings.duplicates == 'last' else ''}.")
+    return (
+        f"Analysis choices: {settings.max_new_tokens} new tokens; throughput of trials that ran out of "
+        f"memory part-way {oom}; duplicate trials resolved by keeping the {settings.duplicates}"
+        f"{' value' if settings.duplicates == 'last' else ''}."
+    )
 
 
 def load_selected(path, settings: dict) -> tuple[AnalysisSettings, pd.DataFrame]:
@@ -132,5 +136,6 @@ def load_selected(path, settings: dict) -> tuple[AnalysisSettings, pd.DataFrame]
     if selected.empty:
         raise EmptyTrialsError(
             f"{path}: no trial at max_new_tokens={chosen.max_new_tokens} (config key analysis.max_new_tokens; "
-            f"the table has {sorted(set(trials['max_new_tokens']))})")
+            f"the table has {sorted(set(trials['max_new_tokens']))})"
+        )
     return chosen, selected

@@ -15,30 +15,49 @@ Shares are over the prompts both trials completed.
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
+from infpop.figures import batch_size_axis, save
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-COLUMNS = ["comparison", "hardware", "model", "engine", "n_gpus", "max_new_tokens", "batch_size", "rep",
-           "reference", "n_prompts", "equal_share"]
+COLUMNS = [
+    "comparison",
+    "hardware",
+    "model",
+    "engine",
+    "n_gpus",
+    "max_new_tokens",
+    "batch_size",
+    "rep",
+    "reference",
+    "n_prompts",
+    "equal_share",
+]
 
 
 def _share(a: list[str], b: list[str]) -> tuple[int, float | None]:
     n = min(len(a), len(b))
-    return n, (sum(x == y for x, y in zip(a, b)) / n if n else None)
+    return n, (sum(x == y for x, y in zip(a, b, strict=False)) / n if n else None)
 
 
 def agreement_table(trials: list[dict]) -> pd.DataFrame:
     """The three comparisons over the trial records that carry output digests."""
-    by_key = {(r["hardware"], r["engine"], r["model"], r["n_gpus"], r["max_new_tokens"], r["batch_size"], r["rep"]): r
-              for r in trials if r.get("output_digests")}
+    by_key = {
+        (r["hardware"], r["engine"], r["model"], r["n_gpus"], r["max_new_tokens"], r["batch_size"], r["rep"]): r
+        for r in trials
+        if r.get("output_digests")
+    }
     rows = []
     for (hardware, engine, model, n_gpus, tokens, batch, rep), record in sorted(by_key.items()):
-        base = dict(hardware=hardware, model=model, engine=engine, n_gpus=n_gpus, max_new_tokens=tokens,
-                    batch_size=batch, rep=rep)
+        base = dict(
+            hardware=hardware,
+            model=model,
+            engine=engine,
+            n_gpus=n_gpus,
+            max_new_tokens=tokens,
+            batch_size=batch,
+            rep=rep,
+        )
         references = [("batch_size_1", (hardware, engine, model, n_gpus, tokens, 1, 0), "b1 r0")]
         if rep > 0:
             references.append(("repeat", (hardware, engine, model, n_gpus, tokens, batch, 0), f"b{batch} r0"))
@@ -59,27 +78,35 @@ def agreement_png(table: pd.DataFrame, path) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     first = table[table["rep"] == 0]
     for (comparison, hardware, model, engine, n_gpus, tokens), group in first.groupby(
-            ["comparison", "hardware", "model", "engine", "n_gpus", "max_new_tokens"], sort=True):
+        ["comparison", "hardware", "model", "engine", "n_gpus", "max_new_tokens"], sort=True
+    ):
         if comparison == "repeat":
             continue
-        label = (f"{engine} g{n_gpus} vs its batch size 1" if comparison == "batch_size_1" else
-                 f"hf vs vLLM g{n_gpus}") + f" ({hardware}, {model}, t{tokens})"
+        label = (
+            f"{engine} g{n_gpus} vs its batch size 1" if comparison == "batch_size_1" else f"hf vs vLLM g{n_gpus}"
+        ) + f" ({hardware}, {model}, t{tokens})"
         group = group.sort_values("batch_size")
-        ax.plot(group["batch_size"], group["equal_share"] * 100, marker="o", ms=4,
-                ls="--" if comparison == "hf_vs_vllm" else "-", label=label)
+        ax.plot(
+            group["batch_size"],
+            group["equal_share"] * 100,
+            marker="o",
+            ms=4,
+            ls="--" if comparison == "hf_vs_vllm" else "-",
+            label=label,
+        )
     if first.empty:
-        ax.text(0.5, 0.5, "insufficient data: no trial with output digests", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            "insufficient data: no trial with output digests",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
     else:
-        batches = sorted(int(b) for b in first["batch_size"].unique())
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(batches, [str(b) for b in batches])
-        ax.minorticks_off()
+        batch_size_axis(ax, first["batch_size"].unique())
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    ax.set_xlabel("batch size")
     ax.set_ylabel("prompts with equal greedy output (%)")
     ax.set_ylim(0, 105)
-    ax.grid(alpha=0.3)
     ax.set_title("Output agreement of greedy decoding across batch sizes and engines", fontsize=10)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path)

@@ -16,16 +16,27 @@ from infpop.analysis.rq import CORRELATION_PAIRS
 
 #: The paper's correlation statements (V-B), each a set of (x, y) pairs of rq.CORRELATION_PAIRS.
 CORRELATIONS = {
-    "params_vs_throughput": [pair for pair in CORRELATION_PAIRS
-                             if pair[0] == "params_billion" and pair[1].endswith("_throughput")],
+    "params_vs_throughput": [
+        pair for pair in CORRELATION_PAIRS if pair[0] == "params_billion" and pair[1].endswith("_throughput")
+    ],
     "humaneval_vs_params": [("humaneval_pass1", "params_billion")],
     "hf_throughput_vs_humaneval": [("humaneval_pass1", "hf_best_throughput")],
     "vllm_best_throughput_vs_humaneval": [("humaneval_pass1", "vllm_best_throughput")],
 }
 assert all(pair in CORRELATION_PAIRS for pairs in CORRELATIONS.values() for pair in pairs)
 
-COLUMNS = ["quantity", "hardware", "engine", "model", "paper_value", "our_value", "difference",
-           "agreement", "explanation", "source"]
+COLUMNS = [
+    "quantity",
+    "hardware",
+    "engine",
+    "model",
+    "paper_value",
+    "our_value",
+    "difference",
+    "agreement",
+    "explanation",
+    "source",
+]
 
 
 def _decimals(text: str) -> int:
@@ -42,7 +53,7 @@ def agreement(paper_text: str, ours: float | None) -> str:
     paper = float(paper_text)
     if round(ours, decimals) == round(paper, decimals):
         return "exact"
-    if abs(ours - paper) <= 10 ** -decimals + 1e-9:
+    if abs(ours - paper) <= 10**-decimals + 1e-9:
         return "within rounding"
     return "differs"
 
@@ -75,8 +86,9 @@ def our_value(row: pd.Series, outputs: dict[str, pd.DataFrame]) -> float | None:
         return _one(outputs["rq4_wilcoxon"], rest, engine=engine)
     if quantity == "rq1.peak_throughput":
         features = outputs["rq1_features"]
-        return _one(features[features["kind"] == "global_max"], "throughput",
-                    hardware=hardware, engine=engine, model=model)
+        return _one(
+            features[features["kind"] == "global_max"], "throughput", hardware=hardware, engine=engine, model=model
+        )
     if kind == "rq5":  # rq5.<mode>.<direction>.<summary column>
         if "rq5_summary" not in outputs:
             return None
@@ -88,7 +100,7 @@ def our_value(row: pd.Series, outputs: dict[str, pd.DataFrame]) -> float | None:
         column = "r" if measure == "pearson_r" else "p"
         base, _, bound = name.partition(".")
         pairs = CORRELATIONS[base]
-        selected = table[[(x, y) in pairs for x, y in zip(table["x"], table["y"])]]
+        selected = table[[(x, y) in pairs for x, y in zip(table["x"], table["y"], strict=False)]]
         if selected.empty:
             return None
         values = selected[column].dropna()
@@ -105,13 +117,15 @@ def compare(reference: pd.DataFrame, outputs: dict[str, pd.DataFrame]) -> pd.Dat
     for _, row in reference.fillna("").iterrows():
         ours = our_value(row, outputs)
         paper = float(row["paper_value"])
-        rows.append({
-            **{k: row[k] for k in ("quantity", "hardware", "engine", "model", "paper_value", "source")},
-            "our_value": ours,
-            "difference": None if ours is None else ours - paper,
-            "agreement": agreement(str(row["paper_value"]), ours),
-            "explanation": row.get("explanation", ""),
-        })
+        rows.append(
+            {
+                **{k: row[k] for k in ("quantity", "hardware", "engine", "model", "paper_value", "source")},
+                "our_value": ours,
+                "difference": None if ours is None else ours - paper,
+                "agreement": agreement(str(row["paper_value"]), ours),
+                "explanation": row.get("explanation", ""),
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -121,12 +135,18 @@ def summary(table: pd.DataFrame) -> dict[str, int]:
 
 def to_markdown(table: pd.DataFrame) -> str:
     counts = summary(table)
-    lines = ["# The paper's numbers against this replay of its published data", "",
-             "Agreement at the paper's printed precision: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
-             "", "| quantity | hardware | engine | model | paper | ours | agreement | explanation |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# The paper's numbers against this replay of its published data",
+        "",
+        "Agreement at the paper's printed precision: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
+        "",
+        "| quantity | hardware | engine | model | paper | ours | agreement | explanation |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for _, row in table.iterrows():
         ours = "" if row["our_value"] is None or pd.isna(row["our_value"]) else f"{row['our_value']:.4g}"
-        lines.append(f"| {row['quantity']} | {row['hardware']} | {row['engine']} | {row['model']} | "
-                     f"{row['paper_value']} | {ours} | {row['agreement']} | {row['explanation']} |")
+        lines.append(
+            f"| {row['quantity']} | {row['hardware']} | {row['engine']} | {row['model']} | "
+            f"{row['paper_value']} | {ours} | {row['agreement']} | {row['explanation']} |"
+        )
     return "\n".join(lines) + "\n"

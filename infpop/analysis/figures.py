@@ -24,27 +24,32 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from infpop.analysis import INSUFFICIENT, cells  # noqa: E402
+from infpop.analysis import INSUFFICIENT, cells
+from infpop.figures import batch_size_axis, message_png, save
 
 PLATEAU_TOLERANCE = 0.10  # plateau = counted cells within 10 % of the global maximum
 LANDSCAPE_KEYS = ["hardware", "engine", "model"]
 TABLE_COLUMNS = [
-    "hardware", "engine", "model", "kind", "n_gpus", "batch_size", "throughput",
-    "plateau_cells", "plateau_n_gpus", "plateau_batch_sizes", "note",
+    "hardware",
+    "engine",
+    "model",
+    "kind",
+    "n_gpus",
+    "batch_size",
+    "throughput",
+    "plateau_cells",
+    "plateau_n_gpus",
+    "plateau_batch_sizes",
+    "note",
 ]
 ENGINE_LABELS = {"hf": "HF pipelines", "vllm": "vLLM"}
 ALL_FAILED = "insufficient data: every trial failed"
 NO_TRIALS = "insufficient data: no trial"
-_DPI = 100
 VIEW = (25.0, -135.0)  # (elevation, azimuth) of the static 3D landscapes
 # (axis label, unit) of a landscape's height
 THROUGHPUT_QUANTITY = ("throughput (tokens/s)", "t/s")
@@ -108,8 +113,9 @@ class _Grid:
         bi = {b: i for i, b in enumerate(self.batches)}
         self.counted = df[df["counted"]]
         self.failed = df[~df["counted"]]
-        for g, b, t in zip(self.counted["n_gpus"], self.counted["batch_size"],
-                           self.counted["throughput_tokens_per_s"]):
+        for g, b, t in zip(
+            self.counted["n_gpus"], self.counted["batch_size"], self.counted["throughput_tokens_per_s"], strict=False
+        ):
             self.z[bi[int(b)], gi[int(g)]] = float(t)
         self.gx = np.arange(len(self.gpus), dtype=float)  # categorical positions of n_gpus
         self.by = np.log2(np.asarray(self.batches, dtype=float))  # log2 positions of batches
@@ -136,8 +142,16 @@ def landscape_features(df_one: pd.DataFrame, plateau_tolerance: float = PLATEAU_
     """
     if not 0 <= plateau_tolerance < 1:
         raise ValueError(f"plateau_tolerance must be in [0, 1), got {plateau_tolerance}")
-    blank = dict(kind=None, n_gpus=None, batch_size=None, throughput=None, plateau_cells=None,
-                 plateau_n_gpus=None, plateau_batch_sizes=None, note=None)
+    blank = dict(
+        kind=None,
+        n_gpus=None,
+        batch_size=None,
+        throughput=None,
+        plateau_cells=None,
+        plateau_n_gpus=None,
+        plateau_batch_sizes=None,
+        note=None,
+    )
     grid = _Grid(df_one)
     if grid.empty:
         return [{**blank, "note": INSUFFICIENT}]
@@ -149,8 +163,11 @@ def landscape_features(df_one: pd.DataFrame, plateau_tolerance: float = PLATEAU_
             value = z[i, j]
             if np.isnan(value):
                 continue
-            neighbours = [z[a, b] for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1))
-                          if 0 <= a < nb and 0 <= b < ng and not np.isnan(z[a, b])]
+            neighbours = [
+                z[a, b]
+                for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1))
+                if 0 <= a < nb and 0 <= b < ng and not np.isnan(z[a, b])
+            ]
             if all(value > other for other in neighbours):
                 peaks.append((value, grid.gpus[j], grid.batches[i]))
     flat = np.where(np.isnan(z), -np.inf, z)
@@ -163,15 +180,25 @@ def landscape_features(df_one: pd.DataFrame, plateau_tolerance: float = PLATEAU_
             rows.append({**blank, "kind": "peak", "n_gpus": g, "batch_size": b, "throughput": float(value)})
 
     threshold = (1.0 - plateau_tolerance) * top[0]
-    cells = [(grid.gpus[j], grid.batches[i]) for j in range(ng) for i in range(nb)
-             if not np.isnan(z[i, j]) and z[i, j] >= threshold]
+    cells = [
+        (grid.gpus[j], grid.batches[i])
+        for j in range(ng)
+        for i in range(nb)
+        if not np.isnan(z[i, j]) and z[i, j] >= threshold
+    ]
     gs = [c[0] for c in cells]
     bs = [c[1] for c in cells]
-    rows.append({
-        **blank, "kind": "plateau", "plateau_cells": len(cells),
-        "plateau_n_gpus": (min(gs), max(gs)), "plateau_batch_sizes": (min(bs), max(bs)),
-        "cells": cells, "threshold": threshold,
-    })
+    rows.append(
+        {
+            **blank,
+            "kind": "plateau",
+            "plateau_cells": len(cells),
+            "plateau_n_gpus": (min(gs), max(gs)),
+            "plateau_batch_sizes": (min(bs), max(bs)),
+            "cells": cells,
+            "threshold": threshold,
+        }
+    )
     return rows
 
 
@@ -189,15 +216,21 @@ def landscape_table(df: pd.DataFrame, plateau_tolerance: float = PLATEAU_TOLERAN
     rows = []
     for (hardware, engine, model), one in df.groupby(LANDSCAPE_KEYS, sort=True):
         for feature in landscape_features(one, plateau_tolerance):
-            rows.append({
-                "hardware": hardware, "engine": engine, "model": model,
-                "kind": feature["kind"], "n_gpus": feature["n_gpus"],
-                "batch_size": feature["batch_size"], "throughput": feature["throughput"],
-                "plateau_cells": feature["plateau_cells"],
-                "plateau_n_gpus": _span(feature["plateau_n_gpus"]),
-                "plateau_batch_sizes": _span(feature["plateau_batch_sizes"]),
-                "note": feature["note"],
-            })
+            rows.append(
+                {
+                    "hardware": hardware,
+                    "engine": engine,
+                    "model": model,
+                    "kind": feature["kind"],
+                    "n_gpus": feature["n_gpus"],
+                    "batch_size": feature["batch_size"],
+                    "throughput": feature["throughput"],
+                    "plateau_cells": feature["plateau_cells"],
+                    "plateau_n_gpus": _span(feature["plateau_n_gpus"]),
+                    "plateau_batch_sizes": _span(feature["plateau_batch_sizes"]),
+                    "note": feature["note"],
+                }
+            )
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     for column in ("n_gpus", "batch_size", "plateau_cells"):
         table[column] = table[column].astype("Int64")
@@ -213,26 +246,13 @@ def _failed_label(failed: pd.DataFrame) -> str:
     return f"failed ({'/'.join(statuses)}), not counted"
 
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return path
-
-
-def _message_png(path, title: str, message: str) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.set_axis_off()
-    ax.set_title(title)
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=13, transform=ax.transAxes)
-    return _save(fig, path)
-
-
-def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, float] = VIEW,
-                  quantity: tuple[str, str] = THROUGHPUT_QUANTITY) -> Path:
+def landscape_png(
+    df_one: pd.DataFrame,
+    path,
+    title: str,
+    view: tuple[float, float] = VIEW,
+    quantity: tuple[str, str] = THROUGHPUT_QUANTITY,
+) -> Path:
     """A static 3D surface of throughput over n_gpus (categorical) x batch size (log2).
 
     Failed trials are red x markers at zero height, counted partial OOMs orange triangles,
@@ -241,9 +261,9 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     says "insufficient data: every trial failed"."""
     grid = _Grid(df_one)
     if grid.df.empty:
-        return _message_png(path, title, NO_TRIALS)
+        return message_png(path, title, NO_TRIALS)
     if grid.empty:
-        return _message_png(path, title, f"{ALL_FAILED}\n({_failed_label(grid.failed)})")
+        return message_png(path, title, f"{ALL_FAILED}\n({_failed_label(grid.failed)})")
 
     fig = plt.figure(figsize=(8, 6))
     ax = fig.add_subplot(projection="3d")
@@ -251,8 +271,9 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     vmax = float(np.nanmax(grid.z))
     handles = []
     if len(grid.gx) > 1 and len(grid.by) > 1:
-        surface = ax.plot_surface(X, Y, grid.z, cmap="viridis", vmin=0, vmax=vmax, edgecolor="k",
-                                  linewidth=0.3, alpha=0.9, antialiased=True)
+        surface = ax.plot_surface(
+            X, Y, grid.z, cmap="viridis", vmin=0, vmax=vmax, edgecolor="k", linewidth=0.3, alpha=0.9, antialiased=True
+        )
         fig.colorbar(surface, ax=ax, shrink=0.55, pad=0.1, label=quantity[0])
     counted = grid.counted
     full = counted[counted["status"] != "oom"]
@@ -262,40 +283,86 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     ax.scatter(xs, ys, full["throughput_tokens_per_s"], color="k", s=8, depthshade=False)
     handles.append(Line2D([], [], color="k", marker="o", ls="", ms=4, label="measured (ok)"))
     intervals = counted[counted["ci_low"].notna()]
-    for g, b, low, high in zip(intervals["n_gpus"], intervals["batch_size"], intervals["ci_low"], intervals["ci_high"]):
+    for g, b, low, high in zip(
+        intervals["n_gpus"], intervals["batch_size"], intervals["ci_low"], intervals["ci_high"], strict=False
+    ):
         x, y = grid.gpos[int(g)], grid.bpos[int(b)]
         ax.plot([x, x], [y, y], [max(low, 0), high], color="crimson", lw=1.5, zorder=9)
     if not intervals.empty:
         reps = sorted(set(intervals["n_counted"].astype(int)))
-        handles.append(Line2D([], [], color="crimson", lw=1.5,
-                              label=f"95% CI of the mean ({'/'.join(map(str, reps))} repetitions)"))
+        handles.append(
+            Line2D(
+                [], [], color="crimson", lw=1.5, label=f"95% CI of the mean ({'/'.join(map(str, reps))} repetitions)"
+            )
+        )
     if not partial.empty:
-        ax.scatter([grid.gpos[int(g)] for g in partial["n_gpus"]],
-                   [grid.bpos[int(b)] for b in partial["batch_size"]],
-                   partial["throughput_tokens_per_s"], color="darkorange", marker="^", s=40,
-                   edgecolor="k", depthshade=False)
-        handles.append(Line2D([], [], color="darkorange", marker="^", ls="", ms=7, mec="k",
-                              label="out of memory part-way (counted)"))
+        ax.scatter(
+            [grid.gpos[int(g)] for g in partial["n_gpus"]],
+            [grid.bpos[int(b)] for b in partial["batch_size"]],
+            partial["throughput_tokens_per_s"],
+            color="darkorange",
+            marker="^",
+            s=40,
+            edgecolor="k",
+            depthshade=False,
+        )
+        handles.append(
+            Line2D(
+                [], [], color="darkorange", marker="^", ls="", ms=7, mec="k", label="out of memory part-way (counted)"
+            )
+        )
     offloaded = counted[_offloaded(counted)]
     if not offloaded.empty:  # a very slow configuration measured, not the GPUs': say so
-        ax.scatter([grid.gpos[int(g)] for g in offloaded["n_gpus"]],
-                   [grid.bpos[int(b)] for b in offloaded["batch_size"]],
-                   offloaded["throughput_tokens_per_s"], s=90, depthshade=False, **OFFLOADED_STYLE)
-        handles.append(Line2D([], [], ls="", marker="s", ms=9, mfc="none", mec="magenta", mew=1.5,
-                              label=OFFLOADED_LABEL))
+        ax.scatter(
+            [grid.gpos[int(g)] for g in offloaded["n_gpus"]],
+            [grid.bpos[int(b)] for b in offloaded["batch_size"]],
+            offloaded["throughput_tokens_per_s"],
+            s=90,
+            depthshade=False,
+            **OFFLOADED_STYLE,
+        )
+        handles.append(
+            Line2D([], [], ls="", marker="s", ms=9, mfc="none", mec="magenta", mew=1.5, label=OFFLOADED_LABEL)
+        )
     if not grid.failed.empty:
-        ax.scatter([grid.gpos[int(g)] for g in grid.failed["n_gpus"]],
-                   [grid.bpos[int(b)] for b in grid.failed["batch_size"]],
-                   np.zeros(len(grid.failed)), color="red", marker="x", s=30, depthshade=False)
-        handles.append(Line2D([], [], color="red", marker="x", ls="", ms=7,
-                              label=_failed_label(grid.failed) + ", at 0"))
+        ax.scatter(
+            [grid.gpos[int(g)] for g in grid.failed["n_gpus"]],
+            [grid.bpos[int(b)] for b in grid.failed["batch_size"]],
+            np.zeros(len(grid.failed)),
+            color="red",
+            marker="x",
+            s=30,
+            depthshade=False,
+        )
+        handles.append(
+            Line2D([], [], color="red", marker="x", ls="", ms=7, label=_failed_label(grid.failed) + ", at 0")
+        )
     top = landscape_features(df_one)[0]
-    ax.scatter([grid.gpos[top["n_gpus"]]], [grid.bpos[top["batch_size"]]], [top["throughput"]],
-               color="gold", marker="*", s=180, edgecolor="k", depthshade=False, zorder=10)
-    handles.append(Line2D([], [], color="gold", marker="*", ls="", ms=12, mec="k",
-                          label=f"max {top['throughput']:.{_DIGITS.get(quantity[1], 3)}f} {quantity[1]} "
-                                f"({top['n_gpus']} GPU, "
-                                f"batch {top['batch_size']})"))
+    ax.scatter(
+        [grid.gpos[top["n_gpus"]]],
+        [grid.bpos[top["batch_size"]]],
+        [top["throughput"]],
+        color="gold",
+        marker="*",
+        s=180,
+        edgecolor="k",
+        depthshade=False,
+        zorder=10,
+    )
+    handles.append(
+        Line2D(
+            [],
+            [],
+            color="gold",
+            marker="*",
+            ls="",
+            ms=12,
+            mec="k",
+            label=f"max {top['throughput']:.{_DIGITS.get(quantity[1], 3)}f} {quantity[1]} "
+            f"({top['n_gpus']} GPU, "
+            f"batch {top['batch_size']})",
+        )
+    )
 
     ax.set_xticks(grid.gx, [str(g) for g in grid.gpus])
     ax.set_yticks(grid.by, [_batch_label(b) for b in grid.batches], fontsize=8)
@@ -308,7 +375,7 @@ def landscape_png(df_one: pd.DataFrame, path, title: str, view: tuple[float, flo
     ax.set_title(title)
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.subplots_adjust(bottom=0.12)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def has_energy(df: pd.DataFrame) -> bool:
@@ -342,37 +409,71 @@ def landscape_html(df_one: pd.DataFrame, path, title: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = go.Figure()
-    hover = ("GPUs: %{customdata[0]}<br>batch size: %{customdata[1]}<br>"
-             "throughput: %{customdata[2]:.2f} t/s<br>status: %{customdata[3]}<extra></extra>")
+    hover = (
+        "GPUs: %{customdata[0]}<br>batch size: %{customdata[1]}<br>"
+        "throughput: %{customdata[2]:.2f} t/s<br>status: %{customdata[3]}<extra></extra>"
+    )
     if not grid.empty and len(grid.gx) > 1 and len(grid.by) > 1:
-        status = {(int(g), int(b)): s for g, b, s in
-                  zip(grid.df["n_gpus"], grid.df["batch_size"], grid.df["status"])}
-        custom = [[[g, b, grid.z[i, j], status.get((g, b), "not run")]
-                   for j, g in enumerate(grid.gpus)] for i, b in enumerate(grid.batches)]
-        fig.add_trace(go.Surface(
-            x=grid.gx, y=grid.by, z=grid.z, customdata=custom, hovertemplate=hover,
-            colorscale="Viridis", cmin=0, colorbar=dict(title="throughput (t/s)"), name="throughput",
-        ))
+        status = {
+            (int(g), int(b)): s
+            for g, b, s in zip(grid.df["n_gpus"], grid.df["batch_size"], grid.df["status"], strict=False)
+        }
+        custom = [
+            [[g, b, grid.z[i, j], status.get((g, b), "not run")] for j, g in enumerate(grid.gpus)]
+            for i, b in enumerate(grid.batches)
+        ]
+        fig.add_trace(
+            go.Surface(
+                x=grid.gx,
+                y=grid.by,
+                z=grid.z,
+                customdata=custom,
+                hovertemplate=hover,
+                colorscale="Viridis",
+                cmin=0,
+                colorbar=dict(title="throughput (t/s)"),
+                name="throughput",
+            )
+        )
     for label, part, style in (
         ("measured (counted)", grid.counted, dict(size=3, color="black")),
-        (_failed_label(grid.failed) if not grid.failed.empty else "failed",
-         grid.failed, dict(size=4, color="red", symbol="x")),
+        (
+            _failed_label(grid.failed) if not grid.failed.empty else "failed",
+            grid.failed,
+            dict(size=4, color="red", symbol="x"),
+        ),
     ):
         if part.empty:
             continue
         z = part["throughput_tokens_per_s"].where(part["counted"], 0.0).fillna(0.0)
         error = None
         if part["counted"].any() and part["ci_high"].notna().any():  # the repetitions' 95% CI
-            error = dict(type="data", array=(part["ci_high"] - z).fillna(0).tolist(),
-                         arrayminus=(z - part["ci_low"]).fillna(0).tolist(), color="crimson")
-        fig.add_trace(go.Scatter3d(
-            x=[grid.gpos[int(g)] for g in part["n_gpus"]],
-            y=[grid.bpos[int(b)] for b in part["batch_size"]], z=z, mode="markers", name=label,
-            marker=style, hovertemplate=hover, error_z=error,
-            customdata=np.column_stack([part["n_gpus"].astype(int), part["batch_size"].astype(int),
-                                        part["throughput_tokens_per_s"].astype(float),
-                                        part["status"].astype(str)]).tolist(),
-        ))
+            error = dict(
+                type="data",
+                array=(part["ci_high"] - z).fillna(0).tolist(),
+                arrayminus=(z - part["ci_low"]).fillna(0).tolist(),
+                color="crimson",
+            )
+        fig.add_trace(
+            go.Scatter3d(
+                x=[grid.gpos[int(g)] for g in part["n_gpus"]],
+                y=[grid.bpos[int(b)] for b in part["batch_size"]],
+                z=z,
+                mode="markers",
+                name=label,
+                marker=style,
+                hovertemplate=hover,
+                error_z=error,
+                customdata=np.column_stack(
+                    [
+                        part["n_gpus"].astype(int),
+                        part["batch_size"].astype(int),
+                        part["throughput_tokens_per_s"].astype(float),
+                        part["status"].astype(str),
+                    ]
+                ).tolist(),
+            )
+        )
     note = ""
     if grid.df.empty:
         note = NO_TRIALS
@@ -385,7 +486,8 @@ def landscape_html(df_one: pd.DataFrame, path, title: str) -> Path:
             yaxis=dict(title="batch size", tickvals=list(grid.by), ticktext=[_batch_label(b) for b in grid.batches]),
             zaxis=dict(title="throughput (tokens/s)"),
         ),
-        legend=dict(x=0, y=1), margin=dict(l=0, r=0, t=40, b=0),
+        legend=dict(x=0, y=1),
+        margin=dict(l=0, r=0, t=40, b=0),
     )
     fig.write_html(path, include_plotlyjs="directory", full_html=True)
     return path
@@ -418,7 +520,9 @@ def _yerr(rows: pd.DataFrame):
     if rows["ci_low"].isna().all():
         return None
     mean = rows["throughput_tokens_per_s"]
-    return np.vstack([(mean - rows["ci_low"]).fillna(0).clip(lower=0), (rows["ci_high"] - mean).fillna(0).clip(lower=0)])
+    return np.vstack(
+        [(mean - rows["ci_low"]).fillna(0).clip(lower=0), (rows["ci_high"] - mean).fillna(0).clip(lower=0)]
+    )
 
 
 def _ci_note(part: pd.DataFrame) -> str:
@@ -444,15 +548,22 @@ def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=
     part = part[(part["batch_size"] == 1) & part["counted"]]
     title = f"Throughput vs number of GPUs (batch size 1) - {engine_label(engine)} - {str(hardware).upper()}"
     if part.empty:
-        return _message_png(path, title, "insufficient data: no counted trial at batch size 1")
+        return message_png(path, title, "insufficient data: no counted trial at batch size 1")
     gpus = sorted(int(g) for g in part["n_gpus"].unique())
     pos = {g: i for i, g in enumerate(gpus)}
     fig, ax = plt.subplots(figsize=(8, 5))
     styles = _model_styles(sorted(part["model"].unique()))
     for model, rows in part.groupby("model", sort=True):
         rows = rows.sort_values("n_gpus")
-        ax.errorbar([pos[int(g)] for g in rows["n_gpus"]], rows["throughput_tokens_per_s"], yerr=_yerr(rows),
-                    label=model, ms=5, capsize=3, **styles[model])
+        ax.errorbar(
+            [pos[int(g)] for g in rows["n_gpus"]],
+            rows["throughput_tokens_per_s"],
+            yerr=_yerr(rows),
+            label=model,
+            ms=5,
+            capsize=3,
+            **styles[model],
+        )
     ax.set_xticks(range(len(gpus)), [str(g) for g in gpus])
     ax.set_xlabel("number of GPUs")
     ax.set_ylabel("throughput (tokens/s)")
@@ -460,7 +571,7 @@ def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=
     ax.grid(alpha=0.3)
     ax.set_title(title + _ci_note(part), fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="model")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, path, exclude=()) -> Path:
@@ -473,7 +584,7 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
     title = f"Throughput vs batch size - {engine_label(engine)} - {n_gpus} x {str(hardware).upper()}"
     if not part["counted"].any():
         message = ALL_FAILED if not part.empty else NO_TRIALS
-        return _message_png(path, title, message)
+        return message_png(path, title, message)
     fig, ax = plt.subplots(figsize=(8, 5))
     styles = _model_styles(sorted(part["model"].unique()))
     any_partial = any_failed = any_offloaded = False
@@ -481,31 +592,40 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
         rows = rows.sort_values("batch_size")
         ok = rows[rows["counted"]]
         style = styles[model]
-        ax.errorbar(ok["batch_size"], ok["throughput_tokens_per_s"], yerr=_yerr(ok), label=model, ms=5, capsize=3,
-                    **style)
+        ax.errorbar(
+            ok["batch_size"], ok["throughput_tokens_per_s"], yerr=_yerr(ok), label=model, ms=5, capsize=3, **style
+        )
         partial = ok[ok["status"] == "oom"]
         if not partial.empty:
             any_partial = True
-            ax.scatter(partial["batch_size"], partial["throughput_tokens_per_s"], s=110,
-                       facecolors="none", edgecolors="red", linewidths=1.5, zorder=5)
+            ax.scatter(
+                partial["batch_size"],
+                partial["throughput_tokens_per_s"],
+                s=110,
+                facecolors="none",
+                edgecolors="red",
+                linewidths=1.5,
+                zorder=5,
+            )
         offloaded = ok[_offloaded(ok)]
         if not offloaded.empty:
             any_offloaded = True
-            ax.scatter(offloaded["batch_size"], offloaded["throughput_tokens_per_s"], s=90, zorder=5,
-                       **OFFLOADED_STYLE)
+            ax.scatter(offloaded["batch_size"], offloaded["throughput_tokens_per_s"], s=90, zorder=5, **OFFLOADED_STYLE)
         failed = rows[~rows["counted"]]
         if not failed.empty:
             any_failed = True
-            ax.scatter(failed["batch_size"], np.zeros(len(failed)), marker="x", s=30,
-                       color=style["color"], zorder=4, clip_on=False)
-    batches = sorted(int(b) for b in part["batch_size"].unique())
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(batches, [_batch_label(b) for b in batches])
-    ax.minorticks_off()
-    ax.set_xlabel("batch size")
+            ax.scatter(
+                failed["batch_size"],
+                np.zeros(len(failed)),
+                marker="x",
+                s=30,
+                color=style["color"],
+                zorder=4,
+                clip_on=False,
+            )
+    batch_size_axis(ax, part["batch_size"].unique())
     ax.set_ylabel("throughput (tokens/s)")
     ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
     ax.set_title(title + _ci_note(part), fontsize=10)
     handles, labels = ax.get_legend_handles_labels()
     if any_partial:
@@ -518,4 +638,4 @@ def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, 
         handles.append(Line2D([], [], ls="", marker="x", ms=7, color="grey"))
         labels.append(_failed_label(part[~part["counted"]]) + ", at 0")
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="model")
-    return _save(fig, path)
+    return save(fig, path)

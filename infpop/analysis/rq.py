@@ -29,8 +29,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from . import INSUFFICIENT, EmptyTrialsError
-from . import stats
+from . import INSUFFICIENT, EmptyTrialsError, stats
 
 THROUGHPUT = "throughput_tokens_per_s"
 ONLINE_BATCH_SIZE = 1  # RQ2 and Table II: online inference, one prompt at a time
@@ -178,14 +177,19 @@ def table2(df: pd.DataFrame, hardware: str, round_throughput: int | None = None)
             vllm_same_gpus_tokens_per_joule=per_joule(model, "vllm", hf_gpus if not math.isnan(same) else NAN),
             vllm_best_tokens_per_joule=per_joule(model, "vllm", vllm_gpus),
         )
-        missing = [label for label, energy, throughput in (
-            ("HF best", "hf_best_tokens_per_joule", "hf_best_throughput"),
-            ("vLLM same GPUs", "vllm_same_gpus_tokens_per_joule", "vllm_same_gpus_throughput"),
-            ("vLLM best", "vllm_best_tokens_per_joule", "vllm_best_throughput"))
-            if math.isnan(row[energy]) and not math.isnan(row[throughput])]
+        missing = [
+            label
+            for label, energy, throughput in (
+                ("HF best", "hf_best_tokens_per_joule", "hf_best_throughput"),
+                ("vLLM same GPUs", "vllm_same_gpus_tokens_per_joule", "vllm_same_gpus_throughput"),
+                ("vLLM best", "vllm_best_tokens_per_joule", "vllm_best_throughput"),
+            )
+            if math.isnan(row[energy]) and not math.isnan(row[throughput])
+        ]
         measured = any(not math.isnan(row[c]) for c in TABLE2_COLUMNS if c.endswith("_tokens_per_joule"))
-        row["energy_note"] = (ENERGY_NOT_MEASURED if not measured
-                              else f"no energy reading for {', '.join(missing)}" if missing else "")
+        row["energy_note"] = (
+            ENERGY_NOT_MEASURED if not measured else f"no energy reading for {', '.join(missing)}" if missing else ""
+        )
         rows.append(row)
     table = pd.DataFrame(rows, columns=TABLE2_COLUMNS)
     for column in ("hf_best_gpus", "vllm_best_gpus"):
@@ -230,7 +234,8 @@ def table2_markdown(table: pd.DataFrame) -> str:
         return "–" if pd.isna(value) else f"{value:.1f}X"
 
     lines = [
-        "| LLM | HF best: GPUs | HF best: Thp | vLLM same GPUs: Thp | Impr. | vLLM best: GPUs | vLLM best: Thp | Impr. |",
+        "| LLM | HF best: GPUs | HF best: Thp | vLLM same GPUs: Thp | Impr. "
+        "| vLLM best: GPUs | vLLM best: Thp | Impr. |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in table.itertuples(index=False):
@@ -256,13 +261,19 @@ def _energy_markdown(table: pd.DataFrame) -> list[str]:
     def tpj(value) -> str:
         return "–" if pd.isna(value) else f"{value:.3f}"
 
-    lines = ["Energy at the same configurations (tokens per joule):", "",
-             "| LLM | HF best: tok/J | vLLM same GPUs: tok/J | vLLM best: tok/J |", "|---|---:|---:|---:|"]
+    lines = [
+        "Energy at the same configurations (tokens per joule):",
+        "",
+        "| LLM | HF best: tok/J | vLLM same GPUs: tok/J | vLLM best: tok/J |",
+        "|---|---:|---:|---:|",
+    ]
     for row in table.itertuples(index=False):
         if pd.isna(row.hf_best_throughput) and pd.isna(row.vllm_best_throughput):
             continue  # the summary rows (mean, median of the improvements)
-        lines.append(f"| {row.model} | {tpj(row.hf_best_tokens_per_joule)} "
-                     f"| {tpj(row.vllm_same_gpus_tokens_per_joule)} | {tpj(row.vllm_best_tokens_per_joule)} |")
+        lines.append(
+            f"| {row.model} | {tpj(row.hf_best_tokens_per_joule)} "
+            f"| {tpj(row.vllm_same_gpus_tokens_per_joule)} | {tpj(row.vllm_best_tokens_per_joule)} |"
+        )
     return lines
 
 

@@ -209,9 +209,9 @@ def cliffs_delta(x: Sequence, y: Sequence, confidence: float = 0.95) -> CliffsDe
     if m < 2 or n < 2:
         return CliffsDeltaResult(delta, NAN, NAN, m, n, insufficient("the interval needs two values per sample"))
     rows, cols = d.mean(axis=1), d.mean(axis=0)
-    variance = (
-        n**2 * ((rows - delta) ** 2).sum() + m**2 * ((cols - delta) ** 2).sum() - ((d - delta) ** 2).sum()
-    ) / (m * n * (m - 1) * (n - 1))
+    variance = (n**2 * ((rows - delta) ** 2).sum() + m**2 * ((cols - delta) ** 2).sum() - ((d - delta) ** 2).sum()) / (
+        m * n * (m - 1) * (n - 1)
+    )
     half = float(_stats.norm.ppf(0.5 + confidence / 2)) * math.sqrt(max(float(variance), 0.0))
     return CliffsDeltaResult(delta, max(delta - half, -1.0), min(delta + half, 1.0), m, n)
 

@@ -5,23 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from infpop.optimise.rq5 import PAPER_OUTLIER_PCT  # noqa: E402
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+from infpop.figures import save
+from infpop.optimise.rq5 import PAPER_OUTLIER_PCT
 
 
 def rq5_violin_png(results: list[dict], path) -> Path:
@@ -35,16 +23,18 @@ def rq5_violin_png(results: list[dict], path) -> Path:
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 5))
     if not keys:
         ax.text(0.5, 0.5, "no RQ5 result", ha="center", va="center", transform=ax.transAxes)
-        return _save(fig, path)
+        return save(fig, path)
     data, labels = [], []
     for key in keys:
         kept = [m for m in groups[key] if m < PAPER_OUTLIER_PCT] or [0.0]
         dropped = len(groups[key]) - sum(m < PAPER_OUTLIER_PCT for m in groups[key])
         data.append(kept)
-        labels.append(f"{key[0]}\n{'HF' if key[1] == 'hf' else 'vLLM' if key[1] == 'vllm' else key[1]} {key[2]}"
-                      + (f"\n({dropped} >= {PAPER_OUTLIER_PCT:.0f}% left out)" if dropped else ""))
+        labels.append(
+            f"{key[0]}\n{'HF' if key[1] == 'hf' else 'vLLM' if key[1] == 'vllm' else key[1]} {key[2]}"
+            + (f"\n({dropped} >= {PAPER_OUTLIER_PCT:.0f}% left out)" if dropped else "")
+        )
     parts = ax.violinplot(data, showmeans=True, showmedians=True)
-    for body, key in zip(parts["bodies"], keys):
+    for body, key in zip(parts["bodies"], keys, strict=False):
         body.set_facecolor("skyblue" if key[2] == "upgrade" else "lightgreen")
         body.set_edgecolor("black")
     for name in ("cmeans", "cmedians", "cbars", "cmins", "cmaxes"):
@@ -54,7 +44,7 @@ def rq5_violin_png(results: list[dict], path) -> Path:
     ax.set_ylabel("throughput improvement (%)\nmedian of the repeats, per model")
     ax.set_title("RQ5: re-tuning after a GPU change (solid: median, dashed: mean)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def efficiency_png(curves: pd.DataFrame, path, level_column: str = "fraction_at_95pct") -> Path:
@@ -72,7 +62,7 @@ def efficiency_png(curves: pd.DataFrame, path, level_column: str = "fraction_at_
         ax.grid(alpha=0.3)
     right.legend(fontsize=8, loc="lower right")
     fig.suptitle("Optimiser efficiency on every landscape of the dataset (dotted: 8 evaluations)", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def pareto_png(result: dict, path) -> Path:
@@ -82,26 +72,49 @@ def pareto_png(result: dict, path) -> Path:
     points = [e for e in result["evaluations"] if e["throughput"] is not None and e["latency_p95_s"] is not None]
     title = f"Tuning {result['engine']} on {result['hardware']} ({result['model']}): throughput vs p95 batch latency"
     if not points:
-        ax.text(0.5, 0.5, "no evaluation with a throughput and a latency", ha="center", va="center",
-                transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no evaluation with a throughput and a latency", ha="center", va="center", transform=ax.transAxes
+        )
     else:
         feasible = [e for e in points if e["value"] is not None]
         other = [e for e in points if e["value"] is None]
         ax.scatter([e["latency_p95_s"] for e in feasible], [e["throughput"] for e in feasible], label="evaluated")
         if other:
-            ax.scatter([e["latency_p95_s"] for e in other], [e["throughput"] for e in other], marker="x",
-                       color="red", label="infeasible (limit or failure)")
+            ax.scatter(
+                [e["latency_p95_s"] for e in other],
+                [e["throughput"] for e in other],
+                marker="x",
+                color="red",
+                label="infeasible (limit or failure)",
+            )
         for e in points:
-            ax.annotate(f"g{e['n_gpus']} b{e['batch_size']}", (e["latency_p95_s"], e["throughput"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"g{e['n_gpus']} b{e['batch_size']}",
+                (e["latency_p95_s"], e["throughput"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         front = sorted(result["pareto_front"], key=lambda f: f["latency_p95_s"])
         if front:
-            ax.plot([f["latency_p95_s"] for f in front], [f["throughput_tokens_per_s"] for f in front], "k--",
-                    lw=1, label="Pareto front")
+            ax.plot(
+                [f["latency_p95_s"] for f in front],
+                [f["throughput_tokens_per_s"] for f in front],
+                "k--",
+                lw=1,
+                label="Pareto front",
+            )
         best = result.get("recommended")
         if best:
-            ax.scatter([best["latency_p95_s"]], [best["throughput_tokens_per_s"]], s=200, facecolors="none",
-                       edgecolors="green", linewidths=2, label="recommended")
+            ax.scatter(
+                [best["latency_p95_s"]],
+                [best["throughput_tokens_per_s"]],
+                s=200,
+                facecolors="none",
+                edgecolors="green",
+                linewidths=2,
+                label="recommended",
+            )
         limit = result["objective"].get("latency_p95_limit_s")
         if limit:
             ax.axvline(limit, color="red", ls=":", label=f"p95 limit {limit:g} s")
@@ -111,4 +124,4 @@ def pareto_png(result: dict, path) -> Path:
     ax.set_ylabel("throughput (tokens/s)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)

@@ -79,8 +79,10 @@ def landscapes(trials: pd.DataFrame, settings: AnalysisSettings, objective: Obje
     """Every (hardware, engine, model) landscape of a trials table at settings.max_new_tokens,
     repetitions resolved as the analysis resolves them (replicates: their mean)."""
     if objective.needs_latency and trials["latency_p95_s"].isna().all():
-        raise ValueError(f"objective '{objective.kind}' needs the p95 batch latency, which this trials table "
-                         f"does not have (the paper's published trials have throughput only)")
+        raise ValueError(
+            f"objective '{objective.kind}' needs the p95 batch latency, which this trials table "
+            f"does not have (the paper's published trials have throughput only)"
+        )
     chosen = cells(select(trials, settings))
     result = {}
     for (hardware, engine, model), rows in chosen.groupby(["hardware", "engine", "model"], sort=True):
@@ -97,9 +99,14 @@ def pareto_front(outcomes: list[tuple[Point, Outcome]]) -> list[tuple[Point, Out
     latency (lower), by throughput descending."""
     usable = [(p, o) for p, o in outcomes if o.value is not None and o.latency_p95_s is not None]
     front = [
-        (p, o) for p, o in usable
-        if not any(q.throughput >= o.throughput and q.latency_p95_s <= o.latency_p95_s
-                   and (q.throughput > o.throughput or q.latency_p95_s < o.latency_p95_s) for _, q in usable)
+        (p, o)
+        for p, o in usable
+        if not any(
+            q.throughput >= o.throughput
+            and q.latency_p95_s <= o.latency_p95_s
+            and (q.throughput > o.throughput or q.latency_p95_s < o.latency_p95_s)
+            for _, q in usable
+        )
     ]
     unique = {p: o for p, o in front}
     return sorted(unique.items(), key=lambda item: -item[1].throughput)

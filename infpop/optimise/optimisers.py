@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy.stats import norm
@@ -89,16 +89,24 @@ class HyperoptTPE(Optimiser):
 
         # hyperopt logs the StopSearch that ends the search as a "job exception"
         logging.getLogger("hyperopt").setLevel(logging.CRITICAL)
-        space = {"n_gpus": hp.choice("n_gpus", list(self.space.n_gpus)),
-                 "batch_size": hp.choice("batch_size", list(self.space.batch_sizes))}
+        space = {
+            "n_gpus": hp.choice("n_gpus", list(self.space.n_gpus)),
+            "batch_size": hp.choice("batch_size", list(self.space.batch_sizes)),
+        }
 
         def loss(args):
             outcome = evaluate((args["n_gpus"], args["batch_size"]))
             return INFEASIBLE_LOSS if outcome.value is None else -outcome.value
 
         # The search ends by StopSearch from `evaluate` (the budget); max_evals is only a backstop.
-        fmin(loss, space, algo=tpe.suggest, max_evals=10**9, show_progressbar=False,
-             rstate=np.random.default_rng(self.seed))
+        fmin(
+            loss,
+            space,
+            algo=tpe.suggest,
+            max_evals=10**9,
+            show_progressbar=False,
+            rstate=np.random.default_rng(self.seed),
+        )
 
 
 class OptunaTPE(Optimiser):
@@ -111,8 +119,10 @@ class OptunaTPE(Optimiser):
         study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=self.seed))
 
         def loss(trial):
-            point = (trial.suggest_categorical("n_gpus", list(self.space.n_gpus)),
-                     trial.suggest_categorical("batch_size", list(self.space.batch_sizes)))
+            point = (
+                trial.suggest_categorical("n_gpus", list(self.space.n_gpus)),
+                trial.suggest_categorical("batch_size", list(self.space.batch_sizes)),
+            )
             outcome = evaluate(point)
             return INFEASIBLE_LOSS if outcome.value is None else -outcome.value
 
@@ -138,18 +148,22 @@ class LandscapeEI(AskTell):
         if feasible:
             top = max(feasible)
             self.prior_mean = np.array([(known.get(p) or 0.0) / top for p in self.points])
-            self.prior_feasible = np.array([0.5 if p not in known else float(known[p] is not None)
-                                            for p in self.points])
+            self.prior_feasible = np.array(
+                [0.5 if p not in known else float(known[p] is not None) for p in self.points]
+            )
             self.first = max(known, key=lambda p: -1 if known[p] is None else known[p])
         else:
             self.prior_mean = None
             self.prior_feasible = np.full(len(self.points), 0.5)
             # No prior: the centre of the space (on the log axes; the cheaper side on a tie).
-            self.first = (space.n_gpus[(len(space.n_gpus) - 1) // 2], space.batch_sizes[(len(space.batch_sizes) - 1) // 2])
+            self.first = (
+                space.n_gpus[(len(space.n_gpus) - 1) // 2],
+                space.batch_sizes[(len(space.batch_sizes) - 1) // 2],
+            )
 
     def _kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         d = (a[:, None, :] - b[None, :, :]) / self.LENGTH_SCALES
-        return np.exp(-0.5 * (d ** 2).sum(-1))
+        return np.exp(-0.5 * (d**2).sum(-1))
 
     def _posterior(self, seen: list[int], candidates: list[int], y: np.ndarray, mean: np.ndarray):
         k = self._kernel(self.x[seen], self.x[seen]) + self.NOISE * np.eye(len(seen))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterator
 
 
 def map_in_processes(function: Callable, items: list, processes: int) -> Iterator:

@@ -22,6 +22,7 @@ evaluation could change its best, and the result is the same as running every ev
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from infpop.optimise.optimisers import make
 from infpop.optimise.parallel import map_in_processes
 from infpop.optimise.search import search
 from infpop.optimise.space import Outcome, Point, Space
+
+logger = logging.getLogger(__name__)
 
 MODES = ("faithful", "corrected")
 #: The appendix script's search space: batch size 1024 where the data has 1028.
@@ -51,8 +54,9 @@ class Direction:
 
 def applicable_directions(configured: list[dict], hardware) -> list[Direction]:
     """The configured hardware changes ({name, old, new}) whose two hardware labels are present."""
-    return [Direction(d["name"], d["old"], d["new"]) for d in configured
-            if d["old"] in hardware and d["new"] in hardware]
+    return [
+        Direction(d["name"], d["old"], d["new"]) for d in configured if d["old"] in hardware and d["new"] in hardware
+    ]
 
 
 @dataclass(frozen=True)
@@ -102,13 +106,20 @@ def faithful_experiments(trials: pd.DataFrame, directions: list[Direction], max_
             for model in sorted(of_engine["model"].unique()):
                 rows = of_engine[of_engine["model"] == model]
                 old = rows[rows["hardware"] == direction.old].sort_values(
-                    "throughput_tokens_per_s", ascending=False, kind="stable", na_position="last")
+                    "throughput_tokens_per_s", ascending=False, kind="stable", na_position="last"
+                )
                 new_rows = rows[rows["hardware"] == direction.new]
-                ranking = [((int(r.n_gpus), int(r.batch_size)), float(r.throughput_tokens_per_s))
-                           for r in old.itertuples() if not pd.isna(r.throughput_tokens_per_s)]
+                ranking = [
+                    ((int(r.n_gpus), int(r.batch_size)), float(r.throughput_tokens_per_s))
+                    for r in old.itertuples()
+                    if not pd.isna(r.throughput_tokens_per_s)
+                ]
                 new = _faithful_landscape(new_rows, direction.new, engine, model) if len(new_rows) else None
-                experiments.append(Experiment("faithful", engine, direction, model, FAITHFUL_SPACE, ranking, new,
-                                              positive_baseline_only=True))
+                experiments.append(
+                    Experiment(
+                        "faithful", engine, direction, model, FAITHFUL_SPACE, ranking, new, positive_baseline_only=True
+                    )
+                )
     return experiments
 
 
@@ -118,8 +129,9 @@ def data_space(trials: pd.DataFrame, engine: str) -> Space:
     return Space(tuple(rows["n_gpus"].unique()), tuple(rows["batch_size"].unique()))
 
 
-def corrected_experiments(trials: pd.DataFrame, directions: list[Direction], settings: AnalysisSettings,
-                          objective: Objective) -> list[Experiment]:
+def corrected_experiments(
+    trials: pd.DataFrame, directions: list[Direction], settings: AnalysisSettings, objective: Objective
+) -> list[Experiment]:
     lands = landscapes(trials, settings, objective)
     experiments = []
     for engine in sorted(trials["engine"].unique()):
@@ -128,8 +140,14 @@ def corrected_experiments(trials: pd.DataFrame, directions: list[Direction], set
         for direction in directions:
             for model in models:
                 old, new = lands.get((direction.old, engine, model)), lands.get((direction.new, engine, model))
-                ranking = [] if old is None else sorted(
-                    ((p, o.value) for p, o in old.outcomes.items() if o.value is not None), key=lambda item: -item[1])
+                ranking = (
+                    []
+                    if old is None
+                    else sorted(
+                        ((p, o.value) for p, o in old.outcomes.items() if o.value is not None),
+                        key=lambda item: -item[1],
+                    )
+                )
                 experiments.append(Experiment("corrected", engine, direction, model, space, ranking, new))
     return experiments
 
@@ -140,8 +158,13 @@ def corrected_experiments(trials: pd.DataFrame, directions: list[Direction], set
 def _stats(values: list[float]) -> dict:
     if not values:
         return {k: None for k in ("median", "mean", "std", "min", "max")}
-    return {"median": float(np.median(values)), "mean": float(np.mean(values)), "std": float(np.std(values)),
-            "min": float(np.min(values)), "max": float(np.max(values))}
+    return {
+        "median": float(np.median(values)),
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "min": float(np.min(values)),
+        "max": float(np.max(values)),
+    }
 
 
 def _point(point: Point, throughput: float | None) -> dict:
@@ -149,9 +172,16 @@ def _point(point: Point, throughput: float | None) -> dict:
 
 
 def run_experiment(experiment: Experiment, settings: ReplaySettings) -> dict:
-    result = {"mode": experiment.mode, "engine": experiment.engine, "direction": experiment.direction.name,
-              "old_hardware": experiment.direction.old, "new_hardware": experiment.direction.new,
-              "model": experiment.model, "optimiser": settings.optimiser, "evaluations": settings.evaluations}
+    result = {
+        "mode": experiment.mode,
+        "engine": experiment.engine,
+        "direction": experiment.direction.name,
+        "old_hardware": experiment.direction.old,
+        "new_hardware": experiment.direction.new,
+        "model": experiment.model,
+        "optimiser": settings.optimiser,
+        "evaluations": settings.evaluations,
+    }
     if not experiment.ranking:
         return {**result, "status": f"no feasible trial on the old GPU ({experiment.direction.old})"}
     if experiment.new is None:
@@ -170,43 +200,55 @@ def run_experiment(experiment: Experiment, settings: ReplaySettings) -> dict:
     repeats = []
     for repeat in range(settings.repeats):
         seed = settings.seed + repeat
-        history = search(make(settings.optimiser, experiment.space, seed), experiment.new.evaluate,
-                         settings.evaluations, stop_value=optimum)
+        history = search(
+            make(settings.optimiser, experiment.space, seed),
+            experiment.new.evaluate,
+            settings.evaluations,
+            stop_value=optimum,
+        )
         best = history.best
         found = None if best is None else best.value
-        repeats.append({"repeat": repeat, "seed": seed,
-                        "n_gpus": None if best is None else best.n_gpus,
-                        "batch_size": None if best is None else best.batch_size,
-                        "throughput": found,
-                        "improvement_pct": None if found is None else (found - base_value) / base_value * 100,
-                        "evaluations_used": len(history.evaluations), "stop_reason": history.stop_reason})
+        repeats.append(
+            {
+                "repeat": repeat,
+                "seed": seed,
+                "n_gpus": None if best is None else best.n_gpus,
+                "batch_size": None if best is None else best.batch_size,
+                "throughput": found,
+                "improvement_pct": None if found is None else (found - base_value) / base_value * 100,
+                "evaluations_used": len(history.evaluations),
+                "stop_reason": history.stop_reason,
+            }
+        )
     improvements = [r["improvement_pct"] for r in repeats if r["improvement_pct"] is not None]
-    return {**result, "status": "ok",
-            "best_on_old": _point(point, old_value),
-            "baseline_on_new": _point(point, base_value),
-            "optimum_on_new": _point(best_point, optimum),
-            **_stats(improvements), "repeats": repeats}
+    return {
+        **result,
+        "status": "ok",
+        "best_on_old": _point(point, old_value),
+        "baseline_on_new": _point(point, base_value),
+        "optimum_on_new": _point(best_point, optimum),
+        **_stats(improvements),
+        "repeats": repeats,
+    }
 
 
 def _run_packed(args):
     return run_experiment(*args)
 
 
-def run_all(experiments: list[Experiment], settings: ReplaySettings, threads: int = 1, log=print) -> list[dict]:
+def run_all(experiments: list[Experiment], settings: ReplaySettings, threads: int = 1) -> list[dict]:
     """Every experiment, on `threads` processes; results in the experiments' order."""
     results = []
     work = [(e, settings) for e in experiments]
     for number, result in enumerate(map_in_processes(_run_packed, work, threads), 1):
         results.append(result)
-        _progress(log, number, len(work), result)
-    return results
-
-
-def _progress(log, number, total, result):
-    if log:
         median = result.get("median")
         shown = f"median improvement {median:.2f}%" if median is not None else result["status"]
-        log(f"[{number}/{total}] {result['mode']} {result['engine']} {result['direction']} {result['model']}: {shown}")
+        logger.info(
+            f"[{number}/{len(work)}] {result['mode']} {result['engine']} {result['direction']} "
+            f"{result['model']}: {shown}"
+        )
+    return results
 
 
 # -- the summary ----------------------------------------------------------------------------------
@@ -216,8 +258,10 @@ def summary(results: list[dict]) -> pd.DataFrame:
     """One row per (mode, engine, direction): the paper's summaries of the per-model medians,
     with and without the paper's exclusion of improvements of 300% and more."""
     rows = []
-    keys = sorted({(r["mode"], r["engine"], r["direction"]) for r in results},
-                  key=lambda k: (MODES.index(k[0]) if k[0] in MODES else 9, k[1], k[2] != "upgrade", k[2]))
+    keys = sorted(
+        {(r["mode"], r["engine"], r["direction"]) for r in results},
+        key=lambda k: (MODES.index(k[0]) if k[0] in MODES else 9, k[1], k[2] != "upgrade", k[2]),
+    )
     for mode, engine, direction in keys:
         group = [r for r in results if (r["mode"], r["engine"], r["direction"]) == (mode, engine, direction)]
         medians = [r["median"] for r in group if r.get("median") is not None and not math.isnan(r["median"])]
@@ -227,19 +271,27 @@ def summary(results: list[dict]) -> pd.DataFrame:
             medians = [m for m in medians if m >= 0]
         below = [m for m in medians if m < PAPER_OUTLIER_PCT]
         first = group[0]
-        rows.append({
-            "mode": mode, "engine": engine, "direction": direction,
-            "old_hardware": first["old_hardware"], "new_hardware": first["new_hardware"],
-            "optimiser": first["optimiser"], "evaluations": first["evaluations"],
-            "n_models": len(medians), "n_without_result": len(group) - len(medians) - dropped_negative,
-            "n_negative_dropped": dropped_negative,
-            "mean_of_medians": float(np.mean(medians)) if medians else None,
-            "median_of_medians": float(np.median(medians)) if medians else None,
-            "n_positive": sum(m > 0 for m in medians),
-            "n_models_below_300": len(below),
-            "mean_of_medians_below_300": float(np.mean(below)) if below else None,
-            "median_of_medians_below_300": float(np.median(below)) if below else None,
-            "median_evaluations_used": float(np.median([r["evaluations_used"] for g in group
-                                                        for r in g.get("repeats", [])] or [np.nan])),
-        })
+        rows.append(
+            {
+                "mode": mode,
+                "engine": engine,
+                "direction": direction,
+                "old_hardware": first["old_hardware"],
+                "new_hardware": first["new_hardware"],
+                "optimiser": first["optimiser"],
+                "evaluations": first["evaluations"],
+                "n_models": len(medians),
+                "n_without_result": len(group) - len(medians) - dropped_negative,
+                "n_negative_dropped": dropped_negative,
+                "mean_of_medians": float(np.mean(medians)) if medians else None,
+                "median_of_medians": float(np.median(medians)) if medians else None,
+                "n_positive": sum(m > 0 for m in medians),
+                "n_models_below_300": len(below),
+                "mean_of_medians_below_300": float(np.mean(below)) if below else None,
+                "median_of_medians_below_300": float(np.median(below)) if below else None,
+                "median_evaluations_used": float(
+                    np.median([r["evaluations_used"] for g in group for r in g.get("repeats", [])] or [np.nan])
+                ),
+            }
+        )
     return pd.DataFrame(rows)

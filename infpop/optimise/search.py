@@ -3,11 +3,14 @@ history, and says why the search stopped."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from infpop.optimise.optimisers import Optimiser
 from infpop.optimise.space import Outcome, Point
+
+logger = logging.getLogger(__name__)
 
 
 class StopSearch(Exception):
@@ -48,17 +51,27 @@ class History:
         return done[-1].best_value if done else None
 
     def to_json(self) -> dict:
-        return {"optimiser": self.optimiser, "seed": self.seed, "budget": self.budget,
-                "stop_reason": self.stop_reason, "evaluations": [asdict(e) for e in self.evaluations]}
+        return {
+            "optimiser": self.optimiser,
+            "seed": self.seed,
+            "budget": self.budget,
+            "stop_reason": self.stop_reason,
+            "evaluations": [asdict(e) for e in self.evaluations],
+        }
 
 
-def search(optimiser: Optimiser, evaluate: Callable[[Point], Outcome], budget: int,
-           stop_value: float | None = None, log: Callable[[str], None] | None = None) -> History:
+def search(
+    optimiser: Optimiser,
+    evaluate: Callable[[Point], Outcome],
+    budget: int,
+    stop_value: float | None = None,
+    announce: bool = False,
+) -> History:
     """Run `optimiser` on `evaluate` for at most `budget` evaluations.
 
     stop_value: stop as soon as a value at least this good is found. A replay knows the optimum of
     its landscape; once found, no later evaluation can change the best, so stopping there gives
-    the same result for less work.
+    the same result for less work. announce: log each evaluation (live tuning's, which take time).
     """
     if budget < 1:
         raise ValueError(f"the evaluation budget must be at least 1, got {budget}")
@@ -69,13 +82,25 @@ def search(optimiser: Optimiser, evaluate: Callable[[Point], Outcome], budget: i
         best = history.evaluations[-1].best_value if history.evaluations else None
         if outcome.value is not None and (best is None or outcome.value > best):
             best = outcome.value
-        history.evaluations.append(Evaluation(
-            len(history.evaluations) + 1, int(point[0]), int(point[1]), outcome.status, outcome.value,
-            outcome.throughput, outcome.latency_p95_s, outcome.reused, best))
-        if log:
+        history.evaluations.append(
+            Evaluation(
+                len(history.evaluations) + 1,
+                int(point[0]),
+                int(point[1]),
+                outcome.status,
+                outcome.value,
+                outcome.throughput,
+                outcome.latency_p95_s,
+                outcome.reused,
+                best,
+            )
+        )
+        if announce:
             shown = "infeasible" if outcome.value is None else f"{outcome.value:,.4g}"
-            log(f"  evaluation {len(history.evaluations)}/{budget}: n_gpus={point[0]} batch_size={point[1]} "
-                f"-> {outcome.status}, {shown}{' (reused)' if outcome.reused else ''}")
+            logger.info(
+                f"  evaluation {len(history.evaluations)}/{budget}: n_gpus={point[0]} batch_size={point[1]} "
+                f"-> {outcome.status}, {shown}{' (reused)' if outcome.reused else ''}"
+            )
         if stop_value is not None and best is not None and best >= stop_value:
             raise StopSearch("reached the optimum")
         if len(history.evaluations) >= budget:

@@ -34,6 +34,7 @@ class Space:
     def coordinates(self) -> np.ndarray:
         """Each point as (log2 GPUs, log2 batch size), each scaled to [0, 1] over the space: both
         hyperparameters act multiplicatively (twice the batch, twice the ranks)."""
+
         def scale(values):
             logs = [math.log2(v) for v in values]
             low, span = min(logs), (max(logs) - min(logs)) or 1.0

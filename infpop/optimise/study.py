@@ -8,6 +8,7 @@ situation), where the dataset has one.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from infpop.optimise.optimisers import LandscapeEI, make
 from infpop.optimise.parallel import map_in_processes
 from infpop.optimise.search import search
 from infpop.optimise.space import Space
+
+logger = logging.getLogger(__name__)
 
 PRIOR_SUFFIX = "+prior"
 
@@ -37,8 +40,13 @@ class Task:
         return self.optimiser + (PRIOR_SUFFIX if self.with_prior else "")
 
 
-def tasks(lands: dict[tuple, Landscape], spaces: dict[str, Space], optimisers: list[str], seeds: int,
-          prior_hardware: dict[str, str]) -> list[Task]:
+def tasks(
+    lands: dict[tuple, Landscape],
+    spaces: dict[str, Space],
+    optimisers: list[str],
+    seeds: int,
+    prior_hardware: dict[str, str],
+) -> list[Task]:
     """One task per (optimiser, landscape with a feasible point); landscape_ei once more with the
     landscape of prior_hardware[hardware] as its prior, where that exists."""
     todo = []
@@ -71,22 +79,30 @@ def run_task(task: Task) -> list[dict]:
         optimiser = make(task.optimiser, task.space, run_seed(task.landscape, seed), prior)
         history = search(optimiser, task.landscape.evaluate, budget, stop_value=optimum)
         ratios = [(history.best_after(k) or 0.0) / optimum for k in range(1, budget + 1)]
-        rows.append({"optimiser": task.label, "hardware": task.landscape.hardware, "engine": task.landscape.engine,
-                     "model": task.landscape.model, "seed": seed, "ratios": ratios})
+        rows.append(
+            {
+                "optimiser": task.label,
+                "hardware": task.landscape.hardware,
+                "engine": task.landscape.engine,
+                "model": task.landscape.model,
+                "seed": seed,
+                "ratios": ratios,
+            }
+        )
     return rows
 
 
-def run(todo: list[Task], threads: int = 1, log=print) -> list[dict]:
+def run(todo: list[Task], threads: int = 1) -> list[dict]:
     rows = []
     for number, result in enumerate(map_in_processes(run_task, todo, threads), 1):
         rows += result
-        _progress(log, number, len(todo), todo[number - 1])
+        task = todo[number - 1]
+        if number % 20 == 0 or number == len(todo):
+            logger.info(
+                f"[{number}/{len(todo)}] {task.label} on {task.landscape.hardware}/{task.landscape.engine}/"
+                f"{task.landscape.model}"
+            )
     return rows
-
-
-def _progress(log, number, total, task):
-    if log and (number % 20 == 0 or number == total):
-        log(f"[{number}/{total}] {task.label} on {task.landscape.hardware}/{task.landscape.engine}/{task.landscape.model}")
 
 
 def evaluations_to_reach(ratios: list[float], level: float) -> float:
@@ -100,15 +116,19 @@ def efficiency(rows: list[dict], levels=(0.95, 0.99), within=(8, 12)) -> pd.Data
     table = []
     for label in dict.fromkeys(r["optimiser"] for r in rows):
         runs = [r for r in rows if r["optimiser"] == label]
-        entry = {"optimiser": label, "prior": label.endswith(PRIOR_SUFFIX),
-                 "n_landscapes": len({(r["hardware"], r["engine"], r["model"]) for r in runs}),
-                 "n_runs": len(runs)}
+        entry = {
+            "optimiser": label,
+            "prior": label.endswith(PRIOR_SUFFIX),
+            "n_landscapes": len({(r["hardware"], r["engine"], r["model"]) for r in runs}),
+            "n_runs": len(runs),
+        }
         needed = {level: [evaluations_to_reach(r["ratios"], level) for r in runs] for level in levels}
         for level in levels:
             entry[f"median_evaluations_to_{round(level * 100)}pct"] = float(np.median(needed[level]))
         for k in within:
-            entry[f"fraction_{round(levels[0] * 100)}pct_within_{k}"] = float(np.mean(
-                [n <= k for n in needed[levels[0]]]))
+            entry[f"fraction_{round(levels[0] * 100)}pct_within_{k}"] = float(
+                np.mean([n <= k for n in needed[levels[0]]])
+            )
         table.append(entry)
     return pd.DataFrame(table)
 
@@ -120,10 +140,17 @@ def curves(rows: list[dict], level: float = 0.95) -> pd.DataFrame:
     table = []
     longest = max(len(r["ratios"]) for r in rows)
     for label in dict.fromkeys(r["optimiser"] for r in rows):
-        ratios = np.array([r["ratios"] + r["ratios"][-1:] * (longest - len(r["ratios"]))
-                           for r in rows if r["optimiser"] == label])
+        ratios = np.array(
+            [r["ratios"] + r["ratios"][-1:] * (longest - len(r["ratios"])) for r in rows if r["optimiser"] == label]
+        )
         for k in range(ratios.shape[1]):
-            table.append({"optimiser": label, "evaluations": k + 1, "median_ratio": float(np.median(ratios[:, k])),
-                          "mean_ratio": float(ratios[:, k].mean()),
-                          f"fraction_at_{round(level * 100)}pct": float((ratios[:, k] >= level - 1e-12).mean())})
+            table.append(
+                {
+                    "optimiser": label,
+                    "evaluations": k + 1,
+                    "median_ratio": float(np.median(ratios[:, k])),
+                    "mean_ratio": float(ratios[:, k].mean()),
+                    f"fraction_at_{round(level * 100)}pct": float((ratios[:, k] >= level - 1e-12).mean()),
+                }
+            )
     return pd.DataFrame(table)

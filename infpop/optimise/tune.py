@@ -12,24 +12,26 @@ the throughput / p95-latency Pareto front of what was measured.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
-from infpop import records
-from infpop.grid import Sweep, exclusion_reason
-from infpop.repetitions import summarise
+from infpop.measure import records
+from infpop.measure.grid import Sweep, exclusion_reason
+from infpop.measure.repetitions import summarise
+from infpop.measure.sweep import Supervisor
 from infpop.optimise.objectives import Objective, pareto_front
 from infpop.optimise.optimisers import make
 from infpop.optimise.search import search
 from infpop.optimise.space import Outcome, Point, Space
-from infpop.sweep import Supervisor
+
+logger = logging.getLogger(__name__)
 
 
 def tune_space(config: dict, engine: str) -> Space:
     """The GPU counts (those the plan allows on the tuned hardware) x batch sizes to search."""
-    tune = config["optimisation"]["tune"]
+    tune = config["optimise"]["tune"]
     counts = tune["n_gpus"] or config["n_gpus"][engine]
     usable = [g for g in counts if exclusion_reason(config, tune["hardware"], engine, g, tune["model"]) is None]
     return Space(tuple(usable), tuple(tune["batch_sizes"]))
@@ -40,14 +42,17 @@ def _outcome(repetitions: list[dict], objective: Objective, reused: bool = False
     its throughput their mean, its p95 over all their batch latencies."""
     failed = [r["status"] for r in repetitions if r["status"] != "ok"]
     latencies = [s for r in repetitions for s in r["timings"]["batch_latencies_s"]]
-    throughput = summarise(r["throughput_tokens_per_s"] for r in repetitions
-                           if r["throughput_tokens_per_s"] is not None).mean
-    return objective.outcome(failed[0] if failed else "ok", throughput,
-                             records.percentile(latencies, 95) if latencies else None, reused)
+    throughput = summarise(
+        r["throughput_tokens_per_s"] for r in repetitions if r["throughput_tokens_per_s"] is not None
+    ).mean
+    return objective.outcome(
+        failed[0] if failed else "ok", throughput, records.percentile(latencies, 95) if latencies else None, reused
+    )
 
 
-def prior_landscape(trials_dir: Path, hardware: str, engine: str, model: str, tokens: int,
-                    objective: Objective) -> dict[Point, float | None]:
+def prior_landscape(
+    trials_dir: Path, hardware: str, engine: str, model: str, tokens: int, objective: Objective
+) -> dict[Point, float | None]:
     """The values of the configurations measured on `hardware` (each the mean of its repetitions)."""
     repetitions: dict[Point, list[dict]] = {}
     for path in sorted(Path(trials_dir).glob(f"{hardware}/{engine}/{model}/g*/t{tokens}/b*_r*.json")):
@@ -56,9 +61,8 @@ def prior_landscape(trials_dir: Path, hardware: str, engine: str, model: str, to
     return {point: _outcome(reps, objective).value for point, reps in repetitions.items()}
 
 
-def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
-         log: Callable[[str], None] = print, worker_stderr=None) -> dict:
-    settings = config["optimisation"]["tune"]
+def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path, worker_stderr=None) -> dict:
+    settings = config["optimise"]["tune"]
     hardware, model, tokens = settings["hardware"], settings["model"], settings["max_new_tokens"]
     objective = Objective(settings["objective"], settings["latency_p95_limit_s"])
     space = tune_space(config, engine)
@@ -71,43 +75,72 @@ def tune(config: dict, engine: str, trials_dir: Path, benchmark_file: Path,
         n_gpus, batch_size = point
         if n_gpus not in supervisors:
             sweep = Sweep(hardware, engine, model, n_gpus)
-            supervisors[n_gpus] = Supervisor(measuring, sweep, Path(trials_dir) / sweep.relpath, benchmark_file,
-                                             log=log, worker_stderr=worker_stderr)
+            supervisors[n_gpus] = Supervisor(
+                measuring, sweep, Path(trials_dir) / sweep.relpath, benchmark_file, worker_stderr=worker_stderr
+            )
         done = supervisors[n_gpus].measure_repeated(tokens, batch_size)
         return _outcome([record for record, _ in done], objective, all(reused for _, reused in done))
 
-    log(f"tuning {engine} on {hardware}, model {model}: {settings['optimiser']}, budget {settings['budget']}, "
-        f"objective {objective.kind}, space n_gpus {list(space.n_gpus)} x batch sizes {list(space.batch_sizes)}")
+    logger.info(
+        f"tuning {engine} on {hardware}, model {model}: {settings['optimiser']}, budget {settings['budget']}, "
+        f"objective {objective.kind}, space n_gpus {list(space.n_gpus)} x batch sizes {list(space.batch_sizes)}"
+    )
     prior = None
     if settings["prior_hardware"]:
         prior = prior_landscape(trials_dir, settings["prior_hardware"], engine, model, tokens, objective)
-        log(f"prior: {len(prior)} trial(s) of {model} on {settings['prior_hardware']}"
-            + ("" if any(v is not None for v in prior.values()) else " with no feasible one: a cold start"))
+        logger.info(
+            f"prior: {len(prior)} trial(s) of {model} on {settings['prior_hardware']}"
+            + ("" if any(v is not None for v in prior.values()) else " with no feasible one: a cold start")
+        )
     try:
-        history = search(make(settings["optimiser"], space, settings["seed"], prior), evaluate, settings["budget"],
-                         log=log)
+        history = search(
+            make(settings["optimiser"], space, settings["seed"], prior), evaluate, settings["budget"], announce=True
+        )
     finally:
         for supervisor in supervisors.values():
             supervisor.close()
     best = history.best
-    measured = [((e.n_gpus, e.batch_size), Outcome(e.value, e.status, e.throughput, e.latency_p95_s))
-                for e in history.evaluations]
+    measured = [
+        ((e.n_gpus, e.batch_size), Outcome(e.value, e.status, e.throughput, e.latency_p95_s))
+        for e in history.evaluations
+    ]
     front = pareto_front(measured)
-    log(f"{engine}: stopped ({history.stop_reason}) after {len(history.evaluations)} evaluation(s), "
+    logger.info(
+        f"{engine}: stopped ({history.stop_reason}) after {len(history.evaluations)} evaluation(s), "
         f"{sum(not e.reused for e in history.evaluations)} measured now; "
-        + (f"recommended n_gpus={best.n_gpus} batch_size={best.batch_size} ({best.throughput:,.1f} tok/s)"
-           if best else "no feasible configuration found"))
+        + (
+            f"recommended n_gpus={best.n_gpus} batch_size={best.batch_size} ({best.throughput:,.1f} tok/s)"
+            if best
+            else "no feasible configuration found"
+        )
+    )
     return {
-        "hardware": hardware, "engine": engine, "model": model, "max_new_tokens": tokens,
+        "hardware": hardware,
+        "engine": engine,
+        "model": model,
+        "max_new_tokens": tokens,
         "space": {"n_gpus": list(space.n_gpus), "batch_sizes": list(space.batch_sizes)},
         "objective": {"kind": objective.kind, "latency_p95_limit_s": objective.latency_p95_limit_s},
-        "prior_hardware": settings["prior_hardware"], "prior_points": len(prior or {}),
+        "prior_hardware": settings["prior_hardware"],
+        "prior_points": len(prior or {}),
         **history.to_json(),
-        "recommended": None if best is None else {
-            "n_gpus": best.n_gpus, "batch_size": best.batch_size, "throughput_tokens_per_s": best.throughput,
-            "latency_p95_s": best.latency_p95_s},
-        "pareto_front": [{"n_gpus": p[0], "batch_size": p[1], "throughput_tokens_per_s": o.throughput,
-                          "latency_p95_s": o.latency_p95_s} for p, o in front],
+        "recommended": None
+        if best is None
+        else {
+            "n_gpus": best.n_gpus,
+            "batch_size": best.batch_size,
+            "throughput_tokens_per_s": best.throughput,
+            "latency_p95_s": best.latency_p95_s,
+        },
+        "pareto_front": [
+            {
+                "n_gpus": p[0],
+                "batch_size": p[1],
+                "throughput_tokens_per_s": o.throughput,
+                "latency_p95_s": o.latency_p95_s,
+            }
+            for p, o in front
+        ],
     }
 
 
@@ -116,13 +149,24 @@ def recommendations(results: list[dict]):
     rows = []
     for r in results:
         best = r["recommended"] or {}
-        rows.append({
-            "hardware": r["hardware"], "engine": r["engine"], "model": r["model"], "max_new_tokens": r["max_new_tokens"],
-            "objective": r["objective"]["kind"], "latency_p95_limit_s": r["objective"]["latency_p95_limit_s"],
-            "optimiser": r["optimiser"], "budget": r["budget"], "evaluations": len(r["evaluations"]),
-            "measured_now": sum(not e["reused"] for e in r["evaluations"]), "stop_reason": r["stop_reason"],
-            "n_gpus": best.get("n_gpus"), "batch_size": best.get("batch_size"),
-            "throughput_tokens_per_s": best.get("throughput_tokens_per_s"), "latency_p95_s": best.get("latency_p95_s"),
-            "pareto_front": "; ".join(f"g{p['n_gpus']} b{p['batch_size']}" for p in r["pareto_front"]),
-        })
+        rows.append(
+            {
+                "hardware": r["hardware"],
+                "engine": r["engine"],
+                "model": r["model"],
+                "max_new_tokens": r["max_new_tokens"],
+                "objective": r["objective"]["kind"],
+                "latency_p95_limit_s": r["objective"]["latency_p95_limit_s"],
+                "optimiser": r["optimiser"],
+                "budget": r["budget"],
+                "evaluations": len(r["evaluations"]),
+                "measured_now": sum(not e["reused"] for e in r["evaluations"]),
+                "stop_reason": r["stop_reason"],
+                "n_gpus": best.get("n_gpus"),
+                "batch_size": best.get("batch_size"),
+                "throughput_tokens_per_s": best.get("throughput_tokens_per_s"),
+                "latency_p95_s": best.get("latency_p95_s"),
+                "pareto_front": "; ".join(f"g{p['n_gpus']} b{p['batch_size']}" for p in r["pareto_front"]),
+            }
+        )
     return pd.DataFrame(rows)

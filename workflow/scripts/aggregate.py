@@ -1,14 +1,16 @@
 """Snakemake entry: every trial JSON of the plan into results/measured/trials.csv."""
+
 import sys
 
-from infpop.aggregate import collect_rows, write_csv
-from infpop.records import RecordError
+from infpop.logs import setup
+from infpop.measure.aggregate import collect_rows, write_csv
+from infpop.measure.records import RecordError
 
-with open(snakemake.log[0], "w") as log:
-    try:
-        rows = collect_rows(snakemake.input)
-    except RecordError as exc:
-        print(exc, file=log)
-        sys.exit(f"aggregate: {exc}")
-    write_csv(rows, snakemake.output[0])
-    print(f"{len(rows)} trials -> {snakemake.output[0]}", file=log)
+log = setup(snakemake)
+try:
+    rows = collect_rows(snakemake.input)
+except RecordError as exc:
+    log.error(str(exc))
+    sys.exit(f"aggregate: {exc}")
+write_csv(rows, snakemake.output[0])
+log.info(f"{len(rows)} trials -> {snakemake.output[0]}")

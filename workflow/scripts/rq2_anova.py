@@ -1,8 +1,11 @@
 """Snakemake entry: RQ2 ANOVA and Tukey HSD across GPU counts at batch size 1."""
+
 from infpop.analysis import load_selected, write_table
 from infpop.analysis.rq import rq2_anova, rq2_tukey
+from infpop.logs import setup
 
+log = setup(snakemake)
 settings, trials = load_selected(snakemake.input[0], snakemake.params.settings)
 write_table(rq2_anova(trials), snakemake.output.anova, settings)
 write_table(rq2_tukey(trials), snakemake.output.tukey, settings)
-open(snakemake.log[0], "w").close()
+log.info(f"{len(trials)} trials analysed")

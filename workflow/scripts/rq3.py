@@ -1,10 +1,13 @@
 """Snakemake entry: RQ3 ANOVA across batch sizes, vLLM vs HF, and the batch-size curves."""
+
 from pathlib import Path
 
 from infpop.analysis import load_selected, write_table
 from infpop.analysis.figures import batch_curves_png
 from infpop.analysis.rq import rq3_anova, rq3_wilcoxon_engines
+from infpop.logs import setup
 
+log = setup(snakemake)
 settings, trials = load_selected(snakemake.input[0], snakemake.params.settings)
 write_table(rq3_anova(trials), snakemake.output.anova, settings)
 write_table(rq3_wilcoxon_engines(trials), snakemake.output.wilcoxon, settings)
@@ -12,4 +15,4 @@ curves = Path(snakemake.output.curves)
 curves.mkdir(parents=True, exist_ok=True)
 for (hardware, engine, n_gpus), _ in trials.groupby(["hardware", "engine", "n_gpus"], sort=True):
     batch_curves_png(trials, hardware, engine, n_gpus, curves / f"{hardware}_{engine}_g{n_gpus}.png")
-open(snakemake.log[0], "w").close()
+log.info(f"{len(trials)} trials analysed")

@@ -1,8 +1,11 @@
 """Snakemake entry: RQ4, the newer GPU model against the older on paired trials."""
+
 from infpop.analysis import load_selected, write_table
 from infpop.analysis.rq import rq4_improvement, rq4_wilcoxon
+from infpop.logs import setup
 
+log = setup(snakemake)
 settings, trials = load_selected(snakemake.input[0], snakemake.params.settings)
 write_table(rq4_wilcoxon(trials), snakemake.output.wilcoxon, settings)
 write_table(rq4_improvement(trials), snakemake.output.improvement, settings)
-open(snakemake.log[0], "w").close()
+log.info(f"{len(trials)} trials analysed")

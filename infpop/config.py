@@ -22,6 +22,10 @@ CONFIG_SCHEMA = SCHEMA_DIR / "config.schema.yaml"
 BUILT_MODELS_DIR = "resources/models"  # rules/data.smk builds models with `build` here
 
 
+#: Keys of earlier versions of the config and what they are called now.
+RENAMED_KEYS = {"optimisation": "optimise"}
+
+
 class ConfigError(ValueError):
     """A config that cannot run; the message names every offending key."""
 
@@ -118,7 +122,10 @@ def load_config(source: dict | str | Path, config_file: str | None = None) -> di
     else:
         raw = source
     config = copy.deepcopy(dict(raw))
-    problems = []
+    problems = [([old], f"renamed to '{new}' (the stage's one name): rename the key")
+                for old, new in RENAMED_KEYS.items() if old in config]
+    if problems:  # said before the schema's "unknown key", which would not say what to do
+        config = {key: value for key, value in config.items() if key not in RENAMED_KEYS}
     for error in sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         path, message = _describe(error)
         problems.append((path, message))

@@ -336,3 +336,8 @@ def test_tuning_defaults_follow_the_config(tiny_model):
         "latency_p95_limit_s": None,
         "prior_hardware": None,
     }
+
+
+def test_a_renamed_key_says_what_it_is_called_now(tiny_model):
+    with pytest.raises(ConfigError, match="config key 'optimisation': renamed to 'optimise'"):
+        load_config(make_config(tiny_model, optimisation={"tune": {"budget": 2}}))

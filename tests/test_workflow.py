@@ -120,7 +120,7 @@ def test_end_to_end_both_engines(tmp_path):
     assert all(int(r["generated_tokens"]) == 24 * 5 and float(r["throughput_tokens_per_s"]) > 0 for r in rows)
     for manifest in (results / "trials").rglob("sweep.json"):
         assert json.loads(manifest.read_text())["model_loads"] == 1
-    assert "[cpu/vllm/tiny-llama/g2] trial 4/4 t5 b8 r1: ok" in done.stdout
+    assert "[cpu/vllm/tiny-llama/g2] trial 4/4 t5 b8 r1: ok" in done.stdout + done.stderr
 
     # The analyses of the measured dataset, with "insufficient data" where one hardware cannot
     # answer RQ4, and the report with every research question.

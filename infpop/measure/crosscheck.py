@@ -11,6 +11,11 @@
 Our trial records land in results/<...>/crosscheck/<hardware>/<engine>/<model>/g<n>/ (the hf bare
 calls under bare/), vLLM's benchmark output beside them (bench_r<k>.json and .log).
 
+Both sides run in rounds, each in a fresh engine (the same warm-up, then one timed call of every
+prompt), ours then vLLM's: the ratio is taken per round, so the background load and the spread
+between processes (10-15% on shared machines) fall on both alike, and the table gives its median
+and the 95% CI of its mean.
+
 Known differences of `vllm bench throughput` from our trial, which it does not let us change:
 it samples at temperature 1.0 (we decode greedily), and it shuffles its dataset (seeded, with no
 flag to turn that off: the dataset is written in the order that shuffle turns back into ours).
@@ -31,8 +36,8 @@ from pathlib import Path
 
 from infpop import atomic
 from infpop.data.benchmark import load_prompts
-from infpop.measure import records
 from infpop.measure.grid import Sweep, TrialKey
+from infpop.measure.repetitions import summarise
 from infpop.measure.sweep import Supervisor, worker_environment
 
 logger = logging.getLogger(__name__)
@@ -49,8 +54,9 @@ COLUMNS = [
     "ours_median_tokens_per_s",
     "reference_median_tokens_per_s",
     "ratio",
-    "n_ours",
-    "n_reference",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "rounds",
     "within_5pct",
     "outputs_equal_share",
     "note",
@@ -172,13 +178,18 @@ def _row(
     batch_size: int,
     ours: str,
     reference: str,
-    ours_values: list[float],
-    reference_values: list[float],
+    pairs: list[tuple[float | None, float | None]],
     outputs_equal_share: float | None,
     note: str,
 ) -> dict:
-    a, b = _median(ours_values), _median(reference_values)
-    ratio = a / b if a and b else None
+    """One comparison from its rounds, (ours, reference) each, measured one after the other: the
+    medians, and the ratio ours / reference per round (a round's two sides saw the same
+    background load), with the 95% CI of its mean."""
+    ours_values = [a for a, _ in pairs if a]
+    reference_values = [b for _, b in pairs if b]
+    ratios = [a / b for a, b in pairs if a and b]
+    spread = summarise(ratios)
+    ratio = _median(ratios)
     return {
         "engine": sweep.engine,
         "hardware": sweep.hardware,
@@ -188,11 +199,12 @@ def _row(
         "batch_size": batch_size,
         "ours": ours,
         "reference": reference,
-        "ours_median_tokens_per_s": a,
-        "reference_median_tokens_per_s": b,
+        "ours_median_tokens_per_s": _median(ours_values),
+        "reference_median_tokens_per_s": _median(reference_values),
         "ratio": ratio,
-        "n_ours": len(ours_values),
-        "n_reference": len(reference_values),
+        "ratio_ci_low": spread.ci_low,
+        "ratio_ci_high": spread.ci_high,
+        "rounds": len(ratios),
         "within_5pct": None if ratio is None else abs(ratio - 1) <= TARGET_RATIO_DEVIATION,
         "outputs_equal_share": outputs_equal_share,
         "note": note,
@@ -206,20 +218,24 @@ def _ok(record: dict) -> float | None:
 def crosscheck_vllm(
     config: dict, sweep: Sweep, out: Path, benchmark_file: Path, tokens: int, repeats: int, worker_stderr=None
 ) -> dict:
+    """`repeats` rounds, each our trial then `vllm bench throughput`, both in a fresh engine (a
+    load, the same warm-up, one timed generate of every prompt): interleaved, so drift and the
+    spread between processes fall on both sides alike, and never two engines on the devices at
+    once (each claims the share of GPU memory the engine arguments give it)."""
     bench = config["benchmark"]
     prompts = load_prompts(benchmark_file, bench["order"], bench["seed"], bench["limit"])
     n = len(prompts)
     measuring = _config_for(config, tokens, [n], repeats)
-    supervisor = Supervisor(measuring, sweep, out, benchmark_file, worker_stderr=worker_stderr)
-    supervisor.run()  # our trial: all prompts in one call, `repeats` times after one load and warm-up
-    ours = [records.read(out / TrialKey(tokens, n, r).relpath) for r in range(repeats)]
     dataset = out / "bench_dataset.json"
     atomic.write_text(dataset, json.dumps(sharegpt_dataset(prompts, seed=0)))  # --seed 0
-    runs = []
+    pairs, runs = [], []
     for r in range(repeats):
-        logger.info(
-            f"[crosscheck {sweep.relpath}] vllm bench throughput {r + 1}/{repeats}: {n} prompts, {tokens} new tokens"
-        )
+        supervisor = Supervisor(measuring, sweep, out, benchmark_file, worker_stderr=worker_stderr)
+        try:
+            ours, _ = supervisor.measure(TrialKey(tokens, n, r), prefix=f"[crosscheck {sweep.relpath}] ours r{r}")
+        finally:
+            supervisor.close()
+        logger.info(f"[crosscheck {sweep.relpath}] vllm bench throughput r{r}: {n} prompts, {tokens} new tokens")
         result = run_vllm_bench(
             measuring,
             sweep,
@@ -231,13 +247,14 @@ def crosscheck_vllm(
             config["load_timeout_s"] + config["trial_timeout_s"],
         )
         logger.info(
-            f"[crosscheck {sweep.relpath}] vllm bench throughput: {result['output_tokens_per_s']:,.1f} output tok/s "
-            f"({result['num_requests']} requests)"
+            f"[crosscheck {sweep.relpath}] vllm bench throughput r{r}: {result['output_tokens_per_s']:,.1f} "
+            f"output tok/s ({result['num_requests']} requests)"
         )
         runs.append(result)
+        pairs.append((_ok(ours), result["output_tokens_per_s"]))
     notes = [
-        "ours: warm, one generate of all prompts per trial after one load; vllm bench: one cold process per "
-        "run (its own load and warm-up), temperature 1.0 sampling where we decode greedily"
+        "rounds of our trial then vllm bench, each in a fresh engine with the same warm-up; vllm bench samples "
+        "at temperature 1.0 where we decode greedily"
     ]
     if any(run["num_requests"] != n for run in runs):
         notes.append(
@@ -250,8 +267,7 @@ def crosscheck_vllm(
         n,
         "our trial (all prompts in one generate call)",
         "vllm bench throughput",
-        [v for v in map(_ok, ours) if v],
-        [run["output_tokens_per_s"] for run in runs],
+        pairs,
         None,
         "; ".join(notes),
     )
@@ -297,8 +313,7 @@ def crosscheck_hf(
                 batch,
                 "HF pipeline call (our trials)",
                 "bare model.generate",
-                [v for v in map(_ok, pipeline) if v],
-                [v for v in map(_ok, bare) if v],
+                [(_ok(p), _ok(q)) for p, q in zip(pipeline, bare, strict=True)],
                 sum(equal) / len(equal) if equal else None,
                 "same worker and batches, interleaved; the ratio is what the pipeline itself costs",
             )

@@ -188,12 +188,15 @@ def test_a_timed_out_vllm_trial_leaves_no_engine_process(tmp_path, config_for, b
             if "b1 r0: timeout" in record.getMessage():
                 left["after_timeout"] = describe(marked(marker))
 
-    watch = Watch()
-    logging.getLogger("infpop").addHandler(watch)
+    watch, library = Watch(), logging.getLogger("infpop")
+    level = library.level
+    library.addHandler(watch)
+    library.setLevel(logging.INFO)
     try:
         run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file)
     finally:
-        logging.getLogger("infpop").removeHandler(watch)
+        library.removeHandler(watch)
+        library.setLevel(level)
     assert records.read(tmp_path / TrialKey(64, 1, 0).relpath)["status"] == "timeout"
     assert left == {"after_timeout": ""}
     assert not marked(marker)

@@ -122,8 +122,11 @@ def load_config(source: dict | str | Path, config_file: str | None = None) -> di
     else:
         raw = source
     config = copy.deepcopy(dict(raw))
-    problems = [([old], f"renamed to '{new}' (the stage's one name): rename the key")
-                for old, new in RENAMED_KEYS.items() if old in config]
+    problems = [
+        ([old], f"renamed to '{new}' (the stage's one name): rename the key")
+        for old, new in RENAMED_KEYS.items()
+        if old in config
+    ]
     if problems:  # said before the schema's "unknown key", which would not say what to do
         config = {key: value for key, value in config.items() if key not in RENAMED_KEYS}
     for error in sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):

@@ -312,6 +312,14 @@ def test_a_plan_the_partitions_cannot_take_stops_at_planning(tmp_path, bad, mess
     assert "rule sweep" not in done.stdout
 
 
+def test_cores_set_for_a_rule_that_does_not_run_on_a_node_stop_at_planning(tmp_path):
+    """A profile written before a rule was renamed (tune, now optimise_tune) would leave the
+    renamed rule's jobs with 1 core."""
+    done = snakemake("-n", "--cores", "1", "--set-threads", "tune=8", "--directory", str(tmp_path))
+    assert done.returncode != 0
+    assert "set-threads names tune: cores are set for the rules that run on compute nodes, crosscheck, " in done.stderr
+
+
 def test_a_gpu_model_the_config_does_not_define_stops_at_planning(tmp_path):
     done = snakemake(
         "-n",

@@ -28,7 +28,8 @@ CI_OVERRIDES = [
     "--slurm-keep-successful-logs",
     "--set-threads",
     "sweep=2",
-    "tune=2",
+    "optimise_tune=2",
+    "crosscheck=2",
 ]
 SWEEPS = [("hf", 1), ("vllm", 1), ("vllm", 2)]
 
@@ -93,8 +94,9 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
     assert len(submitted) == len(SWEEPS) + 2, output[-5000:]
     sweeps = [(jobid, log) for jobid, log in submitted if "/rule_sweep/" in log]
+    # the log folders are named by the wildcards, the last (part) empty: whole sweeps
     assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in sweeps) == sorted(
-        f"cpu_{engine}_tiny-llama_{n}" for engine, n in SWEEPS
+        f"cpu_{engine}_tiny-llama_{n}_" for engine, n in SWEEPS
     )
     for jobid, log in submitted:
         job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout

@@ -50,8 +50,12 @@ def job_request(estimate, attempt, hardware, n_gpus, limit):
 
 def all_cores(wildcards):
     """Every core of the run: for jobs whose work spreads over them, and measuring jobs, which must
-    not share them. (1 where the run has no core count: the report's Snakemake run only reads the
-    rules.)"""
+    not share them. On a cluster a job has the cores the profile's set-threads gives its rule (1
+    without): the count must be the same where the job is submitted and on the node, where
+    Snakemake runs with all of the node's cores. (1 where the run has no core count: the report's
+    Snakemake run only reads the rules.)"""
+    if workflow.non_local_exec or workflow.remote_exec:
+        return 1
     try:
         return workflow.cores
     except WorkflowError:

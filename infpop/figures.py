@@ -29,8 +29,13 @@ def message_png(path, title: str, message: str) -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.set_axis_off()
     ax.set_title(title)
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=13, transform=ax.transAxes)
+    say(ax, message, fontsize=13)
     return save(fig, path)
+
+
+def say(ax, message: str, **text) -> None:
+    """A message in the middle of the axes, where a plot has nothing to draw."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, **text)
 
 
 def batch_size_axis(ax, batch_sizes) -> None:

@@ -7,21 +7,11 @@ import pytest
 
 from infpop.analysis import AnalysisSettings, EmptyTrialsError, load_selected, select, write_table
 from infpop.analysis.comparison import agreement
+from infpop.measure.records import TRIAL_COLUMNS
 
 
 def trials(rows):
-    columns = [
-        "hardware",
-        "engine",
-        "model",
-        "n_gpus",
-        "max_new_tokens",
-        "batch_size",
-        "rep",
-        "status",
-        "throughput_tokens_per_s",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=TRIAL_COLUMNS)
 
 
 TABLE = trials(

@@ -113,11 +113,7 @@ def test_no_reading_says_why():
 def test_the_cpu_has_no_energy_counters_for_real():
     record = EnergyMeter.open("cpu").stop(100)
     assert record == {
-        "joules": None,
-        "average_power_w": None,
-        "tokens_per_joule": None,
-        "seconds": None,
-        "source": None,
+        **dict.fromkeys(("joules", "average_power_w", "tokens_per_joule", "seconds", "source")),
         "devices": [],
         "reason": CPU_REASON,
     }

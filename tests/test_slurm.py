@@ -47,10 +47,18 @@ def _require_idle_node():
         pytest.skip(f"no idle SLURM node (sinfo: {state}); start one with 'sudo .ci/slurm-up.sh'")
 
 
-def _run(args, cwd, timeout):
-    """Run Snakemake; a run that hangs is stopped with SIGINT (SIGTERM leaves the SLURM jobs)."""
+def _run(config: dict, tmp_path, *args, timeout: int):
+    """Run Snakemake on `config` in tmp_path through the SLURM profile with the CI cluster's
+    overrides; a run that hangs is stopped with SIGINT (SIGTERM leaves the SLURM jobs)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [*SNAKEMAKE, "--profile", str(REPO / "profiles/slurm"), *CI_OVERRIDES, "--configfile", str(path)]
     process = subprocess.Popen(
-        [*SNAKEMAKE, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [*command, "--directory", str(tmp_path), *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         output, _ = process.communicate(timeout=timeout)
@@ -71,22 +79,8 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     config["optimise"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}
     # and so does the cross-check (vllm bench throughput runs on the node)
     config["crosscheck"] = {"repeats": 1}
-    path = tmp_path / "reduced.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    code, output = _run(
-        [
-            "--profile",
-            str(REPO / "profiles/slurm"),
-            *CI_OVERRIDES,
-            "--configfile",
-            str(path),
-            "--directory",
-            str(tmp_path),
-        ],
-        cwd=tmp_path,
-        timeout=1500,
-    )
+    code, output = _run(config, tmp_path, timeout=1500)
     assert code == 0, output[-5000:]
 
     # Every sweep, the live tuning and the cross-check, and nothing else, were submitted to SLURM,
@@ -150,23 +144,8 @@ def test_a_gpu_sweep_is_submitted_with_its_gpu_model_and_count(tmp_path):
         benchmark={"limit": 8},
         paper_data={"replay": False},
     )
-    path = tmp_path / "gpu.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
     code, output = _run(
-        [
-            "--profile",
-            str(REPO / "profiles/slurm"),
-            *CI_OVERRIDES,
-            "--retries",
-            "0",
-            "--configfile",
-            str(path),
-            "--directory",
-            str(tmp_path),
-            "results/trials/testgpu/hf/tiny-llama/g1/sweep.json",
-        ],
-        cwd=tmp_path,
-        timeout=600,
+        config, tmp_path, "--retries", "0", "results/trials/testgpu/hf/tiny-llama/g1/sweep.json", timeout=600
     )
     assert code != 0, output[-3000:]
     [(jobid, _)] = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)

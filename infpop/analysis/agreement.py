@@ -18,21 +18,11 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from infpop.figures import batch_size_axis, save
+from infpop.figures import batch_size_axis, save, say
 
-COLUMNS = [
-    "comparison",
-    "hardware",
-    "model",
-    "engine",
-    "n_gpus",
-    "max_new_tokens",
-    "batch_size",
-    "rep",
-    "reference",
-    "n_prompts",
-    "equal_share",
-]
+#: What names the trial compared, in the table's order.
+KEY_COLUMNS = ("hardware", "model", "engine", "n_gpus", "max_new_tokens", "batch_size", "rep")
+COLUMNS = ["comparison", *KEY_COLUMNS, "reference", "n_prompts", "equal_share"]
 
 
 def _share(a: list[str], b: list[str]) -> tuple[int, float | None]:
@@ -49,15 +39,7 @@ def agreement_table(trials: list[dict]) -> pd.DataFrame:
     }
     rows = []
     for (hardware, engine, model, n_gpus, tokens, batch, rep), record in sorted(by_key.items()):
-        base = dict(
-            hardware=hardware,
-            model=model,
-            engine=engine,
-            n_gpus=n_gpus,
-            max_new_tokens=tokens,
-            batch_size=batch,
-            rep=rep,
-        )
+        base = dict(zip(KEY_COLUMNS, (hardware, model, engine, n_gpus, tokens, batch, rep), strict=True))
         references = [("batch_size_1", (hardware, engine, model, n_gpus, tokens, 1, 0), "b1 r0")]
         if rep > 0:
             references.append(("repeat", (hardware, engine, model, n_gpus, tokens, batch, 0), f"b{batch} r0"))
@@ -95,14 +77,7 @@ def agreement_png(table: pd.DataFrame, path) -> None:
             label=label,
         )
     if first.empty:
-        ax.text(
-            0.5,
-            0.5,
-            "insufficient data: no trial with output digests",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
+        say(ax, "insufficient data: no trial with output digests")
     else:
         batch_size_axis(ax, first["batch_size"].unique())
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)

@@ -142,15 +142,8 @@ def landscape_features(df_one: pd.DataFrame, plateau_tolerance: float = PLATEAU_
     """
     if not 0 <= plateau_tolerance < 1:
         raise ValueError(f"plateau_tolerance must be in [0, 1), got {plateau_tolerance}")
-    blank = dict(
-        kind=None,
-        n_gpus=None,
-        batch_size=None,
-        throughput=None,
-        plateau_cells=None,
-        plateau_n_gpus=None,
-        plateau_batch_sizes=None,
-        note=None,
+    blank = dict.fromkeys(
+        ("kind", "n_gpus", "batch_size", "throughput", "plateau_cells", "plateau_n_gpus", "plateau_batch_sizes", "note")
     )
     grid = _Grid(df_one)
     if grid.empty:

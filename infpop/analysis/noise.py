@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from infpop.figures import batch_size_axis, save
+from infpop.figures import batch_size_axis, save, say
 from infpop.measure.repetitions import summarise
 
 SWEEP_KEYS = ["hardware", "engine", "model", "n_gpus", "max_new_tokens"]
@@ -126,14 +126,7 @@ def noise_png(configurations: pd.DataFrame, path) -> None:
             label=f"{hardware} {engine} g{n_gpus} t{tokens} {model}",
         )
     if usable.empty:
-        ax.text(
-            0.5,
-            0.5,
-            "insufficient data: no configuration with two finished repetitions",
-            ha="center",
-            va="center",
-            transform=ax.transAxes,
-        )
+        say(ax, "insufficient data: no configuration with two finished repetitions")
     else:
         batch_size_axis(ax, usable["batch_size"].unique())
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)

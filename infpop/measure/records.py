@@ -17,8 +17,8 @@ from infpop import SCHEMA_DIR, atomic
 #: digests; records of version 1 stay readable.
 SCHEMA_VERSION = 2
 
-#: Columns of the tidy trials table (results/<dataset>/trials.csv), in order.
-TIDY_COLUMNS = [
+#: The fields of a trial that name it and say how it went: the first columns of the tidy table.
+TRIAL_COLUMNS = [
     "hardware",
     "engine",
     "model",
@@ -28,6 +28,11 @@ TIDY_COLUMNS = [
     "rep",
     "status",
     "throughput_tokens_per_s",
+]
+
+#: Columns of the tidy trials table (results/<dataset>/trials.csv), in order.
+TIDY_COLUMNS = [
+    *TRIAL_COLUMNS,
     "generated_tokens",
     "prompt_tokens",
     "prompts",
@@ -132,20 +137,7 @@ def tidy_row(record: dict, path: str | None = None) -> dict:
     libraries = env.get("libraries") or {}
     settings = record.get("engine_settings") or {}
     return {
-        **{
-            k: record[k]
-            for k in (
-                "hardware",
-                "engine",
-                "model",
-                "n_gpus",
-                "max_new_tokens",
-                "batch_size",
-                "rep",
-                "status",
-                "throughput_tokens_per_s",
-            )
-        },
+        **{k: record[k] for k in TRIAL_COLUMNS},
         **record["counts"],
         "generation_seconds": record["timings"]["generation_seconds"],
         "load_seconds": record["timings"]["load_seconds"],

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from infpop.figures import save
+from infpop.figures import save, say
 from infpop.optimise.rq5 import PAPER_OUTLIER_PCT
 
 
@@ -22,7 +22,7 @@ def rq5_violin_png(results: list[dict], path) -> Path:
     keys = sorted(groups, key=lambda k: (k[0] != "faithful", k[1], k[2] != "upgrade"))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 5))
     if not keys:
-        ax.text(0.5, 0.5, "no RQ5 result", ha="center", va="center", transform=ax.transAxes)
+        say(ax, "no RQ5 result")
         return save(fig, path)
     data, labels = [], []
     for key in keys:
@@ -72,9 +72,7 @@ def pareto_png(result: dict, path) -> Path:
     points = [e for e in result["evaluations"] if e["throughput"] is not None and e["latency_p95_s"] is not None]
     title = f"Tuning {result['engine']} on {result['hardware']} ({result['model']}): throughput vs p95 batch latency"
     if not points:
-        ax.text(
-            0.5, 0.5, "no evaluation with a throughput and a latency", ha="center", va="center", transform=ax.transAxes
-        )
+        say(ax, "no evaluation with a throughput and a latency")
     else:
         feasible = [e for e in points if e["value"] is not None]
         other = [e for e in points if e["value"] is None]

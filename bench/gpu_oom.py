@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from infpop.config import load_config  # noqa: E402
 from infpop.data.benchmark import derive_single_line_infilling, write_jsonl_gz  # noqa: E402
 from infpop.data.tiny_model import build_tiny_model, read_benchmark_texts  # noqa: E402
+from infpop.logs import setup  # noqa: E402
 from infpop.measure import records  # noqa: E402
 from infpop.measure.grid import Sweep, trial_keys  # noqa: E402
 from infpop.measure.sweep import run_sweep  # noqa: E402
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,8,32,128,512,1028")
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU, to test this script")
     args = parser.parse_args()
+    setup()  # the sweep's progress on stderr
     if args.cpu_smoke:
         args.hidden, args.layers, args.heads, args.limit = 128, 2, 2, 16
     started = time.time()
@@ -105,7 +107,6 @@ def main() -> None:
             sweep,
             args.out / "trials",
             bench,
-            log=lambda line: print(line, flush=True),
             worker_stderr=worker_log,
         )
 

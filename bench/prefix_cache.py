@@ -7,15 +7,17 @@ on both alike. Prints every trial with the hit rate vLLM's own counters report, 
 and their ratio.
 
     python bench/prefix_cache.py [--batch-size 64] [--repeats 5] [--config config.yaml] [--out DIR]
+                                 [--directory RUN]
 
-Needs the default config's model and benchmark built (`make run`, or the rules tiny_model and
-benchmark_data).
+Needs the config's model and benchmark built in RUN (default: the repository), as `make run` or
+`snakemake --directory RUN` leaves them (the rules build_model and benchmark_data).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import tempfile
@@ -35,12 +37,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="folder for the trial records (default: a temporary one)")
+    parser.add_argument("--directory", default=str(REPO), help="the run folder that holds resources/")
     args = parser.parse_args()
+    config_file = Path(args.config).resolve()
+    os.chdir(args.directory)  # the config's model path is relative to the run folder
 
-    config = load_config(args.config)
+    config = load_config(config_file)
     hardware, model = next(iter(config["hardware"])), next(iter(config["models"]))
     tokens = config["analysis"]["max_new_tokens"]
-    benchmark = REPO / "resources" / "data" / f"{config['benchmark']['name']}.jsonl.gz"
+    benchmark = Path("resources", "data", f"{config['benchmark']['name']}.jsonl.gz").resolve()
     out = Path(args.out or tempfile.mkdtemp(prefix="prefix_cache_"))
     out.mkdir(parents=True, exist_ok=True)
     log = open(out / "workers.log", "w")  # what the engines print
@@ -54,7 +59,6 @@ def main() -> None:
             Sweep(hardware, "vllm", model, 1),
             out / f"cache_{'on' if cache else 'off'}",
             benchmark,
-            log=lambda line: None,
             worker_stderr=log,
         )
     throughput = {True: [], False: []}

@@ -18,9 +18,7 @@ if __name__ == "__main__":
     trials = pd.read_csv(sys.argv[1])
     processes = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     directions = [rq5.Direction("upgrade", "v100", "a100"), rq5.Direction("downgrade", "a100", "v100")]
-    results = rq5.run_all(
-        rq5.faithful_experiments(trials, directions, 5), rq5.ReplaySettings(), threads=processes, log=None
-    )
+    results = rq5.run_all(rq5.faithful_experiments(trials, directions, 5), rq5.ReplaySettings(), threads=processes)
     summary = rq5.summary(results)
     print(
         summary[

@@ -25,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# the workers import infpop too, from whatever folder they run in
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 from infpop.config import load_config  # noqa: E402
 from infpop.measure.grid import Sweep, TrialKey  # noqa: E402
@@ -67,6 +69,8 @@ def main() -> None:
             for cache in (True, False):
                 record, _ = supervisors[cache].measure(TrialKey(tokens, args.batch_size, rep))
                 rate = record["throughput_tokens_per_s"]
+                if record["status"] != "ok":
+                    sys.exit(f"r{rep} prefix cache {'on' if cache else 'off'}: {record['status']}: {record['error']}")
                 hit = (record["engine_metrics"] or {}).get("prefix_cache_hit_rate")
                 throughput[cache].append(rate)
                 print(

@@ -25,8 +25,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-# the workers import infpop too, from whatever folder they run in
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 from infpop.config import load_config  # noqa: E402
 from infpop.measure.grid import Sweep, TrialKey  # noqa: E402

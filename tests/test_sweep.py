@@ -8,12 +8,15 @@ else (worker processes, engine, records) is the production path.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from infpop.measure import records
 from infpop.measure.grid import Sweep, TrialKey
 from infpop.measure.sweep import SweepError, run_sweep, worker_environment
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 
@@ -183,6 +186,7 @@ def test_worker_environment(config_for):
     env = worker_environment(cpu, Sweep("cpu", "vllm", "tiny", 2), base)
     assert env["CUDA_VISIBLE_DEVICES"] == "" and "OMP_NUM_THREADS" not in env and "MKL_NUM_THREADS" not in env
     assert env["HF_HUB_OFFLINE"] == env["TRANSFORMERS_OFFLINE"] == "1"  # workers never reach the hub
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)  # they import infpop from any folder
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) >= 2:
         assert len(env["VLLM_CPU_OMP_THREADS_BIND"].split("|")) == 2

@@ -65,6 +65,10 @@ class WorkerTimeout(Exception):
     """No answer from the worker before the deadline."""
 
 
+#: The folder that holds the infpop package.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -74,6 +78,8 @@ def worker_environment(config: dict, sweep: Sweep, base: dict | None = None) -> 
     ranks share cores."""
     env = dict(os.environ if base is None else base)
     env["PYTHONUNBUFFERED"] = "1"
+    # `python -m infpop.measure.worker` finds this package, from whatever folder the run is in
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
     # Workers load local folders only (hf_id models from the snapshot download_model fetched):
     # compute nodes often have no internet, and a load must never fetch or re-resolve weights.
     env["HF_HUB_OFFLINE"] = "1"

@@ -38,11 +38,11 @@ rule all:
 
 # The rules that run trials declare the GPUs they need (the `gpu` resource, 0 on the CPU) and go
 # to compute nodes on a cluster; every other rule runs where Snakemake runs.
-workflow.localrules(*(rule.name for rule in workflow.rules if "gpu" not in rule.resources))
+node_rules = sorted(rule.name for rule in workflow.rules if "gpu" in rule.resources)
+workflow.localrules(*(rule.name for rule in workflow.rules if rule.name not in node_rules))
 
 # Cores are set (set-threads) for the rules that run on compute nodes; one set for any other rule (a
 # rule renamed since the profile was written) would leave a compute job with 1 core: an error.
-node_rules = sorted(rule.name for rule in workflow.rules if "gpu" in rule.resources)
 unknown = sorted(set(workflow.resource_settings.overwrite_threads) - set(node_rules))
 if unknown and workflow.is_main_process:
     sys.exit(

@@ -49,6 +49,6 @@ rule download_model:
     params:
         hf_id=model_hf_id,
         revision=model_revision,
-        config_file=config_files(),
+        config_file=CONFIG_FILES,
     script:
         "../workflow/scripts/download_model.py"

@@ -78,8 +78,3 @@ def analysis_settings(wildcards):
     if wildcards.dataset == "paper":
         return {**CONFIG["analysis"], "duplicates": "last"}
     return CONFIG["analysis"]
-
-
-def config_files():
-    """The config file(s) of this run, for messages naming the key to fix."""
-    return ", ".join(map(str, workflow.configfiles)) or None

@@ -5,7 +5,8 @@ import os
 import sys
 
 # The infpop package lives beside the Snakefile: importable here, in every job's scripts (also in
-# conda envs and on cluster nodes, which re-read this file) and in the sweep's worker processes.
+# conda envs and on cluster nodes, which re-read this file). (The sweep's workers are given it
+# by infpop.measure.sweep.worker_environment.)
 sys.path.insert(0, workflow.basedir)
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
@@ -19,8 +20,10 @@ from infpop.data.paper import HARDWARE as PAPER_HARDWARE
 from infpop.measure.grid import plan
 from infpop.optimise.tune import tune_space
 
+# The config file(s) of this run, for messages naming the key to fix.
+CONFIG_FILES = ", ".join(map(str, workflow.configfiles)) or None
 try:
-    CONFIG = load_config(config, config_file=", ".join(map(str, workflow.configfiles)) or None)
+    CONFIG = load_config(config, config_file=CONFIG_FILES)
 except ConfigError as exc:
     sys.exit(f"InfPop: {exc}")
 

@@ -68,10 +68,10 @@ def sweep_threads(wildcards):
     A local GPU sweep takes one core when the run declares its GPU count (`resources: gpu=N`, as
     profiles/local does): the scheduler then never hands out more GPUs than there are, and each
     sweep claims its own devices (infpop/measure/devices.py). Without it, GPU sweeps take every
-    core too and run one at a time. On a cluster the profile sets the cores per sweep (set-threads)."""
+    core too and run one at a time (all_cores: on a cluster, the cores set-threads gives sweeps)."""
     if CONFIG["hardware"][wildcards.hardware]["kind"] == "gpu" and "gpu" in workflow.global_resources:
         return 1
-    return workflow.cores
+    return all_cores(wildcards)
 
 
 def sweep_gpus(wildcards):

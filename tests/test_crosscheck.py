@@ -1,0 +1,69 @@
+"""The cross-check's arithmetic and command lines, on known inputs (the real comparison runs in
+the end-to-end test, tests/test_workflow.py)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import pytest
+
+from infpop.measure.crosscheck import _row, bench_arguments, engine_flags, sharegpt_dataset
+from infpop.measure.grid import Sweep
+
+SWEEP = Sweep("cpu", "vllm", "tiny", 1)
+
+
+def row(pairs):
+    return _row(SWEEP, 5, 512, "ours", "ref", pairs, None, "a note")
+
+
+def test_ratio_is_the_median_of_the_rounds_with_its_interval():
+    result = row([(100.0, 100.0), (90.0, 100.0), (104.0, 100.0)])
+    assert result["ratio"] == pytest.approx(1.0) and result["rounds"] == 3
+    assert result["ours_median_tokens_per_s"] == 100.0 and result["reference_median_tokens_per_s"] == 100.0
+    assert result["ratio_ci_low"] < statistics.mean([1.0, 0.9, 1.04]) < result["ratio_ci_high"]
+    assert result["within_5pct"] is True and result["note"] == "a note"
+
+
+@pytest.mark.parametrize("factor", [0.82, 1.06, 0.01, 100.0])
+def test_a_median_beyond_five_percent_is_flagged_in_the_table(factor):
+    result = row([(100.0 * factor, 100.0), (101.0 * factor, 101.0)])
+    assert result["within_5pct"] is False
+    assert result["note"].startswith(f"median ratio {factor:.3f} is {abs(factor - 1):.1%} from 1, beyond the 5%")
+
+
+def test_rounds_where_a_side_failed_are_left_out():
+    result = row([(None, 100.0), (96.0, 100.0), (97.0, None)])
+    assert result["rounds"] == 1 and result["ratio"] == pytest.approx(0.96) and result["within_5pct"] is True
+
+
+def test_sharegpt_dataset_is_put_back_in_our_order_by_vllms_shuffle():
+    prompts = [f"prompt {i}" for i in range(50)]
+    dataset = sharegpt_dataset(prompts, seed=0)
+    random.seed(0)  # what vLLM's ShareGPT loader does before it samples
+    random.shuffle(dataset)
+    assert [entry["conversations"][0]["value"] for entry in dataset] == prompts
+
+
+def test_bench_runs_the_engine_our_trials_run():
+    config = {
+        "dtype": "float32",
+        "warmup": {"batches": 1, "batch_size": 8},
+        "engine_args": {"vllm": {"enable_prefix_caching": False, "gpu_memory_utilization": 0.15}},
+    }
+    arguments = bench_arguments(config, "/m", "/d.json", 512, 5, 2, "/o.json")
+    assert "--disable-log-stats" in arguments  # EngineArgs' default keeps the statistics logger on
+    assert arguments[arguments.index("--num-warmups") + 1] == "8"
+    assert arguments[arguments.index("--tensor-parallel-size") + 1] == "2"
+    assert arguments[-3:] == ["--no-enable-prefix-caching", "--gpu-memory-utilization", "0.15"]
+
+
+def test_engine_flags_spell_booleans_and_structures_as_vllm_reads_them():
+    assert engine_flags({"enable_chunked_prefill": True, "max_num_seqs": 8, "override": {"a": 1}}) == [
+        "--enable-chunked-prefill",
+        "--max-num-seqs",
+        "8",
+        "--override",
+        '{"a": 1}',
+    ]

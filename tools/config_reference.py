@@ -23,14 +23,44 @@ edit; tests/test_docs.py checks it is current. -->
 
 One YAML file describes an experiment (`config.yaml` is the default, `configs/` holds others; run
 one with `--configfile`, which replaces the default rather than merging into it, and override a
-key with `--config key=value`). The config is validated before any job runs and defaults are
-filled in; a bad value stops the run with the key, and the file and line, named:
+key with `--config key=value`, read as YAML: `--config 'batch_sizes=[1,2]'`,
+`--config 'optimise={"tune": {"budget": 7}}'`). The config is checked before any job runs and
+defaults are filled in. Every problem is reported at once, each with its key and where it was set:
+the file and line of the entry itself, or the command-line argument. A name close to a known one
+gets a did-you-mean; a problem with a value you never set says it is a default, and where the value
+it conflicts with was set:
 
 ```
 InfPop: invalid config:
-  my.yaml:5: config key 'batch_sizes[1]': 0 is less than the minimum of 1
-  my.yaml:3: config key 'engines[1]': 'tgi' is not one of ['hf', 'vllm']
+  my.yaml:14: config key 'batch_sizes[1]': 8.0 is not an integer (write 8)
+  my.yaml:7: config key 'batch_size': unknown key 'batch_size' at the top level (did you mean 'batch_sizes'?)
+  my.yaml:31: config key 'engine_args.vllm.gpu_memory_utilisation': is not an argument of vllm.LLM (vLLM 0.32.0) (did you mean 'gpu_memory_utilization'?)
+  --config n_gpus=[1, 64]: config key 'n_gpus[1]': 64 devices, more than a node of any hardware of the config has (devices per node: 'cpu' 2; on the CPU, its cores)
 ```
+
+What is checked beyond the types and ranges below: a key given twice in one mapping (YAML would
+keep the last silently); where results and downloads go (not a system folder, not a file, a
+folder you may write); GPU counts against what a node has; every engine argument against the
+engine's own definitions (vLLM's `LLM`/`EngineArgs` fields, types and ranges; the arguments
+transformers' `from_pretrained` reads, or the model's config keys), from snapshots in
+`workflow/schemas/engine_args/` (`python -m tools.engine_args` writes them); the paper data's
+folder and files; every reference to a hardware, model or engine; the SLURM partitions file.
+Snakemake reads `--configfile` files itself before the workflow starts: a file it cannot read at
+all (missing, or not YAML) stops it with its own message. `python -m infpop.config FILE ...
+[--config KEY=VALUE ...]` checks files as the workflow will and names the file, line and column.
+
+A re-run does only what changed. Each job's recorded parameters are what its outputs depend on:
+a measuring job's, the settings its trials depend on (the model, hardware, engine arguments,
+dtype, prompts, warm-up, repetitions, the grid); an analysis's, its section. Time limits
+(`trial_timeout_s`, `load_timeout_s`), `runtime_estimate`, `models_dir`, `cluster`, where the
+paper's files are copied from (`paper_data.local_dir`), `analysis`, `optimise` and `crosscheck`
+never re-run a sweep (tests/test_workflow.py holds the table of what each change re-runs). A trial
+a sweep finds measured with the same settings is kept, not measured again.
+
+Before it runs, the plan says what it will do: sweeps, jobs, trials and the device-hours they are
+estimated to take, by the cost model calibrated on earlier trials or by `runtime_estimate`, with
+which for what (`InfPop plan: ...` on the terminal; `results/plan.csv` lists every combination, run
+or left out, with the reason; docs/cluster.md, "The cost model").
 
 `<key>` stands for a name you choose (a model key, a hardware label).
 """

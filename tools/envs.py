@@ -40,10 +40,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from infpop import REPO_ROOT
+from infpop.pins import LOCK, read_lock
 
 ENVS_DIR = REPO_ROOT / "envs"
 PINS = ENVS_DIR / "pins.yaml"
-LOCK = REPO_ROOT / "requirements.txt"
 GPU_LOCKS_DIR = ENVS_DIR / "locks"
 #: The platform the GPU locks are resolved for and checked on, natively (the nodes' platform).
 #: Platform flags (--platform, --python-version) would accept wheels only and fail on packages
@@ -75,17 +75,6 @@ class EnvError(ValueError):
 
 
 # -- the CPU lock ----------------------------------------------------------------------------------
-
-
-def read_lock(path: Path = LOCK) -> dict[str, tuple[str, str]]:
-    """{canonical name: (name as written, version)} of every `name==version` line."""
-    pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line)
-        if match:
-            pins[canonicalize_name(match[1])] = (match[1], match[2])
-    return pins
 
 
 def requirements_of(name: str) -> list[str]:

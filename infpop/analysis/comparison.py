@@ -1,8 +1,9 @@
 """The paper's stated numbers beside the values our replay of its published data computes.
 
 The paper's numbers are typed once in configs/paper_reference.csv (quantity, hardware, engine,
-model, paper_value, source, explanation). Each quantity names where our value comes from; the
-agreement is judged at the paper's printed precision.
+model, paper_value, source, explanation, tolerance). Each quantity names where our value comes
+from; the agreement is judged at the paper's printed precision. (A row with a `tolerance` is also
+one of the paper's conclusions checked on every dataset: infpop/conclusions.py.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from decimal import Decimal
 
 import pandas as pd
 
-from infpop.analysis.rq import CORRELATION_PAIRS
+from infpop.analysis.discussion import CORRELATION_PAIRS
 
 #: The paper's correlation statements (V-B), each a set of (x, y) pairs of rq.CORRELATION_PAIRS.
 CORRELATIONS = {

@@ -17,7 +17,7 @@ from itertools import combinations
 import numpy as np
 from scipy import stats as _stats
 
-from . import INSUFFICIENT
+from infpop.analysis.selection import INSUFFICIENT
 
 NAN = float("nan")
 
@@ -75,6 +75,32 @@ def anova(groups: Mapping | Sequence, min_group_size: int = 1) -> AnovaResult:
         return AnovaResult(NAN, NAN, len(kept), n, insufficient("every value is the same"))
     result = _stats.f_oneway(*values)
     return AnovaResult(float(result.statistic), float(result.pvalue), len(kept), n)
+
+
+# --------------------------------------------------------------------------- Kruskal-Wallis
+
+
+@dataclass(frozen=True)
+class KruskalResult(_Result):
+    H: float
+    p: float
+    n_groups: int
+    n: int
+    note: str = ""
+
+
+def kruskal(groups: Mapping | Sequence) -> KruskalResult:
+    """Kruskal-Wallis H test (scipy.stats.kruskal), the rank-based counterpart of `anova` for
+    groups whose values are not normal: at least two groups with values, and not every value equal."""
+    kept = {k: v for k, v in _labelled(groups).items() if len(v) >= 1}
+    n = int(sum(len(v) for v in kept.values()))
+    if len(kept) < 2:
+        return KruskalResult(NAN, NAN, len(kept), n, insufficient(f"{len(kept)} group(s) with values, need two"))
+    values = list(kept.values())
+    if np.ptp(np.concatenate(values)) == 0:
+        return KruskalResult(NAN, NAN, len(kept), n, insufficient("every value is the same"))
+    result = _stats.kruskal(*values)
+    return KruskalResult(float(result.statistic), float(result.pvalue), len(kept), n)
 
 
 # --------------------------------------------------------------------------- Tukey HSD

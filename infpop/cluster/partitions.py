@@ -3,10 +3,10 @@ error before any job is submitted, not a SLURM job pending forever.
 
 Two sources are checked against the config's plan:
 - resources set on the sweeps from the command line or a profile (`set-resources: sweep:
-  gpu_model: ...` or `gpu: ...`): the GPU model must be one the config's hardware defines, the
-  GPU count within a node of that hardware;
-- the partitions file of snakemake-executor-plugin-slurm (`slurm-partition-config` in the profile
-  or on the command line, or SNAKEMAKE_SLURM_PARTITIONS): every planned GPU sweep needs a
+  gpu_model: ...` or `gpu: ...`), which the workflow reads and hands in: the GPU model must be
+  one the config's hardware defines, the GPU count within a node of that hardware;
+- the partitions file of snakemake-executor-plugin-slurm, the config's `cluster.partitions` (the
+  workflow hands it to the plugin), in a run that submits jobs: every planned GPU sweep needs a
   partition offering its GPU model and GPU count, and every job (the sweeps and live tuning) one
   whose max_runtime and max_mem_mb hold its estimated runtime and host memory (infpop.cluster.sizing).
   A sweep estimated to run longer than that is split into one job per max_new_tokens first.
@@ -20,7 +20,6 @@ error here.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,69 +31,55 @@ from infpop.cluster import sizing
 from infpop.cluster.sizing import SweepJob
 from infpop.measure.grid import Sweep
 
-PARTITIONS_ENV = "SNAKEMAKE_SLURM_PARTITIONS"
+
+class PartitionsError(ValueError):
+    """A partitions file that cannot be read, or a partition whose limits the plan cannot use."""
 
 
-def _option(argv: list[str], names: tuple[str, ...]) -> str | None:
-    """The value of the last of `names` in argv (`--name value` or `--name=value`)."""
-    value = None
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg == name and i + 1 < len(argv):
-                value = argv[i + 1]
-            elif arg.startswith(name + "="):
-                value = arg[len(name) + 1 :]
-    return value
-
-
-def _profile_dir(profile: str, roots: Iterable[Path]) -> Path | None:
-    """A profile given as a directory (relative to one of `roots`), or by name under Snakemake's
-    profile folders."""
-    candidates = [Path(profile)] if os.path.isabs(profile) else [Path(root) / profile for root in roots]
-    if not os.path.isabs(profile) and os.sep not in profile:
-        candidates += [Path(root) / "profiles" / profile for root in roots]
-        candidates += [Path.home() / ".config" / "snakemake" / profile, Path("/etc/xdg/snakemake") / profile]
-    return next((c for c in candidates if (c / "config.yaml").is_file()), None)
-
-
-def partition_file(
-    argv: list[str], environ: Mapping[str, str] | None = None, roots: Iterable[Path | str | None] = ()
-) -> Path | None:
-    """The plugin's partitions file this run uses, as the plugin resolves it: the command line,
-    then the profile, then the environment variable. None when there is none.
-
-    Relative paths on the command line are tried against the working directory, then `roots`:
-    with --directory, Snakemake has changed the working directory before the workflow is read,
-    so the caller passes the directory it was started in ($PWD) and the workflow's own."""
-    environ = os.environ if environ is None else environ
-    roots = [Path.cwd()] + [Path(root) for root in roots if root]
-    given = _option(argv, ("--slurm-partition-config",))
-    if given:
-        found = [Path(root) / given for root in roots if (Path(root) / given).is_file()]
-        return found[0] if found and not os.path.isabs(given) else Path(given)
-    for profile in filter(
-        None, [_option(argv, ("--profile",)), _option(argv, ("--workflow-profile",)), environ.get("SNAKEMAKE_PROFILE")]
-    ):
-        directory = _profile_dir(profile, roots)
-        if directory is None:
-            continue
-        settings = yaml.safe_load((directory / "config.yaml").read_text()) or {}
-        value = settings.get("slurm-partition-config")
-        if value:
-            value = os.path.expanduser(os.path.expandvars(str(value)))
-            return directory / value if (directory / value).exists() else Path(value)
-    return Path(environ[PARTITIONS_ENV]) if environ.get(PARTITIONS_ENV) else None
-
-
-def load_partitions(path: Path) -> dict[str, dict]:
-    """{partition: limits} from the plugin's partitions file."""
+def read_partitions(path: str | Path) -> Partitions:
+    """The plugin's partitions file as the limits a job is placed by. Every partition must give
+    max_runtime: a partition without one would be read as unlimited, and a job sized to it would
+    ask SLURM for any time at all."""
+    path = Path(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = path.read_text()
     except FileNotFoundError:
-        raise ValueError(f"the SLURM partitions file {path} does not exist") from None
-    if not isinstance(data, dict) or not isinstance(data.get("partitions"), dict):
-        raise ValueError(f"the SLURM partitions file {path} needs a 'partitions' mapping")
-    return {name: dict(limits or {}) for name, limits in data["partitions"].items()}
+        raise PartitionsError(f"the SLURM partitions file {path} does not exist") from None
+    except OSError as exc:
+        raise PartitionsError(f"cannot read the SLURM partitions file {path}: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PartitionsError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("partitions"), dict) or not data["partitions"]:
+        raise PartitionsError(f"{path} needs a 'partitions' mapping of partition names to their limits")
+    partitions_node = _child(node, "partitions")
+    lines = {key.value: key.start_mark.line + 1 for key, _ in getattr(partitions_node, "value", [])}
+    problems = []
+    limits = {}
+    for name, spec in data["partitions"].items():
+        spec = dict(spec or {})
+        where = f"{path}:{lines.get(name, '?')}"
+        if "max_runtime" not in spec:
+            problems.append(
+                f"{where}: partition {name} has no max_runtime: give its time limit (the MaxTime of "
+                f"`scontrol show partition {name}`, in minutes or days-hours:minutes:seconds)"
+            )
+        limits[name] = spec
+    if problems:
+        raise PartitionsError("; ".join(problems))
+    try:
+        return Partitions(limits, str(path))
+    except ValueError as exc:
+        raise PartitionsError(str(exc)) from None
+
+
+def _child(node, key: str):
+    """The value node of `key` in a composed YAML mapping node (None where there is none)."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((value for k, value in node.value if k.value == key), None)
 
 
 def gpu_models(config: dict) -> dict[str, list[str]]:
@@ -225,6 +210,9 @@ class Partitions:
             if n_gpus and (max_gpu < n_gpus or (gpu_model and models and gpu_model not in models)):
                 continue
             eligible.append(self.rooms[name])
+        if not n_gpus:  # the plugin places a job without GPUs on a partition without GPUs where one exists
+            cpu_only = [room for room in eligible if not int(self.limits[room.partition].get("max_gpu", 0))]
+            eligible = cpu_only or eligible
         return max(eligible, key=lambda r: (r.max_runtime, r.max_mem_mb), default=None)
 
 
@@ -261,7 +249,7 @@ def sweep_need(config: dict, job: SweepJob) -> Need:
         gpus,
         sizing.sweep_minutes(config, job),
         sizing.host_memory_mb(config, sweep.model, sweep.engine, sweep.n_gpus),
-        sizing.describe(config, sweep.engine, 1, len(job.trial_keys(config))),
+        sizing.describe_sweep(config, job),
         f"lower trial_timeout_s (a trial is estimated at most that), set runtime_estimate."
         f"{sweep.engine}.trial_s to what a trial takes on this hardware, or measure fewer {what}",
     )
@@ -271,9 +259,10 @@ def tune_need(config: dict, gpu_counts: dict[str, list[int]]) -> Need:
     """Live tuning's job: every engine on the tuned hardware, up to the largest GPU count it searches."""
     tune = config["optimise"]["tune"]
     model, gpus = _job_gpus(config, tune["hardware"], max(max(c) for c in gpu_counts.values()))
+    factor = config["runtime_estimate"]["safety_factor"]
     how = "; ".join(
-        f"{engine}: " + sizing.describe(config, engine, len(counts), tune["budget"])
-        for engine, counts in gpu_counts.items()
+        f"{engine}: " + sizing.describe(*sizing.tune_estimate(config, gpu_counts, engine), factor)
+        for engine in gpu_counts
     )
     return Need(
         "tune",
@@ -284,6 +273,21 @@ def tune_need(config: dict, gpu_counts: dict[str, list[int]]) -> Need:
         how,
         "lower optimise.tune.budget or trial_timeout_s, or set runtime_estimate.<engine>.trial_s "
         "to what a trial takes on this hardware",
+    )
+
+
+def serve_need(config: dict, job) -> Need:
+    """A serving job's (infpop.serve.plan.ServeJob): its server and every load point."""
+    model, gpus = _job_gpus(config, job.hardware, job.n_gpus)
+    return Need(
+        job.name,
+        model,
+        gpus,
+        sizing.serve_minutes(config, job),
+        sizing.host_memory_mb(config, job.model, job.engine, job.n_gpus),
+        f"a {sizing.load_seconds(config, job.hardware, job.engine, job.model):g} s server start + its load points",
+        "lower serve.requests, serve.repetitions or the load points (the lowest request rates take longest), "
+        "or set serve.load_point_estimate_s to what a load point takes on this hardware",
     )
 
 
@@ -332,43 +336,22 @@ class ClusterPlan:
         return self.partitions.room(*_job_gpus(config, hardware, n_gpus)) if self.partitions else None
 
 
-def run_settings(workflow, argv: list[str]) -> dict:
-    """What this Snakemake run was given that the plan is checked against, read in one place: the
-    SLURM plugin's partitions file (the command line, the profile or the environment, as the
-    plugin itself finds it) and the resources set on the sweep rule from outside (a profile's or
-    the command line's set-resources). The keyword arguments of `plan_cluster`."""
-    overrides = {}
-    for name, resource in dict(workflow.resource_settings.overwrite_resources.get("sweep", {})).items():
-        try:
-            overrides[name] = getattr(resource, "value", resource)
-        except ValueError:  # evaluated per job: a bare name or number is checked, an expression is not
-            raw = str(getattr(resource, "raw", ""))
-            if re.fullmatch(r"[A-Za-z0-9_.]+", raw):
-                overrides[name] = raw
-    # relative paths on the command line: from where Snakemake was started, which --directory left
-    partitions = partition_file(argv, roots=[os.environ.get("PWD"), workflow.basedir])
-    return {"partitions_file": partitions, "overrides": overrides}
-
-
 def plan_cluster(
     config: dict,
     sweeps: Iterable[Sweep],
     tune_gpu_counts: dict[str, list[int]] | None = None,
-    *,
-    partitions_file: Path | None = None,
+    partitions: Partitions | None = None,
     overrides: Mapping[str, object] | None = None,
+    serve_jobs: Iterable = (),
 ) -> ClusterPlan:
-    """The sweep jobs of this run and every cluster problem, before any job is submitted. A runtime
-    or mem_mb set on the sweeps from outside (set-resources) replaces the estimate: then the sweeps
-    are neither split nor checked on it."""
-    sweeps, overrides, path = list(sweeps), overrides or {}, partitions_file
+    """The sweep jobs of this run and every cluster problem, before any job is submitted, against
+    the cluster's `partitions` (None: a run on one machine, nothing is capped or split).
+    `overrides`: the resources set on the sweep rule from outside (a profile's or the command
+    line's set-resources). A runtime or mem_mb set so replaces the estimate: then the sweeps are
+    neither split nor checked on it. `serve_jobs`: the serving plan's servers (infpop.serve.plan),
+    checked as the sweeps are (their GPUs, runtime and memory); a server is never split."""
+    sweeps, overrides = list(sweeps), overrides or {}
     problems = check_sweep_overrides(config, overrides)
-    partitions = None
-    if path is not None:
-        try:
-            partitions = Partitions(load_partitions(path), str(path))
-        except ValueError as exc:
-            problems.append(str(exc))
     jobs = []
     for sweep in sweeps:
         room = partitions.room(*_job_gpus(config, sweep.hardware, sweep.n_gpus)) if partitions else None
@@ -384,4 +367,9 @@ def plan_cluster(
         )
         if tune_gpu_counts:
             problems += check_sizes([tune_need(config, tune_gpu_counts)], partitions)
+        serve_jobs = list(serve_jobs)
+        if serve_jobs:
+            servers = [job.sweep for job in serve_jobs]
+            problems += check_partitions(config, servers, partitions.limits, partitions.source)
+            problems += check_sizes([serve_need(config, job) for job in serve_jobs], partitions)
     return ClusterPlan(jobs, partitions, problems)

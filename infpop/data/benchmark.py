@@ -36,6 +36,7 @@ from infpop import atomic
 __all__ = [
     "DATASETS",
     "ORDERS",
+    "PROMPTS",
     "derive_single_line_infilling",
     "humaneval_path",
     "load_prompts",
@@ -153,3 +154,5 @@ def load_prompts(
 DATASETS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "humaneval_single_line_infilling": derive_single_line_infilling,
 }
+#: Benchmark name -> how many prompts it has (what a trial sends without benchmark.limit).
+PROMPTS: dict[str, int] = {"humaneval_single_line_infilling": 1033}

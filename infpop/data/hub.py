@@ -8,8 +8,8 @@ writes a small manifest beside it, `<models_dir>/<key>.json`: the repository, th
 for, the commit it resolved to, the snapshot folder and its files. The manifest is the rule's
 output, not the multi-GB folder, so Snakemake never walks or checksums the weights.
 
-`model_files` is the other side: a sweep reads the manifest and gives the engines the snapshot
-folder, with the hub offline, and every trial records the commit it measured.
+`infpop.data.models.model_files` is the other side: a sweep reads the manifest and gives the
+engines the snapshot folder, with the hub offline, and every trial records the commit it measured.
 
 A download that cannot succeed (a gated or missing repository, an unknown revision, no network)
 raises HubError with one line naming the model and what to do.
@@ -26,7 +26,6 @@ from io import StringIO
 from pathlib import Path
 
 from infpop import atomic
-from infpop.config import model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -280,44 +279,3 @@ def read_manifest(models_dir: str | Path, key: str) -> dict:
         raise SnapshotMissing(
             f"{path}: cannot read the model's download manifest ({exc}); delete it and download again"
         ) from None
-
-
-def model_files(config: dict, key: str) -> tuple[str, str | None]:
-    """(the folder the engines load, the commit measured) of model `key`: a local model's
-    directory (no commit), or a hub model's downloaded snapshot and its commit."""
-    spec = config["models"][key]
-    if "hf_id" not in spec:
-        return str(model_dir(spec)), None
-    models_dir = Path(config["models_dir"])
-    manifest = read_manifest(models_dir, key)
-    path = manifest_path(models_dir, key)
-    wanted = (spec["hf_id"], spec.get("revision") or DEFAULT_REVISION)
-    if (manifest.get("repo_id"), manifest.get("revision")) != wanted:
-        raise SnapshotMissing(
-            f"{path} is {manifest.get('repo_id')}@{manifest.get('revision')}, the config asks "
-            f"for {wanted[0]}@{wanted[1]}: delete it and download again"
-        )
-    snapshot = models_dir / manifest["snapshot"]
-    missing = [f["path"] for f in manifest["files"] if not (snapshot / f["path"]).is_file()]
-    if missing:
-        raise SnapshotMissing(
-            f"the snapshot of model '{key}' in {snapshot} lacks {', '.join(missing[:3])}"
-            + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-            + f": delete {path} and download again"
-        )
-    return str(snapshot.resolve()), manifest["commit"]
-
-
-def known_model_config(config: dict, key: str) -> dict | None:
-    """Model `key`'s config.json where it is on disk already (a local model's folder, or the
-    downloaded snapshot of a hub model), else None: at planning time a hub model may not be
-    downloaded yet, nor a model with `build` built, and nothing may be fetched to find out."""
-    try:
-        folder, _ = model_files(config, key)
-    except SnapshotMissing:
-        return None
-    try:
-        settings = json.loads((Path(folder) / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return settings if isinstance(settings, dict) else None

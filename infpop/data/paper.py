@@ -29,7 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from infpop import atomic
-from infpop.measure.records import TIDY_COLUMNS
+from infpop.data.benchmark import PROMPTS
+from infpop.trials import TIDY_COLUMNS
 
 __all__ = [
     "APPENDIX_COMMIT",
@@ -84,6 +85,9 @@ STATUSES = {
 }
 #: max_new_tokens of the 1st, 2nd and 3rd row of one configuration.
 TOKENS = (5, 10, 20)
+#: Prompts of every trial: all of HumanEval single-line infilling (III-E: "all items from the
+#: Single-line infilling benchmark").
+PAPER_PROMPTS = PROMPTS["humaneval_single_line_infilling"]
 
 _FIX = (
     "set the config key paper_data.local_dir to a folder holding the appendix files "
@@ -207,7 +211,7 @@ def _read_all_data(path: Path) -> pd.DataFrame:
 
 
 def import_paper(appendix_dir: Path) -> pd.DataFrame:
-    """One tidy row (infpop.measure.records.TIDY_COLUMNS) per row of allData.csv, in its order, with the
+    """One tidy row (infpop.trials.TIDY_COLUMNS) per row of allData.csv, in its order, with the
     lost hardware and max_new_tokens recovered (see the module docstring)."""
     appendix_dir = Path(appendix_dir)
     source = appendix_dir / ALL_DATA
@@ -309,10 +313,24 @@ def import_paper(appendix_dir: Path) -> pd.DataFrame:
     out["rep"] = out.groupby(identity, sort=False).cumcount()
     for column in ("n_gpus", "max_new_tokens", "batch_size", "rep"):
         out[column] = out[column].astype("int64")
+    filled = identity + ["rep", "status", "throughput_tokens_per_s", "error", "prompts", "device_seconds"]
     for column in TIDY_COLUMNS:
-        if column not in identity + ["rep", "status", "throughput_tokens_per_s", "error"]:
+        if column not in filled:
             out[column] = math.nan
+    out["prompts"] = PAPER_PROMPTS
+    out["device_seconds"] = device_seconds(out)
     return out[TIDY_COLUMNS]
+
+
+def device_seconds(trials: pd.DataFrame) -> pd.Series:
+    """What each published trial cost, from its throughput: every prompt's max_new_tokens tokens
+    at that throughput, on n_gpus GPUs (the paper's trials ran on whole GPUs, one per rank). Known
+    for finished trials only: how long a trial ran before it failed is not published (a partial
+    out-of-memory trial's throughput is that of the part that ran, its length unknown), nor are the
+    model loads' times."""
+    finished = (trials["status"] == "ok") & (trials["throughput_tokens_per_s"] > 0)
+    seconds = trials["prompts"] * trials["max_new_tokens"] / trials["throughput_tokens_per_s"] * trials["n_gpus"]
+    return seconds.where(finished).astype(float)
 
 
 def write_trials(df: pd.DataFrame, path: Path) -> None:

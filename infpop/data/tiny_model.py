@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from infpop.data.model_build import save_model_folder
+from infpop.data.model_folder import count_parameters, save_model_folder
 
 BOS_TOKEN = "<s>"
 EOS_TOKEN = "</s>"
@@ -129,7 +129,7 @@ def build_tiny_model(
 ) -> Path:
     """Train a tokenizer on ``texts``, build a seeded random Llama, save both to ``out_dir``.
 
-    Saved by :func:`infpop.data.model_build.save_model_folder` (written beside ``out_dir``,
+    Saved by :func:`infpop.data.model_folder.save_model_folder` (written beside ``out_dir``,
     renamed into place; an existing ``out_dir`` is replaced).  Returns ``out_dir``.
     """
     out_dir = Path(out_dir)
@@ -157,23 +157,6 @@ def read_benchmark_texts(path: Path) -> list[str]:
             if text:
                 texts.append(text)
     return texts
-
-
-def count_parameters(model_dir: Path) -> int:
-    """Number of parameters stored in a saved model folder (reads safetensors headers only)."""
-    total = 0
-    for f in sorted(Path(model_dir).glob("*.safetensors")):
-        with open(f, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        for name, meta in header.items():
-            if name == "__metadata__":
-                continue
-            size = 1
-            for d in meta["shape"]:
-                size *= d
-            total += size
-    return total
 
 
 def main(argv: Iterable[str] | None = None) -> int:

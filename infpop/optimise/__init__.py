@@ -6,5 +6,5 @@
 - search.py: the evaluation loop every use shares (budget, history, why the search stopped);
 - objectives.py: throughput, throughput under a p95-latency limit, the Pareto front;
 - rq5.py: the upgrade/downgrade replay on a trials table; study.py: optimiser efficiency on every
-  landscape of a dataset; tune.py: live tuning through real trials.
+  landscape of a dataset; tune.py: live tuning through real trials; each with its figure.
 """

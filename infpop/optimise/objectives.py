@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from infpop.analysis import AnalysisSettings, cells, select
+from infpop.analysis.selection import AnalysisSettings, cells, select
 from infpop.optimise.space import Outcome, Point, Space
 
 OBJECTIVES = ("throughput", "latency_constrained", "pareto")

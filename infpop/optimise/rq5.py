@@ -18,6 +18,8 @@ Two modes:
 
 The replay knows each landscape's optimum, so a search stops once it has found it: no later
 evaluation could change its best, and the result is the same as running every evaluation.
+
+Its figure: the RQ5 violin (the paper's Fig. 5).
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from infpop.analysis import AnalysisSettings
+from infpop.analysis.selection import AnalysisSettings
 from infpop.optimise.objectives import Landscape, Objective, landscapes
 from infpop.optimise.optimisers import make
 from infpop.optimise.parallel import map_in_processes
@@ -196,6 +199,8 @@ def run_experiment(experiment: Experiment, settings: ReplaySettings) -> dict:
         return {**result, "status": "no configuration that runs on the old GPU runs on the new one"}
     point, old_value, base_value = baseline
     best_point = experiment.new.best(experiment.space)
+    if best_point is None:  # the baseline lies outside the space (faithful: 1028, its space 1024) and nothing in it ran
+        return {**result, "status": "no point of the search space runs on the new GPU"}
     optimum = experiment.new.evaluate(best_point).value
     repeats = []
     for repeat in range(settings.repeats):
@@ -236,12 +241,17 @@ def _run_packed(args):
     return run_experiment(*args)
 
 
-def run_all(experiments: list[Experiment], settings: ReplaySettings, threads: int = 1) -> list[dict]:
-    """Every experiment, on `threads` processes; results in the experiments' order."""
+def run_all(
+    experiments: list[Experiment], settings: ReplaySettings, threads: int = 1, progress: bool = True
+) -> list[dict]:
+    """Every experiment, on `threads` processes; results in the experiments' order (with
+    `progress`, a line each in the log)."""
     results = []
     work = [(e, settings) for e in experiments]
     for number, result in enumerate(map_in_processes(_run_packed, work, threads), 1):
         results.append(result)
+        if not progress:
+            continue
         median = result.get("median")
         shown = f"median improvement {median:.2f}%" if median is not None else result["status"]
         logger.info(
@@ -295,3 +305,43 @@ def summary(results: list[dict]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def rq5_violin_png(results: list[dict], path) -> Path:
+    """Per-model median improvements per (mode, engine, direction), one violin each; medians of
+    300% and more are left out as in the paper's figure (their number is in the label)."""
+    # matplotlib only where a figure is drawn: the workflow's parse imports this module
+    import matplotlib.pyplot as plt
+
+    from infpop.figures import save, say
+
+    groups = {}
+    for r in results:
+        if r.get("median") is not None:
+            groups.setdefault((r["mode"], r["engine"], r["direction"]), []).append(r["median"])
+    keys = sorted(groups, key=lambda k: (k[0] != "faithful", k[1], k[2] != "upgrade"))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(keys)), 5))
+    if not keys:
+        say(ax, "no RQ5 result")
+        return save(fig, path)
+    data, labels = [], []
+    for key in keys:
+        kept = [m for m in groups[key] if m < PAPER_OUTLIER_PCT] or [0.0]
+        dropped = len(groups[key]) - sum(m < PAPER_OUTLIER_PCT for m in groups[key])
+        data.append(kept)
+        labels.append(
+            f"{key[0]}\n{'HF' if key[1] == 'hf' else 'vLLM' if key[1] == 'vllm' else key[1]} {key[2]}"
+            + (f"\n({dropped} >= {PAPER_OUTLIER_PCT:.0f}% left out)" if dropped else "")
+        )
+    parts = ax.violinplot(data, showmeans=True, showmedians=True)
+    for body, key in zip(parts["bodies"], keys, strict=False):
+        body.set_facecolor("skyblue" if key[2] == "upgrade" else "lightgreen")
+        body.set_edgecolor("black")
+    for name in ("cmeans", "cmedians", "cbars", "cmins", "cmaxes"):
+        parts[name].set_edgecolor("black")
+    parts["cmeans"].set_linestyle("--")
+    ax.set_xticks(range(1, len(keys) + 1), labels, fontsize=8)
+    ax.set_ylabel("throughput improvement (%)\nmedian of the repeats, per model")
+    ax.set_title("RQ5: re-tuning after a GPU change (solid: median, dashed: mean)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return save(fig, path)

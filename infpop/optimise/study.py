@@ -3,7 +3,7 @@
 Each optimiser searches each (hardware, engine, model) landscape once per seed, with a budget of
 as many evaluations as the space has points; after k evaluations we note best found / optimum.
 landscape_ei also runs with a prior, the same engine and model on the other GPU model (the RQ5
-situation), where the dataset has one.
+situation), where the dataset has one. Its figure: the optimisers' efficiency curves.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -154,3 +155,26 @@ def curves(rows: list[dict], level: float = 0.95) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(table)
+
+
+def efficiency_png(curves: pd.DataFrame, path, level_column: str = "fraction_at_95pct") -> Path:
+    """Left: mean best/optimum after k evaluations; right: fraction of runs at 95% of the optimum."""
+    # matplotlib only where a figure is drawn, as in rq5.py and tune.py (the workflow's parse imports those)
+    import matplotlib.pyplot as plt
+
+    from infpop.figures import save
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for label, rows in curves.groupby("optimiser", sort=False):
+        line = "--" if label.endswith("+prior") else "-"
+        left.plot(rows["evaluations"], rows["mean_ratio"], line, label=label)
+        right.plot(rows["evaluations"], rows[level_column], line, label=label)
+    for ax, ylabel in ((left, "mean best found / optimum"), (right, "fraction of runs at >= 95% of the optimum")):
+        ax.set_xlabel("evaluations")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, 1.02)
+        ax.axvline(8, color="grey", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+    right.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Optimiser efficiency on every landscape of the dataset (dotted: 8 evaluations)", fontsize=10)
+    return save(fig, path)

@@ -6,7 +6,7 @@ r0, r1, ...): its value is the mean throughput of its repetitions, not one lucky
 record is reused (a sweep may have measured it, or an earlier tuning run), anything else is
 measured by a supervised worker, which loads the model once per GPU count. The result is the search history
 (every evaluation, its status, and why the search stopped), the recommended configuration and
-the throughput / p95-latency Pareto front of what was measured.
+the throughput / p95-latency Pareto front of what was measured, also drawn as a figure.
 """
 
 from __future__ import annotations
@@ -170,3 +170,68 @@ def recommendations(results: list[dict]):
             }
         )
     return pd.DataFrame(rows)
+
+
+def pareto_png(result: dict, path) -> Path:
+    """Every evaluated configuration of a tuning run in (p95 batch latency, throughput), the
+    Pareto front joined, the recommendation circled."""
+    # matplotlib only where a figure is drawn: the workflow's parse imports this module
+    import matplotlib.pyplot as plt
+
+    from infpop.figures import save, say
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    points = [e for e in result["evaluations"] if e["throughput"] is not None and e["latency_p95_s"] is not None]
+    title = f"Tuning {result['engine']} on {result['hardware']} ({result['model']}): throughput vs p95 batch latency"
+    if not points:
+        say(ax, "no evaluation with a throughput and a latency")
+    else:
+        feasible = [e for e in points if e["value"] is not None]
+        other = [e for e in points if e["value"] is None]
+        ax.scatter([e["latency_p95_s"] for e in feasible], [e["throughput"] for e in feasible], label="evaluated")
+        if other:
+            ax.scatter(
+                [e["latency_p95_s"] for e in other],
+                [e["throughput"] for e in other],
+                marker="x",
+                color="red",
+                label="infeasible (limit or failure)",
+            )
+        for e in points:
+            ax.annotate(
+                f"g{e['n_gpus']} b{e['batch_size']}",
+                (e["latency_p95_s"], e["throughput"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        front = sorted(result["pareto_front"], key=lambda f: f["latency_p95_s"])
+        if front:
+            ax.plot(
+                [f["latency_p95_s"] for f in front],
+                [f["throughput_tokens_per_s"] for f in front],
+                "k--",
+                lw=1,
+                label="Pareto front",
+            )
+        best = result.get("recommended")
+        if best:
+            ax.scatter(
+                [best["latency_p95_s"]],
+                [best["throughput_tokens_per_s"]],
+                s=200,
+                facecolors="none",
+                edgecolors="green",
+                linewidths=2,
+                label="recommended",
+            )
+        limit = result["objective"].get("latency_p95_limit_s")
+        if limit:
+            ax.axvline(limit, color="red", ls=":", label=f"p95 limit {limit:g} s")
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+    ax.set_xlabel("p95 batch latency (s)")
+    ax.set_ylabel("throughput (tokens/s)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return save(fig, path)

@@ -3,8 +3,9 @@
 import re
 
 from infpop.data.gguf_model import locate as gguf_locate
-from infpop.measure.grid import Sweep
+from infpop.measure.grid import DEFAULT_SETTINGS, Sweep, sweep_engine_args
 from infpop.optimise.rq5 import applicable_directions
+from infpop.serve.plan import ServeJob, settings_of
 
 # -- data ------------------------------------------------------------------------------------------
 
@@ -51,12 +52,40 @@ def model_revision(wildcards):
 
 def sweep_job(wildcards):
     """The sweep job of a sweep rule's wildcards (its trials: all, or one max_new_tokens's)."""
-    sweep = Sweep(wildcards.hardware, wildcards.engine, wildcards.model, int(wildcards.n_gpus))
+    sweep = Sweep(
+        wildcards.hardware,
+        wildcards.engine,
+        wildcards.model,
+        int(wildcards.n_gpus),
+        variant_settings(wildcards.variant),
+    )
     return sizing.SweepJob(sweep, sizing.part_tokens(wildcards.part))
+
+
+def variant_settings(variant):
+    """The engine settings' label of a sweep's `variant` wildcard ('' for the default)."""
+    return variant.removeprefix("/") or DEFAULT_SETTINGS
+
+
+def sweep_settings(wildcards):
+    """What the sweep job's trials depend on: the measurement settings (its engine settings' engine
+    arguments) and its share of the grid."""
+    job = sweep_job(wildcards)
+    return {
+        **measured_with(wildcards.hardware, wildcards.engine, wildcards.model),
+        "engine_args": sweep_engine_args(CONFIG, job.sweep),
+        "batch_sizes": CONFIG["batch_sizes"],
+        "max_new_tokens": [job.max_new_tokens] if job.max_new_tokens else CONFIG["max_new_tokens"],
+    }
 
 
 def sweep_model_input(wildcards):
     return model_input(wildcards.model)
+
+
+def rehearsal_input(wildcards):
+    """The trials table a rehearsal answers from (nothing for a measurement)."""
+    return [REHEARSAL_TABLE] if REHEARSAL else []
 
 
 def sweep_env(wildcards):
@@ -68,7 +97,10 @@ def sweep_threads(wildcards):
     A local GPU sweep takes one core when the run declares its GPU count (`resources: gpu=N`, as
     profiles/local does): the scheduler then never hands out more GPUs than there are, and each
     sweep claims its own devices (infpop/measure/devices.py). Without it, GPU sweeps take every
-    core too and run one at a time (all_cores: on a cluster, the cores set-threads gives sweeps)."""
+    core too and run one at a time (all_cores: on a cluster, the cores set-threads gives sweeps).
+    A rehearsing sweep is one Python process on one core: as many run at once as there are cores."""
+    if REHEARSAL:
+        return 1
     if CONFIG["hardware"][wildcards.hardware]["kind"] == "gpu" and "gpu" in workflow.global_resources:
         return 1
     return all_cores(wildcards)
@@ -133,13 +165,66 @@ def comparison_inputs(wildcards):
     return inputs
 
 
+def conclusions_inputs(wildcards):
+    """The dataset's trials, the paper's statements and, where the paper's data is replayed, its
+    trials: each landscape's optimum is checked against theirs."""
+    inputs = {
+        "trials": dataset_trials(wildcards),
+        "paper_reference": f"{workflow.basedir}/configs/paper_reference.csv",
+        "paper_findings": f"{workflow.basedir}/configs/paper_findings.csv",
+    }
+    if "paper" in DATASETS:
+        inputs["reference"] = PAPER_TRIALS
+    return inputs
+
+
+def conclusions_reference_settings(wildcards):
+    """The analysis choices of the reference (the paper's data), when there is one."""
+    return dataset_analysis_settings("paper") if "paper" in DATASETS else None
+
+
+def cost_cpu_hardware(wildcards):
+    """The hardware whose sweeps hold one device whatever their n_gpus (the paper's are GPUs)."""
+    if wildcards.dataset == "paper":
+        return []
+    return [name for name, spec in CONFIG["hardware"].items() if spec["kind"] == "cpu"]
+
+
+def cost_source(wildcards):
+    """Where a dataset's costs come from, as its summary says."""
+    if wildcards.dataset == "paper":
+        return (
+            "From the published throughput: 1,033 prompts x max_new_tokens / throughput x n_gpus GPU-seconds "
+            "per finished trial. How long a failed trial ran, and the model loads, are not published."
+        )
+    if wildcards.dataset == "rehearsal":
+        return (
+            "From the rehearsal's simulated records, on its virtual clock (the trials table's throughputs): each "
+            "trial's wall time x the devices its sweep would hold (cost.device_seconds); each simulated load's "
+            "load_seconds x its sweep's devices."
+        )
+    return (
+        "From the trial records: each trial's wall time x the devices it held (cost.device_seconds); each "
+        "model load's load_seconds x its sweep's devices. A record made before costs were recorded has none."
+    )
+
+
 # -- optimise --------------------------------------------------------------------------------------
 
 
 # What the replayed optimisation reads (live tuning's settings apart), and what live tuning reads.
-OPTIMISE_REPLAY_CONFIG = {k: v for k, v in CONFIG["optimise"].items() if k != "tune"}
+_OBJECTIVE = {k: CONFIG["optimise"][k] for k in ("objective", "latency_p95_limit_s")}
+# The RQ5 replay depends on its section and the objective; the optimiser study on its own section,
+# the objective and the RQ5 directions (its priors): neither on the other's settings.
+RQ5_SETTINGS = {**_OBJECTIVE, "rq5": CONFIG["optimise"]["rq5"]}
+STUDY_SETTINGS = {
+    **_OBJECTIVE,
+    "study": CONFIG["optimise"]["study"],
+    "rq5": {"directions": CONFIG["optimise"]["rq5"]["directions"]},
+}
 TUNE = CONFIG["optimise"]["tune"]
-TUNE_CONFIG = {**MEASUREMENT_CONFIG, "optimise": {"tune": TUNE}}
+# Live tuning's trials depend on its section and on how each tuned engine measures.
+TUNE_SETTINGS = {"tune": TUNE, **{e: measured_with(TUNE["hardware"], e, TUNE["model"]) for e in TUNE["engines"]}}
 
 
 def rq5_directions(dataset):
@@ -187,7 +272,10 @@ def tune_runtime(wildcards, attempt):
 # -- crosscheck ------------------------------------------------------------------------------------
 
 CROSSCHECK = CONFIG["crosscheck"]
-CROSSCHECK_CONFIG = {**MEASUREMENT_CONFIG, "crosscheck": CROSSCHECK}
+CROSSCHECK_SETTINGS = {
+    "crosscheck": CROSSCHECK,
+    **{e: measured_with(CROSSCHECK["hardware"], e, CROSSCHECK["model"], sampled=False) for e in CROSSCHECK["engines"]},
+}
 
 
 def crosscheck_model_input(wildcards):
@@ -219,3 +307,86 @@ def crosscheck_mem_mb(wildcards, attempt):
 def crosscheck_runtime(wildcards, attempt):
     estimate = sizing.crosscheck_minutes(CONFIG)
     return job_request(estimate, attempt, CROSSCHECK["hardware"], CROSSCHECK["n_gpus"], "max_runtime")
+
+
+# -- serve -----------------------------------------------------------------------------------------
+
+SERVE = CONFIG["serve"] or {}
+# The serving plan depends on the section and on what the grid's exclusions read; the tables on how
+# the records' requests become measures (the SLO, the saturation tolerance).
+SERVE_PLAN_SETTINGS = {"serve": SERVE, **{key: CONFIG[key] for key in ("engines", "hardware", "models")}}
+SERVE_MEASURE_SETTINGS = {key: SERVE.get(key) for key in ("slo", "saturation_tolerance")}
+
+
+def serve_job(wildcards):
+    return ServeJob(wildcards.hardware, wildcards.engine, wildcards.model, int(wildcards.n_gpus), wildcards.settings)
+
+
+def serve_manifests():
+    """The manifest of every server in the serving plan (the serve rule's outputs)."""
+    return [SERVE_MANIFEST.format(**vars(job)) for job in SERVE_JOBS]
+
+
+def serve_settings(wildcards):
+    """What a server's records depend on: how the engine measures, the server's arguments and the
+    request stream's settings (not the SLO, which only the tables read; not the time limits)."""
+    job = serve_job(wildcards)
+    load = ("request_rates", "max_concurrency", "requests", "output_tokens", "burstiness", "seed", "warmup_requests")
+    return {
+        "model": {k: v for k, v in CONFIG["models"][job.model].items() if k not in MODEL_METADATA},
+        "hardware": CONFIG["hardware"][job.hardware],
+        "dtype": CONFIG["dtype"],
+        "benchmark": CONFIG["benchmark"]["name"],
+        "retry_failed": CONFIG["retry_failed"],
+        "server_arguments": settings_of(CONFIG, job).arguments,
+        "load": {key: SERVE[key] for key in (*load, "repetitions")},
+        "harnesses": SERVE["harnesses"][job.engine],
+    }
+
+
+def serve_model_input(wildcards):
+    return model_input(wildcards.model)
+
+
+def serve_env(wildcards):
+    """Both engines' environment (live tuning's): the server's engine, and vLLM's serving benchmark
+    and transformers' server's web stack beside it."""
+    return measuring_env(wildcards.hardware, "tune")
+
+
+def serve_mem_mb(wildcards, attempt):
+    estimate = sizing.host_memory_mb(CONFIG, wildcards.model, wildcards.engine, int(wildcards.n_gpus))
+    return job_request(estimate, attempt, wildcards.hardware, int(wildcards.n_gpus), "max_mem_mb")
+
+
+SERVE_TUNING = SERVE.get("tuning")
+LIVE_TUNING = bool(SERVE_TUNING) and SERVE_TUNING["mode"] == "live"
+# The comparison depends on its section and how records become measures; live, also on everything
+# the servers' load points depend on.
+SERVE_TUNING_SETTINGS = {
+    "tuning": SERVE_TUNING,
+    "measures": SERVE_MEASURE_SETTINGS,
+    "plan": SERVE_PLAN_SETTINGS if LIVE_TUNING else None,
+}
+
+
+def serve_tuning_input(wildcards):
+    """Replayed: the serving jobs' records (their manifests). Live: what the servers need."""
+    if LIVE_TUNING:
+        return {
+            "benchmark": BENCHMARK_FILE,
+            "models": [path for model in SERVE["models"] for path in model_input(model)],
+        }
+    return {"manifests": serve_manifests()}
+
+
+def serve_tuning_env(wildcards):
+    """Live: both engines' measuring environment of the first hardware served; replayed: analysis."""
+    return measuring_env(SERVE["hardware"][0], "tune") if LIVE_TUNING else analysis_env()
+
+
+def serve_runtime(wildcards, attempt):
+    """Minutes: a server start, and every load point (its requests at its rate, plus
+    serve.load_point_estimate_s) x repetitions x load generators."""
+    estimate = sizing.serve_minutes(CONFIG, serve_job(wildcards))
+    return job_request(estimate, attempt, wildcards.hardware, int(wildcards.n_gpus), "max_runtime")

@@ -29,16 +29,28 @@ def measure_outputs():
     """The measurements: the plan, every sweep and their table, and the repetitions as data."""
     return [
         PLAN_FILE,
-        MEASURED_TRIALS,
+        OWN_TRIALS,
         *_outputs(rules.repetitions),
         *_outputs(rules.agreement),
         *_outputs(rules.provenance),
     ]
 
 
+def conclusion_and_cost_outputs(datasets=None):
+    """The paper's conclusions checked on each dataset, and what its trials cost."""
+    return [
+        t
+        for dataset in datasets or DATASETS
+        for rule in (rules.conclusions, rules.cost)
+        for t in _outputs(rule, dataset=dataset)
+    ]
+
+
 def analysis_outputs():
-    """The analyses of every dataset and the paper comparison (no live trials)."""
+    """The analyses of every dataset, the paper's conclusions checked on each and its cost, and
+    the paper comparison (no live trials)."""
     targets = [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion", "rq5") for t in rq_outputs(rq)]
+    targets += conclusion_and_cost_outputs()
     if "paper" in DATASETS:
         targets += _outputs(rules.comparison)
     return targets
@@ -49,6 +61,15 @@ def live_outputs():
     return _outputs(rules.optimise_tune) + (_outputs(rules.crosscheck) if CROSSCHECK["enabled"] else [])
 
 
+def serve_outputs():
+    """Serving mode: the plan, the tables and the analysis of every server, and the auto_tune
+    comparison where serve.tuning asks for it (none without a serve section)."""
+    if not SERVE:
+        return []
+    tuning = _outputs(rules.serve_autotune) if SERVE_TUNING else []
+    return [SERVE_PLAN_FILE, *_outputs(rules.serve_tables), *_outputs(rules.serve_analysis), *tuning]
+
+
 def reported_outputs():
     """Everything the report shows."""
-    return measure_outputs() + analysis_outputs() + live_outputs()
+    return measure_outputs() + analysis_outputs() + live_outputs() + serve_outputs()

@@ -1,13 +1,9 @@
-"""Figures for RQ1-RQ3: throughput landscapes (n_gpus x batch size), GPU scaling, batch curves.
+"""RQ1: the throughput landscapes (n_gpus x batch size) of every hardware, engine and model: their
+features (global maximum, peaks, plateau) as a table, static 3D PNGs (throughput, and tokens per
+joule where measured) and interactive HTML.
 
-Every function takes trials as returned by `infpop.analysis.select` (one max_new_tokens,
-boolean column `counted`). Repetitions kept as replicates are drawn as their mean with its 95%
-confidence interval (`infpop.analysis.cells`). A configuration is drawn on a surface or curve only
-when it is counted; every other one (oom without a throughput, skipped_oom, error, crashed,
-timeout) is drawn as a failure marker. A combination that was never run is left blank.
-
-Landscape features (RQ1), computed on the grid of the n_gpus and batch-size values present in
-the landscape (failed trials included, so adjacency is adjacency in the experimental grid):
+Landscape features, computed on the grid of the n_gpus and batch-size values present in the
+landscape (failed trials included, so adjacency is adjacency in the experimental grid):
 
 * peak: a counted cell whose throughput is strictly greater than that of every *counted*
   4-neighbour (previous/next n_gpus at the same batch size, previous/next batch size at the same
@@ -17,6 +13,8 @@ the landscape (failed trials included, so adjacency is adjacency in the experime
   neighbour stops it being a strict peak).
 * plateau: the counted cells with throughput >= (1 - plateau_tolerance) * global maximum;
   default tolerance 0.10, i.e. within 10 % of the maximum.
+
+How the figures draw trials (counted, failed, offloaded, repetitions): analysis/plots.py.
 """
 
 from __future__ import annotations
@@ -29,8 +27,18 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from infpop.analysis import INSUFFICIENT, cells
-from infpop.figures import batch_size_axis, message_png, save
+from infpop.analysis.plots import (
+    ALL_FAILED,
+    NO_TRIALS,
+    OFFLOADED_LABEL,
+    OFFLOADED_STYLE,
+    _counted,
+    _failed_label,
+    _offloaded,
+    engine_label,
+)
+from infpop.analysis.selection import INSUFFICIENT, cells
+from infpop.figures import message_png, save
 
 PLATEAU_TOLERANCE = 0.10  # plateau = counted cells within 10 % of the global maximum
 LANDSCAPE_KEYS = ["hardware", "engine", "model"]
@@ -47,21 +55,11 @@ TABLE_COLUMNS = [
     "plateau_batch_sizes",
     "note",
 ]
-ENGINE_LABELS = {"hf": "HF pipelines", "vllm": "vLLM"}
-ALL_FAILED = "insufficient data: every trial failed"
-NO_TRIALS = "insufficient data: no trial"
 VIEW = (25.0, -135.0)  # (elevation, azimuth) of the static 3D landscapes
 # (axis label, unit) of a landscape's height
 THROUGHPUT_QUANTITY = ("throughput (tokens/s)", "t/s")
 ENERGY_QUANTITY = ("energy efficiency (tokens/J)", "tokens/J")
 _DIGITS = {"t/s": 1}  # decimals of the maximum in the legend (tokens per joule: 3)
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def engine_label(engine: str) -> str:
-    return ENGINE_LABELS.get(engine, str(engine))
 
 
 def landscape_title(hardware: str, engine: str, model: str) -> str:
@@ -71,23 +69,6 @@ def landscape_title(hardware: str, engine: str, model: str) -> str:
 def landscape_stem(hardware: str, engine: str, model: str) -> str:
     """A file-name stem for one landscape, e.g. 'a100_hf_Bloom-1b7'."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{hardware}_{engine}_{model}")
-
-
-def _counted(df: pd.DataFrame) -> pd.Series:
-    """Which trials count: the `counted` column of infpop.analysis.select (its one rule)."""
-    return df["counted"].astype(bool)
-
-
-def _offloaded(df: pd.DataFrame) -> pd.Series:
-    """Trials that ran with weights offloaded to the host or disk (hf_offload: allow), from
-    trials.csv's `offloaded` (absent or empty, e.g. vLLM or the paper's data: not offloaded)."""
-    if "offloaded" not in df.columns:
-        return pd.Series(False, index=df.index)
-    return df["offloaded"].map(lambda value: str(value).strip().lower() in ("true", "1", "1.0"))
-
-
-OFFLOADED_LABEL = "weights offloaded to CPU/disk (counted)"
-OFFLOADED_STYLE = dict(marker="s", facecolors="none", edgecolors="magenta", linewidths=1.5)
 
 
 def _batch_label(batch_size) -> str:
@@ -125,9 +106,6 @@ class _Grid:
     @property
     def empty(self) -> bool:
         return self.counted.empty
-
-
-# ----------------------------------------------------------------------------- features
 
 
 def landscape_features(df_one: pd.DataFrame, plateau_tolerance: float = PLATEAU_TOLERANCE) -> list[dict]:
@@ -229,14 +207,6 @@ def landscape_table(df: pd.DataFrame, plateau_tolerance: float = PLATEAU_TOLERAN
         table[column] = table[column].astype("Int64")
     table["throughput"] = table["throughput"].astype(float)
     return table
-
-
-# ----------------------------------------------------------------------------- static landscape
-
-
-def _failed_label(failed: pd.DataFrame) -> str:
-    statuses = sorted(set(failed["status"].astype(str)))
-    return f"failed ({'/'.join(statuses)}), not counted"
 
 
 def landscape_png(
@@ -389,9 +359,6 @@ def energy_landscape_png(df_one: pd.DataFrame, path, title: str) -> Path:
     return landscape_png(df, path, f"{title} - tokens per joule", quantity=ENERGY_QUANTITY)
 
 
-# ----------------------------------------------------------------------------- interactive landscape
-
-
 def landscape_html(df_one: pd.DataFrame, path, title: str) -> Path:
     """An interactive plotly 3D surface; failed trials are red x markers at zero height; hover
     shows n_gpus, batch size, throughput and status. The HTML references plotly.min.js in its own
@@ -503,132 +470,3 @@ def write_landscapes(df: pd.DataFrame, outdir, formats=("png", "html")) -> list[
         if "html" in formats:
             written.append(landscape_html(one, outdir / f"{stem}.html", title))
     return written
-
-
-# ----------------------------------------------------------------------------- RQ2 and RQ3 lines
-
-
-def _yerr(rows: pd.DataFrame):
-    """Error bars of the 95% CI of each mean (none for a single value)."""
-    if rows["ci_low"].isna().all():
-        return None
-    mean = rows["throughput_tokens_per_s"]
-    return np.vstack(
-        [(mean - rows["ci_low"]).fillna(0).clip(lower=0), (rows["ci_high"] - mean).fillna(0).clip(lower=0)]
-    )
-
-
-def _ci_note(part: pd.DataFrame) -> str:
-    return "\nmeans of repetitions, error bars: 95% CI" if part["ci_low"].notna().any() else ""
-
-
-def _model_styles(models):
-    cmap = plt.get_cmap("tab20")
-    markers = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
-    return {m: dict(color=cmap(i % 20), marker=markers[i % len(markers)]) for i, m in enumerate(models)}
-
-
-def _subset(df, hardware, engine, exclude=()):
-    part = df[(df["hardware"] == hardware) & (df["engine"] == engine) & ~df["model"].isin(list(exclude))].copy()
-    part["counted"] = _counted(part)
-    return part
-
-
-def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=()) -> Path:
-    """RQ2 (the paper's Fig. 2): throughput at batch size 1 against the number of GPUs, one line
-    per model (counted trials only), legend outside the axes."""
-    part = _subset(cells(df), hardware, engine, exclude)
-    part = part[(part["batch_size"] == 1) & part["counted"]]
-    title = f"Throughput vs number of GPUs (batch size 1) - {engine_label(engine)} - {str(hardware).upper()}"
-    if part.empty:
-        return message_png(path, title, "insufficient data: no counted trial at batch size 1")
-    gpus = sorted(int(g) for g in part["n_gpus"].unique())
-    pos = {g: i for i, g in enumerate(gpus)}
-    fig, ax = plt.subplots(figsize=(8, 5))
-    styles = _model_styles(sorted(part["model"].unique()))
-    for model, rows in part.groupby("model", sort=True):
-        rows = rows.sort_values("n_gpus")
-        ax.errorbar(
-            [pos[int(g)] for g in rows["n_gpus"]],
-            rows["throughput_tokens_per_s"],
-            yerr=_yerr(rows),
-            label=model,
-            ms=5,
-            capsize=3,
-            **styles[model],
-        )
-    ax.set_xticks(range(len(gpus)), [str(g) for g in gpus])
-    ax.set_xlabel("number of GPUs")
-    ax.set_ylabel("throughput (tokens/s)")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.set_title(title + _ci_note(part), fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="model")
-    return save(fig, path)
-
-
-def batch_curves_png(df: pd.DataFrame, hardware: str, engine: str, n_gpus: int, path, exclude=()) -> Path:
-    """RQ3 (the paper's Figs. 3-4): throughput against batch size (log2 axis) at one n_gpus, one
-    line per model. Counted partial OOMs are circled in red, trials run with weights offloaded
-    to the host boxed in magenta; failed trials (not counted) are x markers in the model's colour
-    at zero."""
-    part = _subset(cells(df), hardware, engine, exclude)
-    part = part[part["n_gpus"] == n_gpus]
-    title = f"Throughput vs batch size - {engine_label(engine)} - {n_gpus} x {str(hardware).upper()}"
-    if not part["counted"].any():
-        message = ALL_FAILED if not part.empty else NO_TRIALS
-        return message_png(path, title, message)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    styles = _model_styles(sorted(part["model"].unique()))
-    any_partial = any_failed = any_offloaded = False
-    for model, rows in part.groupby("model", sort=True):
-        rows = rows.sort_values("batch_size")
-        ok = rows[rows["counted"]]
-        style = styles[model]
-        ax.errorbar(
-            ok["batch_size"], ok["throughput_tokens_per_s"], yerr=_yerr(ok), label=model, ms=5, capsize=3, **style
-        )
-        partial = ok[ok["status"] == "oom"]
-        if not partial.empty:
-            any_partial = True
-            ax.scatter(
-                partial["batch_size"],
-                partial["throughput_tokens_per_s"],
-                s=110,
-                facecolors="none",
-                edgecolors="red",
-                linewidths=1.5,
-                zorder=5,
-            )
-        offloaded = ok[_offloaded(ok)]
-        if not offloaded.empty:
-            any_offloaded = True
-            ax.scatter(offloaded["batch_size"], offloaded["throughput_tokens_per_s"], s=90, zorder=5, **OFFLOADED_STYLE)
-        failed = rows[~rows["counted"]]
-        if not failed.empty:
-            any_failed = True
-            ax.scatter(
-                failed["batch_size"],
-                np.zeros(len(failed)),
-                marker="x",
-                s=30,
-                color=style["color"],
-                zorder=4,
-                clip_on=False,
-            )
-    batch_size_axis(ax, part["batch_size"].unique())
-    ax.set_ylabel("throughput (tokens/s)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(title + _ci_note(part), fontsize=10)
-    handles, labels = ax.get_legend_handles_labels()
-    if any_partial:
-        handles.append(Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="red", mew=1.5))
-        labels.append("out of memory part-way (counted)")
-    if any_offloaded:
-        handles.append(Line2D([], [], ls="", marker="s", ms=9, mfc="none", mec="magenta", mew=1.5))
-        labels.append(OFFLOADED_LABEL)
-    if any_failed:
-        handles.append(Line2D([], [], ls="", marker="x", ms=7, color="grey"))
-        labels.append(_failed_label(part[~part["counted"]]) + ", at 0")
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="model")
-    return save(fig, path)

@@ -1,40 +1,32 @@
-"""The paper's RQ2-RQ4 analyses and the discussion's correlations, as tables.
+"""RQ2: throughput against the number of GPUs: the paper's Table II (HF and vLLM at batch size 1,
+with the energy of those configurations where measured) and its summary, the ANOVA and Tukey HSD
+across GPU counts, and the GPU-scaling figure (the paper's Fig. 2).
 
-Every function takes the output of `infpop.analysis.select` (one max_new_tokens, duplicates
-resolved, a boolean `counted` column) and returns a pandas DataFrame; only counted trials enter
-the statistics. Writing files and recording the analysis settings is the caller's job.
-
-A combination the data cannot support (an engine or hardware not measured, a group with one
-value, a landscape where every trial failed) yields a row whose statistics are NaN and whose
-`note` starts with "insufficient data"; an empty table raises EmptyTrialsError.
-
-How each analysis reproduces the paper (checked against its published data, see tests/test_rq.py):
+How it reproduces the paper (checked against its published data, see tests/test_rq.py):
 - RQ2 ANOVA: per hardware and engine, one observation per model and GPU count (batch size 1);
   the paper's F=5.44/p=0.002 (vLLM) and F=0.37/p=0.77 (HF) are the A100 results.
-- RQ3 ANOVA: per hardware, engine and GPU count, one observation per model and batch size,
-  batch sizes that only one model reached included.
-- RQ3 Wilcoxon: vLLM vs HF paired on (model, batch size); Cliff's delta over the two paired
-  vectors taken as independent samples.
-- RQ4: A100 vs V100 paired on (model, n_gpus, batch size); an engine's mean and median
-  improvement are over all its pairs (not a mean of per-model means).
 - Table II: improvements are ratios of the throughputs, the paper's from throughputs rounded to
   one decimal (`round_throughput=1`).
+
+What its tables assume and say of missing data: analysis/common.py.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
-import numpy as np
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import INSUFFICIENT, EmptyTrialsError, stats
+from infpop.analysis import stats
+from infpop.analysis.common import NAN, THROUGHPUT, _check, _counted, _groups, _join_notes, _keys
+from infpop.analysis.plots import _ci_note, _model_styles, _subset, _yerr, engine_label
+from infpop.analysis.selection import cells
+from infpop.figures import message_png, save
 
-THROUGHPUT = "throughput_tokens_per_s"
 ONLINE_BATCH_SIZE = 1  # RQ2 and Table II: online inference, one prompt at a time
-NAN = float("nan")
-
 TABLE2_COLUMNS = [
     "hardware",
     "model",
@@ -54,61 +46,6 @@ TABLE2_COLUMNS = [
 ]
 TOKENS_PER_JOULE = "tokens_per_joule"
 ENERGY_NOT_MEASURED = "energy not measured (NVML energy counters, on NVIDIA GPUs only)"
-
-# Discussion V-B: (x, y) pairs, x and y columns of Table II merged with the models' metadata.
-CORRELATION_PAIRS = [
-    ("params_billion", "hf_best_throughput"),
-    ("params_billion", "vllm_same_gpus_throughput"),
-    ("params_billion", "vllm_best_throughput"),
-    ("humaneval_pass1", "params_billion"),
-    ("humaneval_pass1", "hf_best_throughput"),
-    ("humaneval_pass1", "vllm_same_gpus_throughput"),
-    ("humaneval_pass1", "vllm_best_throughput"),
-]
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _check(df: pd.DataFrame, columns: Iterable[str] = ()) -> pd.DataFrame:
-    """The input as given, after checking it is a selected, non-empty trials table."""
-    if df is None or len(df) == 0:
-        raise EmptyTrialsError("the trials table is empty")
-    needed = {"hardware", "engine", "model", "n_gpus", "batch_size", THROUGHPUT, "counted", *columns}
-    missing = sorted(needed - set(df.columns))
-    if missing:
-        raise ValueError(f"trials table lacks columns {missing} (pass the output of select())")
-    return df
-
-
-def _counted(df: pd.DataFrame) -> pd.DataFrame:
-    return df[df["counted"].astype(bool) & df[THROUGHPUT].notna()]
-
-
-def _keys(df: pd.DataFrame, columns: list[str]) -> list[tuple]:
-    """The combinations present in the table (counted or not), sorted."""
-    return sorted(df[columns].drop_duplicates().itertuples(index=False, name=None))
-
-
-def _join_notes(*notes: str) -> str:
-    seen = []
-    for note in notes:
-        if note and note not in seen:
-            seen.append(note)
-    return "; ".join(seen)
-
-
-def _groups(frame: pd.DataFrame, by: str) -> dict:
-    return {key: group[THROUGHPUT].to_numpy(dtype=float) for key, group in frame.groupby(by, sort=True)}
-
-
-def _improvement_pct(newer: np.ndarray, older: np.ndarray) -> np.ndarray:
-    """100 * (newer - older) / older; NaN where the older throughput is not positive."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(older > 0, (newer - older) / older * 100.0, np.nan)
-
-
-# --------------------------------------------------------------------------- Table II (RQ2)
 
 
 def table2(df: pd.DataFrame, hardware: str, round_throughput: int | None = None) -> pd.DataFrame:
@@ -277,9 +214,6 @@ def _energy_markdown(table: pd.DataFrame) -> list[str]:
     return lines
 
 
-# --------------------------------------------------------------------------- RQ2
-
-
 def rq2_anova(df: pd.DataFrame, gpu_counts: Iterable[int] | None = None) -> pd.DataFrame:
     """One-way ANOVA of batch-size-1 throughput across GPU counts, per (hardware, engine).
 
@@ -338,195 +272,34 @@ def rq2_tukey(df: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     return table
 
 
-# --------------------------------------------------------------------------- RQ3
-
-
-def rq3_anova(df: pd.DataFrame) -> pd.DataFrame:
-    """One-way ANOVA of throughput across batch sizes, per (hardware, engine, n_gpus).
-
-    Each group is a batch size; its observations are the counted trials, one per model. Batch
-    sizes that only one model reached are kept (as in the paper).
-    Columns: hardware, engine, n_gpus, F, p, n_groups, n, note.
-    """
-    df = _check(df)
-    data = _counted(df)
-    rows = []
-    for hardware, engine, n_gpus in _keys(df, ["hardware", "engine", "n_gpus"]):
-        frame = data[(data["hardware"] == hardware) & (data["engine"] == engine) & (data["n_gpus"] == n_gpus)]
-        result = stats.anova(_groups(frame, "batch_size"))
-        rows.append(
-            {
-                "hardware": hardware,
-                "engine": engine,
-                "n_gpus": int(n_gpus),
-                "F": result.F,
-                "p": result.p,
-                "n_groups": result.n_groups,
-                "n": result.n,
-                "note": result.note,
-            }
+def gpu_scaling_png(df: pd.DataFrame, hardware: str, engine: str, path, exclude=()) -> Path:
+    """RQ2 (the paper's Fig. 2): throughput at batch size 1 against the number of GPUs, one line
+    per model (counted trials only), legend outside the axes."""
+    part = _subset(cells(df), hardware, engine, exclude)
+    part = part[(part["batch_size"] == 1) & part["counted"]]
+    title = f"Throughput vs number of GPUs (batch size 1) - {engine_label(engine)} - {str(hardware).upper()}"
+    if part.empty:
+        return message_png(path, title, "insufficient data: no counted trial at batch size 1")
+    gpus = sorted(int(g) for g in part["n_gpus"].unique())
+    pos = {g: i for i, g in enumerate(gpus)}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    styles = _model_styles(sorted(part["model"].unique()))
+    for model, rows in part.groupby("model", sort=True):
+        rows = rows.sort_values("n_gpus")
+        ax.errorbar(
+            [pos[int(g)] for g in rows["n_gpus"]],
+            rows["throughput_tokens_per_s"],
+            yerr=_yerr(rows),
+            label=model,
+            ms=5,
+            capsize=3,
+            **styles[model],
         )
-    return pd.DataFrame(rows, columns=["hardware", "engine", "n_gpus", "F", "p", "n_groups", "n", "note"])
-
-
-def _paired(frame: pd.DataFrame, on: list[str], column: str, first: str, second: str) -> pd.DataFrame:
-    """Counted throughputs of `first` and `second` (values of `column`) matched on `on`."""
-    wide = frame.pivot_table(index=on, columns=column, values=THROUGHPUT, aggfunc="mean")
-    for side in (first, second):
-        if side not in wide.columns:
-            wide[side] = np.nan
-    return wide[[first, second]].dropna()
-
-
-def rq3_wilcoxon_engines(df: pd.DataFrame) -> pd.DataFrame:
-    """vLLM vs HF per (hardware, n_gpus): paired Wilcoxon and Cliff's delta (vLLM against HF).
-
-    Pairs are the counted trials of both engines with the same (model, batch_size). Cliff's
-    delta compares the two paired vectors as independent samples, which reproduces the paper's
-    deltas (their mean over hardware and GPU counts is 0.8762).
-    Columns: hardware, n_gpus, W, p, cliffs_delta, ci_low, ci_high, n_pairs, note.
-    """
-    df = _check(df)
-    data = _counted(df)
-    rows = []
-    for hardware, n_gpus in _keys(df, ["hardware", "n_gpus"]):
-        frame = data[(data["hardware"] == hardware) & (data["n_gpus"] == n_gpus)]
-        pairs = _paired(frame, ["model", "batch_size"], "engine", "vllm", "hf")
-        test = stats.wilcoxon_paired(pairs["vllm"], pairs["hf"])
-        delta = stats.cliffs_delta(pairs["vllm"], pairs["hf"])
-        rows.append(
-            {
-                "hardware": hardware,
-                "n_gpus": int(n_gpus),
-                "W": test.W,
-                "p": test.p,
-                "cliffs_delta": delta.delta,
-                "ci_low": delta.ci_low,
-                "ci_high": delta.ci_high,
-                "n_pairs": test.n,
-                "note": _join_notes(test.note, delta.note)
-                if len(pairs)
-                else stats.insufficient("no (model, batch size) with counted trials of both engines"),
-            }
-        )
-    columns = ["hardware", "n_gpus", "W", "p", "cliffs_delta", "ci_low", "ci_high", "n_pairs", "note"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-# --------------------------------------------------------------------------- RQ4
-
-RQ4_STAT_COLUMNS = [
-    "n_pairs",
-    "mean_improvement_pct",
-    "median_improvement_pct",
-    "W",
-    "p",
-    "cliffs_delta",
-    "ci_low",
-    "ci_high",
-    "note",
-]
-
-
-def _hardware_pairs(data: pd.DataFrame, newer: str, older: str) -> pd.DataFrame:
-    """Counted (newer, older) throughputs matched on (engine, model, n_gpus, batch_size)."""
-    frame = data[data["hardware"].isin([newer, older])]
-    return _paired(frame, ["engine", "model", "n_gpus", "batch_size"], "hardware", newer, older).reset_index()
-
-
-def _compare(pairs: pd.DataFrame, newer: str, older: str) -> dict:
-    newer_values, older_values = pairs[newer].to_numpy(float), pairs[older].to_numpy(float)
-    improvement = _improvement_pct(newer_values, older_values)
-    improvement = improvement[~np.isnan(improvement)]
-    test = stats.wilcoxon_paired(newer_values, older_values)
-    delta = stats.cliffs_delta(newer_values, older_values)
-    if len(pairs) == 0:
-        notes = [stats.insufficient(f"no pair of counted trials on {newer} and {older}")]
-    else:
-        notes = [test.note, delta.note]
-    return {
-        "n_pairs": len(pairs),
-        "mean_improvement_pct": float(improvement.mean()) if len(improvement) else NAN,
-        "median_improvement_pct": float(np.median(improvement)) if len(improvement) else NAN,
-        "W": test.W,
-        "p": test.p,
-        "cliffs_delta": delta.delta,
-        "ci_low": delta.ci_low,
-        "ci_high": delta.ci_high,
-        "note": _join_notes(*notes),
-    }
-
-
-def rq4_improvement(df: pd.DataFrame, newer: str = "a100", older: str = "v100") -> pd.DataFrame:
-    """Per engine and model: % throughput improvement of `newer` over `older` hardware.
-
-    Pairs are counted trials with the same (model, n_gpus, batch_size) on both; improvement =
-    100 * (newer - older) / older per pair; mean and median over the model's pairs, plus the
-    model's paired Wilcoxon test and Cliff's delta (newer against older), as in the paper's
-    appendix. Columns: engine, model, n_pairs, mean_improvement_pct, median_improvement_pct,
-    W, p, cliffs_delta, ci_low, ci_high, note.
-    """
-    df = _check(df)
-    pairs = _hardware_pairs(_counted(df), newer, older)
-    rows = []
-    for engine, model in _keys(df, ["engine", "model"]):
-        model_pairs = pairs[(pairs["engine"] == engine) & (pairs["model"] == model)]
-        rows.append({"engine": engine, "model": model, **_compare(model_pairs, newer, older)})
-    return pd.DataFrame(rows, columns=["engine", "model", *RQ4_STAT_COLUMNS])
-
-
-def rq4_wilcoxon(df: pd.DataFrame, newer: str = "a100", older: str = "v100") -> pd.DataFrame:
-    """Per engine: paired Wilcoxon of `newer` vs `older` hardware, Cliff's delta, improvements.
-
-    Over all the engine's pairs (same model, n_gpus, batch_size): the mean and median of the
-    per-pair % improvements are taken over all pairs, not over per-model means; this is what
-    reproduces the paper (vLLM 83.5% / 77.6%, HF 47% / 23.3%). Columns: engine, n_pairs,
-    mean_improvement_pct, median_improvement_pct, W, p, cliffs_delta, ci_low, ci_high, note.
-    """
-    df = _check(df)
-    pairs = _hardware_pairs(_counted(df), newer, older)
-    rows = []
-    for (engine,) in _keys(df, ["engine"]):
-        engine_pairs = pairs[pairs["engine"] == engine]
-        rows.append({"engine": engine, **_compare(engine_pairs, newer, older)})
-    return pd.DataFrame(rows, columns=["engine", *RQ4_STAT_COLUMNS])
-
-
-# --------------------------------------------------------------------------- V-B correlations
-
-
-def correlations(table2_a100: pd.DataFrame, metadata: pd.DataFrame) -> pd.DataFrame:
-    """Pearson correlations between model size, HumanEval score and Table II's throughputs.
-
-    metadata: columns model, params_billion, humaneval_pass1 (the paper's Table I); it is
-    matched to Table II on `model`, models missing from either side are left out. One row per
-    pair in CORRELATION_PAIRS: x, y, r, p, n, note.
-    """
-    missing = sorted({"model", "params_billion", "humaneval_pass1"} - set(metadata.columns))
-    if missing:
-        raise ValueError(f"metadata lacks columns {missing}")
-    merged = table2_a100.drop(columns=["params_billion", "humaneval_pass1"], errors="ignore").merge(
-        metadata[["model", "params_billion", "humaneval_pass1"]], on="model", how="inner"
-    )
-    rows = []
-    for x, y in CORRELATION_PAIRS:
-        xs = pd.to_numeric(merged[x], errors="coerce") if x in merged else pd.Series(dtype=float)
-        ys = pd.to_numeric(merged[y], errors="coerce") if y in merged else pd.Series(dtype=float)
-        result = stats.pearson(xs.to_numpy(float), ys.to_numpy(float))
-        rows.append({"x": x, "y": y, "r": result.r, "p": result.p, "n": result.n, "note": result.note})
-    return pd.DataFrame(rows, columns=["x", "y", "r", "p", "n", "note"])
-
-
-__all__ = [
-    "INSUFFICIENT",
-    "table2",
-    "table2_summary",
-    "table2_markdown",
-    "rq2_anova",
-    "rq2_tukey",
-    "rq3_anova",
-    "rq3_wilcoxon_engines",
-    "rq4_improvement",
-    "rq4_wilcoxon",
-    "correlations",
-]
+    ax.set_xticks(range(len(gpus)), [str(g) for g in gpus])
+    ax.set_xlabel("number of GPUs")
+    ax.set_ylabel("throughput (tokens/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title + _ci_note(part), fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="model")
+    return save(fig, path)

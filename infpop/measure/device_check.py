@@ -22,6 +22,15 @@ VOLTA_CAPABILITY = (7, 0)
 PROBE_TIMEOUT_S = 600
 
 
+def conda_env_name(hardware: dict, role: str) -> str:
+    """The conda environment (envs/<name>.yaml) with kernels for a job on this hardware: `role` is
+    the engine of a sweep, or 'tune' for the jobs that run both engines. A hardware's
+    `environment` picks its builds (volta: hf-volta, vllm-volta, tune-volta); without one, the
+    standard builds."""
+    variant = hardware.get("environment")
+    return f"{role}-{variant}" if variant else role
+
+
 def _arch(entry: str) -> tuple[str, int, int, str] | None:
     """('sm' | 'compute', major, minor, suffix) of an entry like sm_80, sm_90a, compute_120f."""
     match = re.fullmatch(r"(sm|compute)_(\d+)(\d)([af]?)", entry.strip())

@@ -62,6 +62,26 @@ def claim(
             os.close(fd)
 
 
+@contextmanager
+def for_job(
+    hardware: dict, n_gpus: int, wait_s: float = 3600, lock_dir: Path = DEFAULT_LOCK_DIR
+) -> Iterator[list[int] | None]:
+    """The GPUs of a job that measures on `hardware` (a sweep, a server): those given to it
+    (CUDA_VISIBLE_DEVICES, set by SLURM or the local profile), or free device slots claimed for
+    its lifetime and put into CUDA_VISIBLE_DEVICES (yielded), so concurrent local jobs never share
+    a GPU; None on the CPU or where devices were given."""
+    if hardware["kind"] != "gpu" or os.environ.get("CUDA_VISIBLE_DEVICES"):
+        yield None
+        return
+    total = hardware.get("gpus_per_node") or visible_device_count()
+    if not total:
+        yield None
+        return
+    with claim(n_gpus, total, lock_dir, wait_s=wait_s) as claimed:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, claimed))
+        yield claimed
+
+
 def visible_device_count() -> int:
     """GPUs on this machine, from nvidia-smi (0 when there is none)."""
     import subprocess

@@ -59,17 +59,20 @@ def driver_version() -> str | None:
     return out.splitlines()[0].strip() if out else None
 
 
-def collect(library_versions: dict[str, str]) -> dict:
-    """The environment block of a trial record."""
+def collect(library_versions: dict[str, str], accelerators: bool = True) -> dict:
+    """The environment block of a trial record. `accelerators` False: the trial used none (a
+    simulated one), so no GPU or CUDA is looked for (nor torch imported)."""
     import psutil
 
-    try:
-        import torch
+    cuda, seen = None, []
+    if accelerators:
+        try:
+            import torch
 
-        cuda = torch.version.cuda
-    except ImportError:
-        cuda = None
-    seen = gpus()
+            cuda = torch.version.cuda
+        except ImportError:
+            pass
+        seen = gpus()
     return {
         "host": socket.gethostname(),
         "platform": platform.platform(),

@@ -7,8 +7,18 @@ A sweep loads its model once and runs every (max_new_tokens, batch_size, rep) tr
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import itertools
+import json
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from infpop.data.models import known_model_config
+from infpop.measure.engines import load_engine_class
+
+#: The settings label of a grid without engine-argument axes.
+DEFAULT_SETTINGS = "default"
 
 
 @dataclass(frozen=True, order=True)
@@ -17,11 +27,18 @@ class Sweep:
     engine: str
     model: str
     n_gpus: int
+    #: the engine settings' label (engine_arg_axes' values), `default` without axes
+    settings: str = DEFAULT_SETTINGS
+
+    @property
+    def variant(self) -> str:
+        """The settings' part of the sweep's folder: '' for the default settings, else /<label>."""
+        return "" if self.settings == DEFAULT_SETTINGS else f"/{self.settings}"
 
     @property
     def relpath(self) -> str:
         """Folder of this sweep's trial JSONs, relative to the trials root."""
-        return f"{self.hardware}/{self.engine}/{self.model}/g{self.n_gpus}"
+        return f"{self.hardware}/{self.engine}/{self.model}/g{self.n_gpus}{self.variant}"
 
 
 @dataclass(frozen=True, order=True)
@@ -74,6 +91,11 @@ def attention_heads(model_config: dict | None) -> int | None:
     return None
 
 
+def cpu_cores(hardware: dict) -> int:
+    """The cores a CPU hardware's node has: its `cores`, or (unset) those this process may use."""
+    return hardware.get("cores") or len(os.sched_getaffinity(0))
+
+
 def exclusion_reason(config: dict, hardware: str, engine: str, n_gpus: int, model: str | None = None) -> str | None:
     """Why a (hardware, engine, n_gpus) combination (of `model`, where given) cannot run, or None
     if it can. A model's own limits are checked where its config is on disk already (a local
@@ -81,35 +103,113 @@ def exclusion_reason(config: dict, hardware: str, engine: str, n_gpus: int, mode
     spec = config["hardware"][hardware]
     if spec["kind"] == "gpu" and n_gpus > spec["gpus_per_node"]:
         return f"{n_gpus} GPUs requested but a '{hardware}' node has {spec['gpus_per_node']}"
+    if spec["kind"] == "cpu" and n_gpus > cpu_cores(spec):
+        return f"{n_gpus} tensor-parallel ranks requested but a '{hardware}' node has {cpu_cores(spec)} cores"
     if spec["kind"] == "cpu" and engine == "hf" and n_gpus > 1:
         return "hf runs on one device on the CPU (device_map='auto' has no CPUs to split over)"
     if model is not None and engine in TENSOR_PARALLEL_ENGINES and n_gpus > 1:
-        from infpop.data.hub import known_model_config  # hub imports config, which imports this module
-
         heads = attention_heads(known_model_config(config, model))
         if heads is not None and heads % n_gpus:
             return f"{heads} attention heads are not divisible by {n_gpus} tensor-parallel ranks"
     return None
 
 
+#: What a settings label may hold (it names a folder and a Snakemake wildcard's value).
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+
+
+@dataclass(frozen=True, order=True)
+class EngineSettings:
+    """One combination of the engine arguments given as grid axes: its label (the axes' values,
+    `max_num_seqs=8,enable_chunked_prefill=false`; `default` without axes), the values of the
+    axes, and every argument the engine gets (the fixed ones and the axes')."""
+
+    label: str
+    axes: dict = field(compare=False, hash=False)
+    arguments: dict = field(compare=False, hash=False)
+
+
+def _value_text(value) -> str:
+    return json.dumps(value) if isinstance(value, (bool, type(None))) else str(value)
+
+
+def settings_label(axes: dict) -> str:
+    """The label of a combination of axis values, in the axes' order (names and values, no spaces)."""
+    if not axes:
+        return DEFAULT_SETTINGS
+    return _LABEL_UNSAFE.sub("-", ",".join(f"{name}={_value_text(value)}" for name, value in axes.items()))
+
+
+def engine_settings(
+    engine: str, fixed: dict, axes: dict, model_config: dict | None = None
+) -> tuple[list[EngineSettings], list[tuple[EngineSettings, str]]]:
+    """Every combination of an engine's argument axes (the cartesian product, in the order the axes
+    and their values are given) with its fixed arguments: (the combinations that can run, those the
+    engine refuses as a whole with the reason, its Engine.refused_combination). One mechanism for the
+    offline sweeps' engine arguments and the servers'."""
+    refused_combination = load_engine_class(engine).refused_combination
+    names = list(axes)
+    runnable, refused = [], []
+    for values in itertools.product(*(axes[name] for name in names)):
+        combination = dict(zip(names, values, strict=True))
+        settings = EngineSettings(settings_label(combination), combination, {**fixed, **combination})
+        reason = refused_combination(settings.arguments, model_config)
+        if reason is None:
+            runnable.append(settings)
+        else:
+            refused.append((settings, reason))
+    return runnable, refused
+
+
+def sweep_settings(config: dict, engine: str, model: str) -> tuple[list[EngineSettings], list[tuple]]:
+    """An engine's settings for a model's offline sweeps: engine_args with every combination of
+    engine_arg_axes (one `default` without axes), and the combinations the engine refuses."""
+    return engine_settings(
+        engine,
+        config["engine_args"].get(engine, {}),
+        config["engine_arg_axes"].get(engine, {}),
+        known_model_config(config, model),
+    )
+
+
+def sweep_engine_args(config: dict, sweep: Sweep) -> dict:
+    """The engine arguments a sweep's engine loads with: its settings' (engine_args for the default)."""
+    if sweep.settings == DEFAULT_SETTINGS:
+        return config["engine_args"].get(sweep.engine, {})
+    runnable, _ = sweep_settings(config, sweep.engine, sweep.model)
+    for settings in runnable:
+        if settings.label == sweep.settings:
+            return settings.arguments
+    raise ValueError(f"'{sweep.settings}' is not a setting of the plan for {sweep.engine} and {sweep.model}")
+
+
 def plan(config: dict) -> tuple[list[Sweep], list[dict]]:
-    """(sweeps to run, rows describing every combination left out with its reason)."""
+    """(sweeps to run, rows describing every combination left out with its reason): one sweep per
+    (hardware, engine, model, n_gpus) and engine settings."""
     sweeps, excluded = [], []
     for hardware in config["hardware"]:
         for engine in config["engines"]:
             for model in config["models"]:
                 for n_gpus in sorted(config["n_gpus"][engine]):
+                    where = dict(hardware=hardware, engine=engine, model=model, n_gpus=n_gpus)
                     reason = exclusion_reason(config, hardware, engine, n_gpus, model)
-                    if reason is None:
-                        sweeps.append(Sweep(hardware, engine, model, n_gpus))
-                    else:
-                        excluded.append(
-                            dict(hardware=hardware, engine=engine, model=model, n_gpus=n_gpus, reason=reason)
-                        )
+                    if reason is not None:
+                        excluded.append(dict(where, settings="*", reason=reason))
+                        continue
+                    runnable, refused = sweep_settings(config, engine, model)
+                    sweeps += [Sweep(hardware, engine, model, n_gpus, s.label) for s in runnable]
+                    excluded += [dict(where, settings=s.label, reason=why) for s, why in refused]
     return sweeps, excluded
 
 
+def devices(config: dict, sweep: Sweep) -> int:
+    """The devices a sweep holds: its GPUs, or on the CPU the node (one, whatever its ranks). A
+    rehearsal of a GPU sweep counts the GPUs the sweep it stands in for would hold."""
+    return sweep.n_gpus if config["hardware"][sweep.hardware]["kind"] == "gpu" else 1
+
+
 PLAN_COLUMNS = ["hardware", "engine", "model", "n_gpus", "planned", "n_trials", "reason"]
+PLAN_COLUMNS = ["hardware", "engine", "model", "n_gpus", "settings", "planned", "n_trials", "reason"]
 
 
 def plan_rows(config: dict) -> list[dict]:
@@ -118,7 +218,7 @@ def plan_rows(config: dict) -> list[dict]:
     n_trials = len(trial_keys(config))
     rows = [dict(vars(s), planned="run", n_trials=n_trials, reason="") for s in sweeps]
     rows += [dict(row, planned="excluded", n_trials=0) for row in excluded]
-    return sorted(rows, key=lambda r: (r["hardware"], r["engine"], r["model"], r["n_gpus"]))
+    return sorted(rows, key=lambda r: (r["hardware"], r["engine"], r["model"], r["n_gpus"], r["settings"]))
 
 
 def write_plan(config: dict, path: Path) -> list[dict]:

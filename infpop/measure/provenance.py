@@ -48,7 +48,7 @@ SWEEP_COLUMNS = [
 
 
 def config_hash(config: dict) -> str:
-    """sha256 of the resolved config, canonical JSON (sorted keys)."""
+    """sha256 of the settings every trial depends on (the config's measurement settings), canonical JSON."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -1,12 +1,19 @@
 """The sweep supervisor: runs every trial of one (hardware, engine, model, n_gpus) group.
 
-It starts a worker process (infpop.measure.worker) that loads the model once and runs the trials it is
-sent, and writes one trial JSON the moment each trial ends. A worker that dies is recorded as
+It starts a worker process (infpop.measure.worker, through infpop.measure.channel) that loads the
+model once and runs the trials it is sent, and writes one trial JSON (infpop.measure.records) the
+moment each trial ends. A worker that dies is recorded as
 `crashed`, a trial past its time limit as `timeout` (the worker is killed), and a trial that ends
 in `error` may have left its engine unusable (vLLM's EngineDeadError): in each case a fresh worker
 carries on with the rest. An out-of-memory trial is recorded as `oom` with the figures of the batches
 before it and, with pruning on, the larger batch sizes as `skipped_oom`. Trials whose JSON exists
-are reused, so re-running a sweep never repeats or loses a finished trial.
+are reused while it still holds (records.outdated), so re-running a sweep never repeats or loses a
+finished trial. The trials run in rounds: every configuration's first repetition, then every
+second, as the repetition policy says.
+
+A config with a `rehearsal` section runs the same sweep with the rehearsal engine in the worker
+(infpop.measure.engines.rehearsal): on the CPU, no model file, each trial answered from a trials
+table on a virtual clock, its records marked simulated.
 """
 
 from __future__ import annotations
@@ -14,21 +21,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import selectors
-import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from infpop import atomic
-from infpop.config import model_source
 from infpop.data import hub
 from infpop.data.benchmark import load_prompts
-from infpop.measure import records
-from infpop.measure.grid import Sweep, TrialKey, configurations
+from infpop.data.models import model_files, model_source
+from infpop.measure import records, sequential
+from infpop.measure.channel import (
+    Batch,
+    Load,
+    Loaded,
+    LoadFailed,
+    SetupFailed,
+    Trial,
+    TrialEnd,
+    Warmed,
+    Warmup,
+    WorkerGone,
+    WorkerProcess,
+    WorkerTimeout,
+)
+from infpop.measure.engines import rehearsal as rehearsal_engine
+from infpop.measure.grid import Sweep, TrialKey, configurations, devices, sweep_engine_args
 from infpop.measure.locks import FolderLock, SnakemakeWatch
 from infpop.measure.repetitions import Policy, summarise
 
@@ -45,32 +63,21 @@ THREAD_COUNT_VARIABLES = (
     "VECLIB_MAXIMUM_THREADS",
 )
 
-#: Statuses re-run on the next invocation only when the config says retry_failed. (`unsupported`,
-#: a configuration the engine cannot run at all, is not: it would fail the same way again.)
-FAILED_STATUSES = {"error", "crashed", "timeout"}
+#: Statuses re-run on the next invocation only when the config says retry_failed (the rule is
+#: records.outdated's).
+FAILED_STATUSES = records.FAILED_STATUSES
 #: Trial outcomes after which the worker carries on; after any other (an error) it is replaced.
-#: An OOM is recovered in place (the failed batch's memory returned to the allocator).
-RECOVERED_IN_PLACE = {"ok", "oom"}
+#: An OOM is recovered in place (the failed batch's memory returned to the allocator); an
+#: unsupported configuration was refused before anything ran.
+RECOVERED_IN_PLACE = {"ok", "oom", "unsupported"}
 
 
 class SweepError(RuntimeError):
     """The sweep cannot run here at all (e.g. the GPUs it needs are not visible)."""
 
 
-class WorkerGone(Exception):
-    """The worker process exited or closed its event channel."""
-
-
-class WorkerTimeout(Exception):
-    """No answer from the worker before the deadline."""
-
-
 #: The folder that holds the infpop package.
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def worker_environment(config: dict, sweep: Sweep, base: dict | None = None) -> dict:
@@ -85,7 +92,9 @@ def worker_environment(config: dict, sweep: Sweep, base: dict | None = None) -> 
     env["HF_HUB_OFFLINE"] = "1"
     env["TRANSFORMERS_OFFLINE"] = "1"
     hardware = config["hardware"][sweep.hardware]
-    if hardware["kind"] == "cpu":
+    if config.get("rehearsal"):
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a rehearsal simulates its GPUs: it holds none
+    elif hardware["kind"] == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU trial on a GPU box stays on the CPU
         if sweep.engine == "vllm" and "VLLM_CPU_OMP_THREADS_BIND" not in env:
             cores = sorted(os.sched_getaffinity(0))
@@ -106,72 +115,6 @@ def worker_environment(config: dict, sweep: Sweep, base: dict | None = None) -> 
     return env
 
 
-class WorkerProcess:
-    """A running infpop.measure.worker with a line-based JSON channel and deadlines on every answer."""
-
-    def __init__(self, env: dict, stderr, watch: SnakemakeWatch | None = None):
-        self.watch = watch
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "infpop.measure.worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-            start_new_session=True,  # own process group: kill it whole
-        )
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
-        self.buffer = b""
-
-    def send(self, msg: dict) -> None:
-        try:
-            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            raise WorkerGone() from None
-
-    def receive(self, deadline: float) -> dict:
-        while b"\n" not in self.buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WorkerTimeout()
-            if self.watch is not None:
-                self.watch.check()  # the Snakemake run that started us is gone: stop, don't carry on
-            if not self.selector.select(timeout=min(remaining, 1.0)):
-                continue
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                raise WorkerGone()
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def exit_description(self) -> str:
-        try:
-            code = self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            return "the worker closed its channel but did not exit"
-        if code < 0:
-            return f"the worker was killed by signal {signal.Signals(-code).name}"
-        return f"the worker exited with code {code}"
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        self.selector.close()
-
-    def stop(self, timeout: float = 60) -> None:
-        try:
-            self.send({"cmd": "exit"})
-            self.proc.wait(timeout=timeout)
-        except (WorkerGone, subprocess.TimeoutExpired):
-            pass
-        self.kill()  # the engine's own children (vLLM) go with the group
-
-
 @dataclass
 class SweepSummary:
     sweep: Sweep
@@ -185,9 +128,20 @@ class SweepSummary:
     order: list = field(default_factory=list)  # trial relpaths measured now, in the order they ran
     repetitions: dict = field(default_factory=dict)  # the policy
     configurations: list = field(default_factory=list)  # per configuration: its repetitions and why they stopped
+    devices: int = 1  # what the sweep holds (GPUs; the node on the CPU)
+    simulated: bool = False  # a rehearsal: the seconds are the virtual clock's
+    trial_wall_seconds: float = 0.0  # the wall time of the trials run now (their records' cost)
+
+    def job_wall_seconds(self) -> float:
+        """The job's wall time, loads included: the real one, or a rehearsal's on its virtual clock
+        (its loads, warm-ups and trials; the harness between them costs it nothing)."""
+        if self.simulated:
+            return sum(self.load_seconds) + sum(self.warmup_seconds) + self.trial_wall_seconds
+        return self.wall_seconds
 
     def to_json(self) -> dict:
         measured = sum(self.load_seconds) + self.generation_seconds
+        wall = self.job_wall_seconds()
         return {
             "hardware": self.sweep.hardware,
             "engine": self.sweep.engine,
@@ -204,13 +158,24 @@ class SweepSummary:
             "generation_seconds": self.generation_seconds,
             "wall_seconds": self.wall_seconds,
             # wall time over the work that must be done: one load per worker + timed generation
-            "harness_overhead": self.wall_seconds / measured if measured > 0 else None,
+            # (none for a rehearsal, whose work is simulated)
+            "harness_overhead": self.wall_seconds / measured if measured > 0 and not self.simulated else None,
+            "simulated": self.simulated,
+            # what the job cost: its wall time, loads included, x the devices it holds
+            "cost": {
+                "device_seconds": wall * self.devices,
+                "wall_seconds": wall,
+                "devices": self.devices,
+                "load_seconds": sum(self.load_seconds),
+            },
         }
 
 
 class Supervisor:
-    """Measures the trials of one sweep folder through a worker process. It holds the folder's
-    lock from construction to `close()`: one writer per folder."""
+    """Measures the trials of one sweep folder through a worker process: starts the worker, loads
+    the model and warms it up, replaces the worker after a trial that leaves it unusable, and
+    writes each trial's record. It holds the folder's lock from construction to `close()`: one
+    writer per folder."""
 
     def __init__(
         self,
@@ -227,23 +192,38 @@ class Supervisor:
         self.config, self.sweep, self.sweep_dir = config, sweep, Path(sweep_dir)
         self.faults = faults or {}  # TrialKey -> fault, for tests of the fault handling only
         self.worker_stderr = worker_stderr
-        hardware = config["hardware"][sweep.hardware]
-        self.device = "cpu" if hardware["kind"] == "cpu" else "cuda"
-        self.source = model_source(config["models"][sweep.model])  # what the records name: the hub id or folder
-        try:  # what the engines load, and the hub commit that is (None for a local model)
-            self.model_path, self.revision = hub.model_files(config, sweep.model)
-        except hub.SnapshotMissing as exc:
-            raise SweepError(str(exc)) from None
+        self.device = "cpu" if config["hardware"][sweep.hardware]["kind"] == "cpu" else "cuda"
+        # what the records name (the hub id or folder)
+        source = model_source(config["models"][sweep.model])
+        rehearsal = self._rehearsal(config, sweep)
+        if rehearsal is None:
+            self.engine, self.engine_args = sweep.engine, sweep_engine_args(config, sweep)
+            try:  # what the engines load, and the hub commit that is (None for a local model)
+                self.model_path, revision = model_files(config, sweep.model)
+            except hub.SnapshotMissing as exc:
+                raise SweepError(str(exc)) from None
+        else:  # the rehearsal engine, on the CPU, loads no model: nothing is downloaded for it
+            self.device, self.model_path, revision = "cpu", source, None
         bench = config["benchmark"]
         self.prompts = load_prompts(benchmark_file, bench["order"], bench["seed"], bench["limit"])
+        # what decides whether a record made earlier still holds
+        self.context = records.SweepContext.from_config(
+            config,
+            sweep,
+            source,
+            revision,
+            len(self.prompts),
+            engine_args=sweep_engine_args(config, sweep),
+            rehearsal=rehearsal,
+        )
         self.policy = Policy.from_config(config)
+        self.sequential = sequential.Settings.from_config(config)  # None: every batch is timed
         self.worker: WorkerProcess | None = None
-        self.worker_info: dict = {}
-        self.load_failure: dict | None = None
-        self.summary = SweepSummary(sweep, repetitions=self.policy.describe())
-        # What a trial's figures depend on: a record made with other settings is measured again.
-        self.measurement_settings = {k: config[k] for k in ("dtype", "benchmark", "warmup")}
-        self.measurement_settings["engine_args"] = config["engine_args"].get(sweep.engine, {})
+        self.loaded: Loaded | None = None  # the last worker's load (kept after the worker is gone)
+        self.load_failure: LoadFailed | None = None  # a model that did not load: every trial's result
+        self.summary = SweepSummary(
+            sweep, repetitions=self.policy.describe(), devices=devices(config, sweep), simulated=rehearsal is not None
+        )
         # The max_new_tokens this supervisor measures: all of the sweep's, or one (a job of a split
         # sweep, live tuning). It is the one writer of their trial folders (t<tokens>/) while it lives.
         self.tokens = sorted(config["max_new_tokens"]) if tokens is None else [tokens]
@@ -258,6 +238,30 @@ class Supervisor:
             self._release_locks()
             raise
 
+    def _rehearsal(self, config: dict, sweep: Sweep) -> dict | None:
+        """A rehearsal's block of the records (None: the sweep measures), and the rehearsal
+        engine's arguments (self.engine, self.engine_args)."""
+        if not config.get("rehearsal"):
+            return None
+        table = rehearsal_engine.table_path(config)
+        try:
+            sha256 = rehearsal_engine.file_sha256(table)
+        except OSError as exc:
+            raise SweepError(f"the rehearsal's trials table {table} cannot be read: {exc.strerror}") from None
+        self.engine = rehearsal_engine.Engine.name
+        self.engine_args = rehearsal_engine.engine_arguments(config, sweep, table, sha256)
+        return {
+            "trials": str(table),
+            "sha256": sha256,
+            "seed": config["rehearsal"]["seed"],
+            "duplicates": self.engine_args["duplicates"],
+            "batch_noise_cv": self.engine_args["batch_noise_cv"],
+            "load_s": config["rehearsal"]["load_s"][sweep.engine],
+        }
+
+    def _name(self) -> str:
+        return self.sweep.relpath
+
     def _release_locks(self) -> None:
         for lock in self.locks:
             lock.release()
@@ -265,93 +269,90 @@ class Supervisor:
 
     # -- the worker ----------------------------------------------------------------------------
     def _start_worker(self) -> None:
-        """Start a worker, load the model and warm up; sets load_failure if that fails."""
-        started = time.monotonic()
-        deadline = started + self.config["load_timeout_s"]
-        logger.info(
-            f"[{self._name()}] loading {self.source}"
-            + (f" at {self.revision}" if self.revision else "")
-            + f" ({self.sweep.engine}, {self.sweep.n_gpus} "
-            f"{'GPU' if self.device == 'cuda' else 'rank'}(s), {self.config['dtype']})"
-        )
-        worker = WorkerProcess(worker_environment(self.config, self.sweep), self.worker_stderr, self.watch)
+        """Start a worker, load the model and warm up; where that fails, load_failure says why and
+        no worker is kept."""
+        revision = self.context.model_revision
+        if self.context.rehearsal:
+            logger.info(
+                f"[{self._name()}] rehearsing {self.context.model_source} ({self.sweep.engine}, {self.sweep.n_gpus} "
+                f"device(s)) from {self.context.rehearsal['trials']} on a virtual clock"
+            )
+        else:
+            logger.info(
+                f"[{self._name()}] loading {self.context.model_source}"
+                + (f" at {revision}" if revision else "")
+                + f" ({self.sweep.engine}, {self.sweep.n_gpus} "
+                f"{'GPU' if self.device == 'cuda' else 'rank'}(s), {self.config['dtype']})"
+            )
+        deadline = time.monotonic() + self.config["load_timeout_s"]
+        worker = WorkerProcess(worker_environment(self.config, self.sweep), self.worker_stderr, self.watch.check)
         self.summary.model_loads += 1
         try:
-            worker.send(
-                {
-                    "cmd": "load",
-                    "engine": self.sweep.engine,
-                    "hardware": self.sweep.hardware,
-                    "environment": self.config["hardware"][self.sweep.hardware].get("environment"),
-                    "model_path": self.model_path,
-                    "n_gpus": self.sweep.n_gpus,
-                    "dtype": self.config["dtype"],
-                    "device": self.device,
-                    "engine_args": self.config["engine_args"].get(self.sweep.engine, {}),
-                    "offload": self.config["hf_offload"],
-                    "prompts": self.prompts,
-                }
-            )
-            answer = worker.receive(deadline)
-            if answer["event"] == "setup_failed":
-                worker.kill()
-                raise SweepError(answer["error"])
-            if answer["event"] == "load_failed":
+            self.load_failure = self._load(worker, deadline)
+            if self.load_failure is not None:
                 worker.stop()
-                self.load_failure = {
-                    "status": answer["status"],
-                    "error": answer["error"],
-                    "engine_settings": answer.get("engine_settings"),
-                }
-                logger.info(
-                    f"[{self._name()}] model load failed ({answer['status']}): {answer['error'].splitlines()[0]}"
-                )
                 return
-            self.worker_info = {
-                "load_seconds": answer["load_seconds"],
-                "environment": answer["environment"],
-                "engine_settings": answer["engine_settings"],
-            }
-            self.summary.load_seconds.append(answer["load_seconds"])
-            warmup = self.config["warmup"]
-            if warmup["batches"]:
-                worker.send(
-                    {
-                        "cmd": "warmup",
-                        "batches": warmup["batches"],
-                        "batch_size": warmup["batch_size"],
-                        "max_new_tokens": max(self.config["max_new_tokens"]),
-                    }
-                )
-                warmed = worker.receive(deadline)
-                self.summary.warmup_seconds.append(warmed["seconds"])
-                if warmed["error"]:
-                    logger.info(
-                        f"[{self._name()}] warm-up failed (untimed, carrying on): {warmed['error'].splitlines()[0]}"
-                    )
+            self._warm_up(worker, deadline)
         except WorkerTimeout:
             worker.kill()
-            self.load_failure = {
-                "status": "timeout",
-                "error": f"model load and warm-up exceeded load_timeout_s={self.config['load_timeout_s']}",
-            }
-            logger.info(f"[{self._name()}] {self.load_failure['error']}")
+            self._load_failed(
+                LoadFailed("timeout", f"model load and warm-up exceeded load_timeout_s={self.config['load_timeout_s']}")
+            )
             return
         except WorkerGone:
-            self.load_failure = {"status": "crashed", "error": f"during model load: {worker.exit_description()}"}
+            self._load_failed(LoadFailed("crashed", f"during model load: {worker.exit_description()}"))
             worker.kill()
-            logger.info(f"[{self._name()}] {self.load_failure['error']}")
             return
         except BaseException:
             worker.kill()  # never leave a worker (and the devices it holds) behind
             raise
-        settings = self.worker_info["engine_settings"]
         logger.info(
-            f"[{self._name()}] loaded in {self.worker_info['load_seconds']:.1f} s"
-            + (f", warm-up {self.summary.warmup_seconds[-1]:.1f} s" if warmup["batches"] else "")
-            + f"; engine settings: {json.dumps(settings, sort_keys=True)}"
+            f"[{self._name()}] loaded in {self.loaded.load_seconds:.1f} s"
+            + (f", warm-up {self.summary.warmup_seconds[-1]:.1f} s" if self.config["warmup"]["batches"] else "")
+            + f"; engine settings: {json.dumps(self.loaded.engine_settings, sort_keys=True)}"
         )
         self.worker = worker
+
+    def _load(self, worker: WorkerProcess, deadline: float) -> LoadFailed | None:
+        """Load the model on a new worker: None where it loaded (self.loaded), else why not."""
+        worker.send(
+            Load(
+                engine=self.engine,
+                hardware=self.sweep.hardware,
+                environment=self.config["hardware"][self.sweep.hardware].get("environment"),
+                model_path=self.model_path,
+                n_gpus=self.sweep.n_gpus,
+                dtype=self.config["dtype"],
+                device=self.device,
+                engine_args=self.engine_args,
+                offload=self.config["hf_offload"],
+                prompts=self.prompts,
+            )
+        )
+        answer = worker.receive(deadline, Loaded, LoadFailed, SetupFailed)
+        if isinstance(answer, SetupFailed):
+            raise SweepError(answer.error)
+        if isinstance(answer, LoadFailed):
+            logger.info(f"[{self._name()}] model load failed ({answer.status}): {answer.error.splitlines()[0]}")
+            return answer
+        self.loaded = answer
+        self.summary.load_seconds.append(answer.load_seconds)
+        return None
+
+    def _warm_up(self, worker: WorkerProcess, deadline: float) -> None:
+        """The config's untimed warm-up batches; one that fails is logged, not fatal."""
+        warmup = self.config["warmup"]
+        if not warmup["batches"]:
+            return
+        worker.send(Warmup(warmup["batches"], warmup["batch_size"], max(self.config["max_new_tokens"])))
+        warmed = worker.receive(deadline, Warmed)
+        self.summary.warmup_seconds.append(warmed.seconds)
+        if warmed.error:
+            logger.info(f"[{self._name()}] warm-up failed (untimed, carrying on): {warmed.error.splitlines()[0]}")
+
+    def _load_failed(self, failure: LoadFailed) -> None:
+        self.load_failure = failure
+        logger.info(f"[{self._name()}] {failure.error}")
 
     def _drop_worker(self) -> None:
         if self.worker is not None:
@@ -359,147 +360,107 @@ class Supervisor:
             self.worker = None
 
     # -- trials ----------------------------------------------------------------------------------
-    def _name(self) -> str:
-        return self.sweep.relpath
-
-    def _record(
-        self,
-        key: TrialKey,
-        status: str,
-        *,
-        batches: list[dict] = (),
-        error: str | None = None,
-        peak: tuple = (None, None),
-        started_at: str | None = None,
-        counters: dict | None = None,
-        call: str = "engine",
-        energy: dict | None = None,
-    ) -> dict:
-        batch_size = key.batch_size
-        n_batches = -(-len(self.prompts) // batch_size)
-        generated = sum(b["new_tokens"] for b in batches)
-        seconds = sum(b["latency_s"] for b in batches)
-        prompt_tokens = sum(b["prompt_tokens"] for b in batches)
-        ran = started_at is not None
-        return {
-            "schema_version": records.SCHEMA_VERSION,
-            "hardware": self.sweep.hardware,
-            "engine": self.sweep.engine,
-            "model": self.sweep.model,
-            "model_source": self.source,
-            "model_revision": self.revision,
-            "n_gpus": self.sweep.n_gpus,
-            "max_new_tokens": key.max_new_tokens,
-            "batch_size": batch_size,
-            "rep": key.rep,
-            "status": status,
-            "counts": {
-                "prompts": len(self.prompts),
-                "batches": n_batches,
-                "batches_completed": len(batches),
-                "generated_tokens": generated,
-                "prompt_tokens": prompt_tokens,
-            },
-            "timings": {
-                "load_seconds": self.worker_info.get("load_seconds") if ran else None,
-                "generation_seconds": seconds,
-                "batch_latencies_s": [b["latency_s"] for b in batches],
-                "started_at": started_at,
-                "finished_at": _now() if ran else None,
-            },
-            "throughput_tokens_per_s": records.throughput(generated, seconds),
-            "peak_memory": {"bytes": peak[0], "kind": peak[1]},
-            "energy": energy,  # null where the trial did not end in the worker (or did not run)
-            "error": error,
-            "sequence": len(self.summary.order) if ran else None,
-            "engine_call": call,
-            # a trial not run after a failed load: what the load would have run with, if known
-            "engine_settings": (
-                self.worker_info.get("engine_settings") if ran else (self.load_failure or {}).get("engine_settings")
-            ),
-            "engine_metrics": records.engine_metrics(counters, prompt_tokens) if ran else None,
-            "output_digests": [d for b in batches for d in b["output_digests"]],
-            "environment": self.worker_info.get("environment"),
-            "config": {
-                **self.measurement_settings,
-                **{k: self.config[k] for k in ("trial_timeout_s", "load_timeout_s", "oom_pruning")},
-                **({"hf_offload": self.config["hf_offload"]} if self.sweep.engine == "hf" else {}),
-            },
-        }
-
     def _run_trial(self, key: TrialKey, call: str = "engine") -> dict:
         """Run one trial on the worker (starting one if needed) and return its record."""
         if self.worker is None and self.load_failure is None:
             self._start_worker()
         if self.load_failure is not None:
-            return self._record(key, self.load_failure["status"], error=self.load_failure["error"])
-        started_at = _now()
-        deadline = time.monotonic() + self.config["trial_timeout_s"]
-        msg = {
-            "cmd": "trial",
-            "max_new_tokens": key.max_new_tokens,
-            "batch_size": key.batch_size,
-            "call": call,
-            "fault": self.faults.get(key),
-        }
-        batches, peak = [], (None, None)
+            return self._not_run(key, self.load_failure.status, self.load_failure.error)
+        started_at = records.timestamp()
+        batches, end = self._trial_events(key, call)
+        run = records.TrialRun(
+            started_at,
+            sequence=len(self.summary.order),
+            load_seconds=self.loaded.load_seconds,
+            call=call,
+            batches=batches,
+            peak_memory_bytes=end.peak_memory_bytes,
+            peak_memory_kind=end.peak_memory_kind,
+            energy=end.energy,
+            wall_seconds=end.wall_seconds or 0.0,
+            sequential=end.sequential,
+        )
+        record = records.trial_record(
+            self.context,
+            key,
+            end.status,
+            error=end.error,
+            run=run,
+            environment=self.loaded.environment,
+            engine_settings=self.loaded.engine_settings,
+        )
+        if self.worker is not None and (end.status not in RECOVERED_IN_PLACE or not end.usable):
+            # After an error the engine may be unusable (vLLM's EngineDeadError): every later
+            # trial would fail with it. The next trial starts a fresh worker.
+            logger.info(
+                f"[{self._name()}] the trial ended in {end.status}"
+                + ("" if end.usable else " and the engine is dead")
+                + ": the next trial gets a fresh worker"
+            )
+            self._drop_worker()
+        return record
+
+    def _trial_events(self, key: TrialKey, call: str) -> tuple[list[Batch], TrialEnd]:
+        """Send one trial to the worker and collect its batches until it ends. A worker that dies
+        or passes trial_timeout_s is dropped, and the trial's end is then `crashed` or `timeout`
+        (the peak memory that of its last batch)."""
+        sent = time.monotonic()
+        deadline = sent + self.config["trial_timeout_s"]
+        batches: list[Batch] = []
+        # the hf cross-check's bare call compares every batch with the engine's: never sampled
+        sample = None
+        if self.sequential and call == "engine":
+            seed = sequential.trial_seed(self.sequential.seed, self._name(), *astuple(key))
+            sample = {**self.sequential.as_dict(), "trial_seed": seed}
         try:
-            self.worker.send(msg)
-            while True:
-                event = self.worker.receive(deadline)
-                if event["event"] == "batch":
-                    batches.append(event)
-                    peak = (event["peak_memory_bytes"], peak[1])
-                    continue
-                peak = (event["peak_memory_bytes"], event["peak_memory_kind"])
-                record = self._record(
-                    key,
-                    event["status"],
-                    batches=batches,
-                    error=event["error"],
-                    peak=peak,
-                    started_at=started_at,
-                    counters=event["engine_counters"],
-                    call=call,
-                    energy=event.get("energy"),
-                )
-                if event["status"] not in RECOVERED_IN_PLACE or not event.get("usable", True):
-                    # After an error the engine may be unusable (vLLM's EngineDeadError): every
-                    # later trial would fail with it. The next trial starts a fresh worker.
-                    logger.info(
-                        f"[{self._name()}] the trial ended in {event['status']}"
-                        + ("" if event.get("usable", True) else " and the engine is dead")
-                        + ": the next trial gets a fresh worker"
-                    )
-                    self._drop_worker()
-                return record
+            trial = Trial(
+                key.max_new_tokens, key.batch_size, call, self.faults.get(key), rep=key.rep, sequential=sample
+            )
+            self.worker.send(trial)
+            while isinstance(event := self.worker.receive(deadline, Batch, TrialEnd), Batch):
+                batches.append(event)
+            return batches, event
         except WorkerTimeout:
             self._drop_worker()
-            return self._record(
-                key,
-                "timeout",
-                batches=batches,
-                started_at=started_at,
-                peak=peak,
-                call=call,
-                error=f"trial exceeded trial_timeout_s={self.config['trial_timeout_s']} "
-                f"after {len(batches)} batch(es); the worker was killed",
+            status = "timeout"
+            error = (
+                f"trial exceeded trial_timeout_s={self.config['trial_timeout_s']} "
+                f"after {len(batches)} batch(es); the worker was killed"
             )
         except WorkerGone:
             description = self.worker.exit_description()
             self._drop_worker()
-            return self._record(
-                key,
-                "crashed",
-                batches=batches,
-                started_at=started_at,
-                peak=peak,
-                call=call,
-                error=f"{description} after {len(batches)} batch(es)",
-            )
+            status, error = "crashed", f"{description} after {len(batches)} batch(es)"
+        peak = batches[-1].peak_memory_bytes if batches else None
+        # until the supervisor gave up on it (a rehearsal's: its batches', on the virtual clock)
+        wall = sum(b.latency_s for b in batches) if self.context.rehearsal else time.monotonic() - sent
+        if sample:  # the worker died before it could say: what was timed, without an estimate
+            indices = [b.index for b in batches]
+            sample = sequential.summary(self.sequential, status, None, indices, None, sample["trial_seed"])
+        return batches, TrialEnd(
+            status,
+            error,
+            peak_memory_bytes=peak,
+            peak_memory_kind=None,
+            energy=None,
+            wall_seconds=wall,
+            sequential=sample,
+        )
 
-    def _existing(self, path: Path, pruned_by: int | None) -> dict | None:
-        """The record to keep for a trial, or None to (re-)run it."""
+    def _not_run(self, key: TrialKey, status: str, error: str) -> dict:
+        """The record of a trial that did not run: after a failed load, or skipped_oom."""
+        return records.trial_record(
+            self.context,
+            key,
+            status,
+            error=error,
+            environment=self.loaded.environment if self.loaded else None,
+            # after a failed load: what the load would have run with, if known
+            engine_settings=self.load_failure.engine_settings if self.load_failure else None,
+        )
+
+    def _kept(self, path: Path, pruned_by: int | None) -> dict | None:
+        """The trial's existing record if it still holds (records.outdated), else None: run it."""
         if not path.exists():
             return None
         try:
@@ -507,38 +468,11 @@ class Supervisor:
         except records.RecordError as exc:
             logger.warning(f"[{self._name()}] {exc}; re-running that trial")
             return None
-        changed = [k for k, v in self.measurement_settings.items() if record["config"].get(k) != v]
-        if record["model_source"] != self.source:
-            changed.append("model")
-        elif record.get("model_revision") != self.revision:  # other weights, or weights not recorded
-            changed.append("model revision")
-        changed += self._offload_changed(record)
-        if changed:
-            logger.info(
-                f"[{self._name()}] {path.name} was measured with other settings ({', '.join(changed)}); "
-                f"measuring it again"
-            )
-            return None
-        if record["status"] in FAILED_STATUSES and self.config["retry_failed"]:
-            return None
-        if record["status"] == "skipped_oom" and not (
-            self.config["oom_pruning"] and pruned_by is not None and record["batch_size"] > pruned_by
-        ):
-            return None  # the OOM that pruned it is gone (re-measured) or pruning is now off
-        return record
-
-    def _offload_changed(self, record: dict) -> list[str]:
-        """hf only: whether the record's outcome depended on an hf_offload other than the config's
-        (a trial that ran offloaded, now forbidden; a load refused for offloading, now allowed).
-        A record whose weights all fitted on the GPUs holds under either policy: it is kept, and
-        so are records made before hf_offload existed (offloading was allowed then)."""
-        if self.sweep.engine != "hf" or not (record.get("engine_settings") or {}).get("offloaded"):
-            return []
-        refused = record["status"] == "oom" and record["timings"]["started_at"] is None
-        policy = self.config["hf_offload"]
-        if (policy == "forbid" and not refused) or (policy == "allow" and refused):
-            return ["hf_offload"]
-        return []
+        reason = records.outdated(self.context, record, pruned_by)
+        if reason is None:
+            return record
+        logger.info(f"[{self._name()}] {path.name} {reason}; measuring it again")
+        return None
 
     def measure(
         self, key: TrialKey, pruned_by: int | None = None, prefix: str = "", call: str = "engine"
@@ -550,27 +484,28 @@ class Supervisor:
         relpath = key.relpath if call == "engine" else f"{call}/{key.relpath}"
         path = self.sweep_dir / relpath
         prefix = prefix or f"[{self._name()}] t{key.max_new_tokens} b{key.batch_size} r{key.rep}"
-        record = self._existing(path, pruned_by)
-        if record is not None:
+        record = self._kept(path, pruned_by)
+        reused = record is not None
+        if reused:
             self.summary.reused += 1
             logger.info(f"{prefix}: {record['status']} (kept from an earlier run)")
-            self.summary.trials[relpath] = record["status"]
-            return record, True
-        if self.config["oom_pruning"] and pruned_by is not None and key.batch_size > pruned_by:
-            record = self._record(key, "skipped_oom", error=f"not run: batch size {pruned_by} ran out of memory")
         else:
-            record = self._run_trial(key, call)
-            self.summary.generation_seconds += record["timings"]["generation_seconds"]
-        records.write_atomic(path, record)
-        if record["sequence"] is not None:
-            self.summary.order.append(relpath)
-        rate = record["throughput_tokens_per_s"]
-        logger.info(
-            f"{prefix}: {record['status']}"
-            + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else "")
-        )
+            if records.pruned(self.context, key.batch_size, pruned_by):
+                record = self._not_run(key, "skipped_oom", f"not run: batch size {pruned_by} ran out of memory")
+            else:
+                record = self._run_trial(key, call)
+                self.summary.generation_seconds += record["timings"]["generation_seconds"]
+                self.summary.trial_wall_seconds += record["cost"]["wall_seconds"]
+            records.write_atomic(path, record)
+            if record["sequence"] is not None:
+                self.summary.order.append(relpath)
+            rate = record["throughput_tokens_per_s"]
+            logger.info(
+                f"{prefix}: {record['status']}"
+                + (f" {rate:,.1f} tok/s in {record['timings']['generation_seconds']:.2f} s" if rate else "")
+            )
         self.summary.trials[relpath] = record["status"]
-        return record, False
+        return record, reused
 
     def measure_repeated(self, tokens: int, batch_size: int, pruned_by: int | None = None) -> list[tuple[dict, bool]]:
         """One configuration, repeated as the policy says (r0, r1, ... until it stops): live
@@ -591,56 +526,65 @@ class Supervisor:
         self._release_locks()
 
     def run(self) -> SweepSummary:
-        """Every configuration in rounds: round r runs repetition r of each configuration whose
-        repetitions have not stopped (a fixed count, or the adaptive policy's confidence target)."""
+        """Every configuration of this supervisor's max_new_tokens, in rounds (run_rounds); then
+        the worker is stopped (killed, after an exception) and the folders released."""
         started = time.monotonic()
         plan = [c for c in configurations(self.config) if c[0] in self.tokens]
-        done: dict[tuple[int, int], list[dict]] = {c: [] for c in plan}
-        stopped: dict[tuple[int, int], str] = {}
-        oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
-        most = self.policy.maximum * len(plan)
-        number = 0
         graceful = False
         try:
-            for rep in range(self.policy.maximum):
-                for tokens, batch in plan:
-                    if (tokens, batch) in stopped:
-                        continue
-                    number += 1
-                    key = TrialKey(tokens, batch, rep)
-                    prefix = (
-                        f"[{self._name()}] trial {number}/{'up to ' if self.policy.adaptive else ''}{most} "
-                        f"t{tokens} b{batch} r{rep}"
-                    )
-                    record, _ = self.measure(key, oom_at.get(tokens), prefix)
-                    done[(tokens, batch)].append(record)
-                    # Only a trial that ran can prune (a model that does not load at all is not an
-                    # out-of-memory batch size: every trial keeps the load's status).
-                    if record["status"] == "oom" and record["timings"]["started_at"]:
-                        oom_at[tokens] = min(batch, oom_at.get(tokens, batch))
-                for configuration in plan:
-                    if configuration not in stopped:
-                        reason = self.policy.stop_reason(done[configuration])
-                        if reason:
-                            stopped[configuration] = reason
+            done, stopped = run_rounds(plan, self.policy, self.measure, self._name())
             graceful = True
         finally:
             self.close(graceful)
             self.summary.wall_seconds = time.monotonic() - started
-        for (tokens, batch), reps in done.items():
-            ok = summarise(r["throughput_tokens_per_s"] for r in reps if r["status"] == "ok")
-            self.summary.configurations.append(
-                {
-                    "max_new_tokens": tokens,
-                    "batch_size": batch,
-                    "repetitions": len(reps),
-                    "n_ok": ok.n,
-                    "mean_tokens_per_s": ok.mean,
-                    "ci_half_width_pct": ok.ci_half_width_pct,
-                    "stop_reason": stopped.get((tokens, batch)),
-                }
-            )
+        self.summary.configurations += [configuration_summary(c, done[c], stopped.get(c)) for c in plan]
         return self.summary
+
+
+Configuration = tuple[int, int]  # (max_new_tokens, batch_size)
+
+
+def run_rounds(
+    plan: list[Configuration], policy: Policy, measure: Callable, name: str
+) -> tuple[dict[Configuration, list[dict]], dict[Configuration, str]]:
+    """Round r runs repetition r of each configuration whose repetitions have not stopped (a fixed
+    count, or the adaptive policy's confidence target). A trial that ran out of memory prunes the
+    larger batch sizes of its max_new_tokens (`measure`'s pruned_by). Returns each configuration's
+    records and why each that stopped did."""
+    done: dict[Configuration, list[dict]] = {c: [] for c in plan}
+    stopped: dict[Configuration, str] = {}
+    oom_at: dict[int, int] = {}  # max_new_tokens -> smallest batch size that ran out of memory
+    most = policy.maximum * len(plan)
+    number = 0
+    for rep in range(policy.maximum):
+        for tokens, batch in [c for c in plan if c not in stopped]:
+            number += 1
+            prefix = f"[{name}] trial {number}/{'up to ' if policy.adaptive else ''}{most} t{tokens} b{batch} r{rep}"
+            record, _ = measure(TrialKey(tokens, batch, rep), oom_at.get(tokens), prefix)
+            done[(tokens, batch)].append(record)
+            # Only a trial that ran can prune (a model that does not load at all is not an
+            # out-of-memory batch size: every trial keeps the load's status).
+            if record["status"] == "oom" and record["timings"]["started_at"]:
+                oom_at[tokens] = min(batch, oom_at.get(tokens, batch))
+        for configuration in plan:
+            if configuration not in stopped and (reason := policy.stop_reason(done[configuration])):
+                stopped[configuration] = reason
+    return done, stopped
+
+
+def configuration_summary(configuration: Configuration, repetitions: list[dict], stop_reason: str | None) -> dict:
+    """One configuration in the manifest: its repetitions, their mean and why they stopped."""
+    tokens, batch = configuration
+    ok = summarise(r["throughput_tokens_per_s"] for r in repetitions if r["status"] == "ok")
+    return {
+        "max_new_tokens": tokens,
+        "batch_size": batch,
+        "repetitions": len(repetitions),
+        "n_ok": ok.n,
+        "mean_tokens_per_s": ok.mean,
+        "ci_half_width_pct": ok.ci_half_width_pct,
+        "stop_reason": stop_reason,
+    }
 
 
 def run_sweep(

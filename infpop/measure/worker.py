@@ -1,8 +1,8 @@
 """The worker process of a sweep: holds one engine and runs trials on the supervisor's command.
 
-Run as `python -m infpop.measure.worker`. Commands arrive as JSON lines on stdin; events go back as JSON
-lines on the process's original stdout, which is reserved for them: everything the libraries
-print is sent to stderr instead. Running in its own process (and process group) lets the
+Run as `python -m infpop.measure.worker`. Commands (infpop.measure.channel) arrive as JSON lines on
+stdin; events go back as JSON lines on the process's original stdout, which is reserved for them:
+everything the libraries print is sent to stderr instead. Running in its own process (and process group) lets the
 supervisor survive a crash or a hang here and kill the engine's own children with it.
 
 The worker's stderr (and so that of every process its engine starts) passes through OutputTail on
@@ -13,8 +13,6 @@ processes printed too, where vLLM's engine core reports the real cause of a fail
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import os
 import re
 import signal
@@ -23,22 +21,41 @@ import threading
 import time
 import traceback
 
-from infpop.measure import device_check, environment
+from infpop.measure import device_check, environment, records, sequential
+from infpop.measure.channel import (
+    Batch,
+    Exit,
+    Load,
+    Loaded,
+    LoadFailed,
+    SetupFailed,
+    Trial,
+    TrialEnd,
+    Warmed,
+    Warmup,
+    decode_command,
+    encode,
+)
 from infpop.measure.energy import EnergyMeter
 from infpop.measure.engines import EngineSpec, load_engine_class
+
+#: Why a simulated trial (the rehearsal) has no energy reading.
+SIMULATED_ENERGY_REASON = "simulated trial (a rehearsal): no device ran, no energy counter was read"
 
 
 class MemoryProbe:
     """Peak memory of a trial: torch's allocator on CUDA for engines in this process (hf), the
     devices' used memory for engines in child processes (vllm), the RSS of this process tree on
-    the CPU."""
+    the CPU; none for a simulated engine (nothing ran that held memory)."""
 
-    def __init__(self, device: str, in_process: bool):
-        self.device, self.in_process = device, in_process
+    def __init__(self, device: str, in_process: bool, simulated: bool = False):
+        self.device, self.in_process, self.simulated = device, in_process, simulated
         self.peak = 0
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> str | None:
+        if self.simulated:
+            return None
         if self.device != "cuda":
             return "rss"
         return "cuda_max_allocated" if self.in_process else "cuda_device_used"
@@ -51,7 +68,9 @@ class MemoryProbe:
             for i in range(torch.cuda.device_count()):
                 torch.cuda.reset_peak_memory_stats(i)
 
-    def sample(self) -> int:
+    def sample(self) -> int | None:
+        if self.simulated:
+            return None
         if self.kind == "cuda_max_allocated":
             import torch
 
@@ -225,6 +244,8 @@ def _failure(engine_class, exc: BaseException, printed: list[str]) -> tuple[str,
 
 
 class Worker:
+    """Runs the commands of one worker process; `send` takes its events (channel.Event)."""
+
     def __init__(self, send, output: OutputTail | None = None):
         self.send = send
         self.output = output  # what the engine's processes print (None: not captured)
@@ -237,146 +258,145 @@ class Worker:
     def _printed(self, mark: int) -> list[str]:
         return self.output.since(mark) if self.output else []
 
-    def load(self, msg: dict) -> None:
-        spec = EngineSpec(
-            msg["model_path"],
-            msg["n_gpus"],
-            msg["dtype"],
-            msg["device"],
-            msg["engine_args"],
-            offload=msg.get("offload", "forbid"),
-        )
-        engine_class = load_engine_class(msg["engine"])
+    def load(self, msg: Load) -> None:
+        spec = EngineSpec(msg.model_path, msg.n_gpus, msg.dtype, msg.device, msg.engine_args, offload=msg.offload)
+        engine_class = load_engine_class(msg.engine)
         if spec.device == "cuda":
             import torch
 
             seen = torch.cuda.device_count()
             if seen < spec.n_gpus:
                 self.send(
-                    {
-                        "event": "setup_failed",
-                        "error": (
-                            f"hardware '{msg['hardware']}' needs {spec.n_gpus} GPU(s) but this worker sees {seen} "
-                            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
-                        ),
-                    }
+                    SetupFailed(
+                        f"hardware '{msg.hardware}' needs {spec.n_gpus} GPU(s) but this worker sees {seen} "
+                        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+                    )
                 )
                 return
             # a GPU that torch counts but has no kernels for would fail every trial: stop the sweep
-            problem = device_check.check_visible_devices(msg["hardware"], msg.get("environment"))
+            problem = device_check.check_visible_devices(msg.hardware, msg.environment)
             if problem:
-                self.send({"event": "setup_failed", "error": f"hardware '{msg['hardware']}': {problem}"})
+                self.send(SetupFailed(f"hardware '{msg.hardware}': {problem}"))
                 return
         started = time.perf_counter()
         mark = self._mark()
         try:
             engine = engine_class(spec)
-            engine.load()
+            simulated_seconds = engine.load()
         except Exception as exc:  # a model that does not fit or does not load is a result
             status, error = _failure(engine_class, exc, self._printed(mark))
             # what the engine would have run with, where it says (an hf placement refused)
-            self.send(
-                {
-                    "event": "load_failed",
-                    "status": status,
-                    "error": error,
-                    "engine_settings": getattr(exc, "settings", None),
-                }
-            )
+            self.send(LoadFailed(status, error, engine_settings=getattr(exc, "settings", None)))
             return
-        load_seconds = time.perf_counter() - started
+        load_seconds = _seconds(started, simulated_seconds)
         self.engine = engine
-        self.prompts = msg["prompts"]  # the benchmark, sent once; trials take their batches from it
-        self.probe = MemoryProbe(spec.device, in_process=engine_class.in_process)
-        self.energy = EnergyMeter.open(spec.device)  # the GPUs' energy counters, or why there are none
+        self.prompts = msg.prompts  # the benchmark, sent once; trials take their batches from it
+        simulated = engine_class.simulated
+        self.probe = MemoryProbe(spec.device, in_process=engine_class.in_process, simulated=simulated)
+        # the GPUs' energy counters, or why there are none
+        self.energy = EnergyMeter(reason=SIMULATED_ENERGY_REASON) if simulated else EnergyMeter.open(spec.device)
         self.send(
-            {
-                "event": "loaded",
-                "load_seconds": load_seconds,
-                "engine_settings": engine.effective_settings(),
-                "environment": environment.collect(engine_class.library_versions()),
-            }
+            Loaded(
+                load_seconds=load_seconds,
+                engine_settings=engine.effective_settings(),
+                # a simulated engine used no accelerator: none is looked for (nor torch imported)
+                environment=environment.collect(engine_class.library_versions(), accelerators=not simulated),
+            )
         )
 
-    def warmup(self, msg: dict) -> None:
+    def warmup(self, msg: Warmup) -> None:
         started = time.perf_counter()
-        prompts = self.prompts
-        error = None
-        for i in range(msg["batches"]):
-            batch = (
-                prompts[(i * msg["batch_size"]) % len(prompts) :][: msg["batch_size"]] or prompts[: msg["batch_size"]]
-            )
+        prompts, size = self.prompts, msg.batch_size
+        error, simulated = None, None
+        for i in range(msg.batches):
+            batch = prompts[(i * size) % len(prompts) :][:size] or prompts[:size]
             try:
-                self.engine.generate(batch, msg["max_new_tokens"])
+                result = self.engine.generate(batch, msg.max_new_tokens)
             except Exception as exc:  # an untimed warm-up that fails is reported, not fatal
                 error = _error_text(exc)
                 break
-        self.send({"event": "warmed", "seconds": time.perf_counter() - started, "error": error})
+            if result.simulated_seconds is not None:
+                simulated = (simulated or 0.0) + result.simulated_seconds
+        self.send(Warmed(seconds=_seconds(started, simulated), error=error))
 
-    def trial(self, msg: dict) -> None:
-        prompts, batch_size, tokens = self.prompts, msg["batch_size"], msg["max_new_tokens"]
+    def trial(self, msg: Trial) -> None:
+        prompts, batch_size, tokens = self.prompts, msg.batch_size, msg.max_new_tokens
         batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
         # "engine": the engine's own call (the measurement); "bare": the hf cross-check's plain
         # model.generate on the same batches
-        generate = self.engine.generate_bare if msg.get("call") == "bare" else self.engine.generate
+        generate = self.engine.generate_bare if msg.call == "bare" else self.engine.generate
+        self.engine.begin_trial(tokens, batch_size, msg.rep, [len(batch) for batch in batches])
+        sample = None  # a sequential trial: its order of batches and its stopping rule
+        if msg.sequential:
+            settings = {k: v for k, v in msg.sequential.items() if k != "trial_seed"}
+            sample = sequential.SequentialTrial(
+                sequential.Settings(**settings), len(batches), msg.sequential["trial_seed"]
+            )
+        stopped = None
         self.probe.reset()
-        counters_before = self.engine.counters()
         status, error, usable = "ok", None, True
         mark = self._mark()
         generated = 0
+        simulated = 0.0 if type(self.engine).simulated else None  # the trial's time on a virtual clock
         self.energy.start()  # right before the first batch: the window is the trial's own
-        for index, batch in enumerate(batches):
+        trial_started = time.perf_counter()
+        for count, index in enumerate(sample.order if sample else range(len(batches))):
+            batch = batches[index]
             try:
-                _inject(msg.get("fault"), index, self.engine)
+                _inject(msg.fault, count, self.engine)
+                self.engine.begin_batch(index)
                 started = time.perf_counter()
                 result = generate(batch, tokens)
-                latency = time.perf_counter() - started
+                latency = _seconds(started, result.simulated_seconds)
             except Exception as exc:
                 status, error = _failure(type(self.engine), exc, self._printed(mark))
                 # An engine that died (vLLM's EngineDeadError, also when its cause was an OOM)
                 # cannot run the next trial: the supervisor replaces this worker.
                 usable = not type(self.engine).leaves_engine_unusable(exc)
+                if simulated is not None:  # what the failed batch took before it failed, if it says
+                    simulated += getattr(exc, "simulated_seconds", None) or 0.0
                 break
+            if simulated is not None:
+                simulated += latency
             generated += result.new_tokens
             self.send(
-                {
-                    "event": "batch",
-                    "index": index,
-                    "latency_s": latency,
-                    "new_tokens": result.new_tokens,
-                    "prompt_tokens": result.prompt_tokens,
-                    "output_digests": [output_digest(ids) for ids in result.new_token_ids],
-                    "peak_memory_bytes": self.probe.sample(),
-                }
+                Batch(
+                    index=index,
+                    latency_s=latency,
+                    new_tokens=result.new_tokens,
+                    prompt_tokens=result.prompt_tokens,
+                    cached_prompt_tokens=result.cached_prompt_tokens,
+                    output_digests=[records.output_digest(ids) for ids in result.new_token_ids],
+                    peak_memory_bytes=self.probe.sample(),
+                )
             )
+            if sample and (stopped := sample.add(index, result.new_tokens, latency)):
+                break
+        wall = _seconds(trial_started, simulated)
         energy = self.energy.stop(generated)
         peak = self.probe.sample()  # before an OOM's memory is released: the peak includes it
         if status == "oom" and usable:
             self.engine.recover_from_oom()
-        try:
-            counters = {name: value - counters_before.get(name, 0) for name, value in self.engine.counters().items()}
-        except Exception:  # noqa: BLE001 - a dead engine has no counters to read; the trial still ends
-            counters = {}
         self.send(
-            {
-                "event": "trial_end",
-                "status": status,
-                "error": error,
-                "engine_counters": counters,
-                "peak_memory_bytes": peak,
-                "peak_memory_kind": self.probe.kind,
-                "usable": usable,
-                "energy": energy,
-            }
+            TrialEnd(
+                status=status,
+                error=error,
+                peak_memory_bytes=peak,
+                peak_memory_kind=self.probe.kind,
+                usable=usable,
+                energy=energy,
+                wall_seconds=wall,
+                sequential=sample.summary((stopped or sequential.ALL_BATCHES) if status == "ok" else status)
+                if sample
+                else None,
+            )
         )
 
 
-def output_digest(token_ids: list[int]) -> str:
-    """A short fingerprint of one prompt's generated token ids: two outputs are equal exactly
-    when their digests are (12 hex digits: a collision between two outputs of one prompt is
-    out of reach), so output agreement is checked without storing every token."""
-    data = b"".join(int(t).to_bytes(4, "little", signed=True) for t in token_ids)
-    return hashlib.blake2b(data, digest_size=6).hexdigest()
+def _seconds(started: float, simulated: float | None) -> float:
+    """How long something took: the simulated seconds where the engine gives them (one that
+    answers from a record, on its virtual clock), else the worker's clock since `started`."""
+    return simulated if simulated is not None else time.perf_counter() - started
 
 
 def _error_text(exc: BaseException) -> str:
@@ -386,24 +406,25 @@ def _error_text(exc: BaseException) -> str:
 
 
 def main() -> None:
-    channel = os.fdopen(os.dup(1), "w", buffering=1)
+    events = os.fdopen(os.dup(1), "w", buffering=1)
     output = OutputTail()  # fd 2 now passes through it (and so does fd 1, next)
     os.dup2(2, 1)  # library output goes to stderr; stdout carries events only
     sys.stdout = sys.stderr
 
-    def send(event: dict) -> None:
-        channel.write(json.dumps(event) + "\n")
-        channel.flush()
+    def send(event) -> None:
+        events.write(encode(event) + "\n")
+        events.flush()
 
     worker = Worker(send, output)
+    run = {Load: worker.load, Warmup: worker.warmup, Trial: worker.trial}
     for line in sys.stdin:
-        msg = json.loads(line)
-        if msg["cmd"] == "exit":
+        command = decode_command(line)
+        if isinstance(command, Exit):
             break
-        getattr(worker, msg["cmd"])(msg)
+        run[type(command)](command)
     if worker.engine is not None:
         worker.engine.free()
-    channel.close()
+    events.close()
     output.sync()  # the last lines reach the log before the exit
     # vLLM's engine processes can keep the interpreter alive on exit; the supervisor waits for us.
     os._exit(0)

@@ -1,10 +1,15 @@
-"""The adapter interface every engine implements: load, generate one batch, free."""
+"""The adapter interface every engine implements: load, generate one batch, free.
+
+An engine either runs the model (its batches are timed by the worker's clock) or answers from a
+record on a virtual clock (`simulated`, the rehearsal): it then says how long its load and each
+batch would have taken, and the worker records those figures instead of wall time.
+"""
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 #: A printed line taken for a failure's cause only when it reads as an error: a line that merely
@@ -51,6 +56,11 @@ class GenerationResult:
 
     new_token_ids: list[list[int]]
     prompt_tokens: int
+    #: prompt tokens served from the engine's prefix cache (None: the engine has no such cache)
+    cached_prompt_tokens: int | None = None
+    #: the seconds the batch took on the virtual clock of an engine that answers from a record
+    #: (None: it ran, and the worker's clock times it)
+    simulated_seconds: float | None = None
 
     @property
     def new_tokens(self) -> int:
@@ -65,13 +75,28 @@ class Engine(ABC):
     #: Whether the model runs in the worker's own process (its CUDA memory is then torch's
     #: allocator's to report) rather than in processes the engine starts (vLLM).
     in_process: bool = True
+    #: Whether the engine answers from a record on a virtual clock instead of running a model (the
+    #: rehearsal): no device is used, so there is no memory or energy to read.
+    simulated: bool = False
 
     def __init__(self, spec: EngineSpec):
         self.spec = spec
 
     @abstractmethod
-    def load(self) -> None:
-        """Load the model onto the devices."""
+    def load(self) -> float | None:
+        """Load the model onto the devices. A simulated engine returns the seconds the load takes
+        on its virtual clock; an engine that really loads returns None (the worker times it)."""
+
+    def begin_trial(  # noqa: B027 - optional: only an engine that answers from a record needs it
+        self, max_new_tokens: int, batch_size: int, rep: int, batch_sizes: list[int]
+    ) -> None:
+        """The trial whose batches (`batch_sizes` prompts each) the next generate calls are: an
+        engine that answers from a record looks it up here; one that runs the model needs nothing."""
+
+    def begin_batch(self, index: int) -> None:  # noqa: B027 - optional, as begin_trial
+        """The position (among the trial's batches) of the batch the next generate call is: a
+        sequential trial times them out of order (infpop.measure.sequential), and an engine that
+        answers from a record answers by position."""
 
     @abstractmethod
     def generate(self, prompts: list[str], max_new_tokens: int) -> GenerationResult:
@@ -83,11 +108,6 @@ class Engine(ABC):
     def effective_settings(self) -> dict:
         """The settings the engine really runs with, read back from it after loading (not only
         what we passed: an engine fills in its own defaults), for the trial record."""
-        return {}
-
-    def counters(self) -> dict[str, float]:
-        """The engine's own cumulative counters (e.g. vLLM's prefix-cache queries and hits); the
-        worker records their change over each trial."""
         return {}
 
     def recover_from_oom(self) -> None:
@@ -158,6 +178,12 @@ class Engine(ABC):
         """Whether after `exc` this engine cannot run another batch (vLLM's EngineDeadError): the
         worker is then replaced, whatever the trial's status."""
         return False
+
+    @classmethod
+    def refused_combination(cls, arguments: Mapping, model_config: dict | None = None) -> str | None:
+        """Why the engine refuses this combination of engine arguments as a whole (each valid on its
+        own), or None: a grid of engine-argument axes leaves such a combination out of its plan."""
+        return None
 
     @staticmethod
     def library_versions() -> dict[str, str]:

@@ -130,12 +130,15 @@ class Engine(BaseEngine):
         return GenerationResult(new_token_ids=new_ids, prompt_tokens=int(inputs["attention_mask"].sum()))
 
     def effective_settings(self) -> dict:
+        import torch
+
         per_device = modules_per_device(getattr(self.model, "hf_device_map", None), str(self.model.device))
         return {
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "device_map": per_device,
             "offloaded": is_offloaded(per_device, self.spec.device),
             "pipeline_device": str(self.pipe.device),
+            "torch_threads": torch.get_num_threads(),  # the CPU threads torch's kernels use
         }
 
     def free(self) -> None:

@@ -1,0 +1,631 @@
+"""vLLM's auto_tune against InfPop's tuning of the same server knobs (issue 17, item 6).
+
+vLLM's algorithm, reimplemented from `benchmarks/auto_tune/auto_tune.sh` of vLLM 0.32.0 (upstream
+commit 5df63a720, https://github.com/vllm-project/vllm/blob/5df63a720/benchmarks/auto_tune/auto_tune.sh,
+lines 139-278; the same algorithm in its older versions 3ed2c21a and 01277f9c):
+
+- every combination of max_num_seqs x max_num_batched_tokens, in the lists' order, a fresh server
+  each;
+- a load point at rate inf; if its P99 E2EL is within the latency limit the setting passes at inf;
+- otherwise the rate starts at int(request throughput at inf) + 1 and goes down by 1 req/s, one
+  load point each, until the P99 E2EL is within the limit (the setting passes at that rate) or the
+  rate reaches 0 (it fails);
+- the best setting is the passing one with the highest request throughput, measured at the rate it
+  passed at (strictly higher: the earlier wins a tie).
+
+What is not copied: its search for gpu_memory_utilization (a start test, meaningless on the CPU),
+`pkill`, the profiling run at the end, its sleeps; a combination vLLM refuses as a whole is left out
+(the serving plan's rule) rather than run to fail. Its 1000 prompts at rate inf and 100 below are
+`serve.requests` for every load point here: that leaves auto_tune's rate-inf probes shorter than
+vLLM's, which favours auto_tune in device-minutes.
+
+InfPop's tuning searches the same settings on the same integer rates (auto_tune's resolution) for
+the highest rate that holds the SLO, and the setting whose capacity (then goodput) is highest:
+
+- the settings most likely to serve most first (max_num_seqs x max_num_batched_tokens descending);
+- the first setting: a load point at rate inf bounds its capacity (int(throughput) + 1, as
+  auto_tune's), then capacity_bisection over the rates below it;
+- the incumbent's capacity is the rate it held the SLO at, or at rate inf its goodput (a server
+  that holds the SLO when everything arrives at once sustains its completion rate, not more);
+- every later setting first gets one load point at the incumbent's capacity + 1: only a setting
+  that holds the SLO there can win, so one that does not costs a single load point; one that does
+  is searched upward (rates + 1, + 2, + 4, ... until one fails, then bisection between the two);
+- with an incumbent that held the SLO at rate inf, a later setting is tried at inf first (one
+  load point where every setting holds it there, as auto_tune's);
+- a probe passes when the lower bound of its goodput's 95% interval reaches `target` x its rate
+  (at inf: its SLO attainment's lower bound reaches `target`; analysis.Probe.passes), so neither
+  one lucky load point nor a server falling behind carries a setting.
+
+Both query load points through a Ledger, which counts invocations (load points asked for) and
+device-seconds (each load point's duration and warm-up, and each setting's server start once): on
+a live server (LiveSource: ServeSession, records kept and reused) or on a table of measured load
+points (ReplaySource: the records of a run, queried instead of a server; a rate the table lacks is
+`missing` and fails the probe, counted in the result).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from infpop.serve.analysis import Capacity, Probe, capacity_bisection, session_prober
+from infpop.serve.metrics import Slo
+from infpop.serve.plan import ServeJob, plan, settings_of
+from infpop.serve.session import ServeSession
+
+AUTO_TUNE_SOURCE = (
+    "vLLM 0.32.0 benchmarks/auto_tune/auto_tune.sh (commit 5df63a720), "
+    "https://github.com/vllm-project/vllm/blob/5df63a720/benchmarks/auto_tune/auto_tune.sh"
+)
+INF = math.inf
+#: Doublings above the incumbent's capacity before InfPop's tuning tries a setting at rate inf.
+GALLOP_STEPS = 6
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One server setting of the grid: its label (the plan's) and the knobs' values."""
+
+    label: str
+    knobs: tuple[tuple[str, object], ...]
+
+    @property
+    def size(self) -> float:
+        """max_num_seqs x max_num_batched_tokens (the product of the numeric knobs): how much the
+        scheduler may batch."""
+        return math.prod(v for _, v in self.knobs if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+class Source(Protocol):
+    def probe(self, setting: Setting, rate: float) -> Probe: ...
+
+
+@dataclass
+class Ledger:
+    """A source with the cost of what one algorithm asked of it: invocations (load points asked
+    for), those measured now rather than reused, the device-seconds (load points' durations and
+    warm-ups, each setting's server start once) and every probe."""
+
+    source: Source
+    probes: list[tuple[Setting, Probe]] = field(default_factory=list)
+    started: set = field(default_factory=set)
+    device_s: float = 0.0
+
+    def probe(self, setting: Setting, rate: float) -> Probe:
+        result = self.source.probe(setting, rate)
+        self.probes.append((setting, result))
+        if setting not in self.started and result.status != "missing":
+            self.started.add(setting)
+            self.device_s += result.server_start_s
+        self.device_s += result.duration_s + result.warmup_s
+        logger.info(
+            f"  {setting.label} rate {_rate(rate)}: {result.status}, P99 E2EL "
+            f"{_number(result.e2el_p99_ms)} ms, attainment {_number(result.attainment)}, "
+            f"{_number(result.request_throughput)} req/s{' (kept)' if result.reused else ''}"
+        )
+        return result
+
+    @property
+    def invocations(self) -> int:
+        return len(self.probes)
+
+    @property
+    def measured_now(self) -> int:
+        return sum(not p.reused and p.status != "missing" for _, p in self.probes)
+
+    @property
+    def missing(self) -> int:
+        return sum(p.status == "missing" for _, p in self.probes)
+
+
+@dataclass
+class Choice:
+    """An algorithm's best setting and the load point it was judged by (None: no setting passed)."""
+
+    algorithm: str
+    setting: Setting | None
+    probe: Probe | None
+    ledger: Ledger
+
+
+def _rate(rate: float) -> str:
+    return "inf" if math.isinf(rate) else f"{rate:g}"
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _holds_latency(probe: Probe, latency_ms: float) -> bool:
+    """auto_tune's test: the load point ran and its P99 E2EL is within the limit."""
+    return probe.status == "ok" and probe.e2el_p99_ms is not None and probe.e2el_p99_ms <= latency_ms
+
+
+def auto_tune(source: Source, grid: Sequence[Setting], latency_ms: float) -> Choice:
+    """vLLM's auto_tune (the module's docstring) on `grid`, in its order."""
+    ledger = Ledger(source)
+    best: tuple[float, Setting, Probe] | None = None
+    for setting in grid:
+        at_inf = ledger.probe(setting, INF)
+        passed = at_inf if _holds_latency(at_inf, latency_ms) else None
+        if passed is None:
+            rate = int(at_inf.request_throughput or 0) + 1  # bash's ${throughput%.*} + 1
+            while rate > 0:
+                result = ledger.probe(setting, float(rate))
+                if _holds_latency(result, latency_ms):
+                    passed = result
+                    break
+                rate -= 1
+        if passed is not None:
+            throughput = passed.request_throughput or 0.0
+            if best is None or throughput > best[0]:
+                best = (throughput, setting, passed)
+    return Choice("auto_tune", best[1] if best else None, best[2] if best else None, ledger)
+
+
+def _level(probe: Probe) -> float:
+    """The requests per second a setting sustains within the SLO, by the load point it passed: its
+    rate, or at rate inf (no offered rate) its goodput."""
+    return probe.goodput or 0.0 if math.isinf(probe.rate) else probe.rate
+
+
+def _better(a: Probe, b: Probe | None) -> bool:
+    """A higher sustained rate, then a higher goodput."""
+    if b is None:
+        return True
+    return (_level(a), a.goodput or 0.0) > (_level(b), b.goodput or 0.0)
+
+
+def infpop_tune(source: Source, grid: Sequence[Setting], target_share: float) -> Choice:
+    """InfPop's tuning (the module's docstring): capacity under the SLO per setting by bisection on
+    integer rates, each later setting first tested at the incumbent's capacity + 1."""
+    ledger = Ledger(source)
+    order = sorted(grid, key=lambda s: -s.size)
+    best_setting, best = None, None
+    for setting in order:
+        if best is None:
+            at_inf = ledger.probe(setting, INF)
+            if at_inf.passes(target_share):
+                best_setting, best = setting, at_inf
+                continue
+            bound = int(at_inf.request_throughput or 0) + 1
+            found = capacity_bisection(lambda r, s=setting: ledger.probe(s, r), range(1, bound + 1), target_share)
+        else:
+            if math.isinf(best.rate):  # another setting that holds the SLO at inf competes on goodput
+                at_inf = ledger.probe(setting, INF)
+                if at_inf.passes(target_share):
+                    if _better(at_inf, best):
+                        best_setting, best = setting, at_inf
+                    continue
+            floor = int(_level(best))
+            first = ledger.probe(setting, float(floor + 1))
+            if not first.passes(target_share):
+                continue
+            found = _gallop(ledger, setting, first, target_share)
+        if found.best is not None and _better(found.best, best):
+            best_setting, best = setting, found.best
+    return Choice("infpop", best_setting, best, ledger)
+
+
+def _gallop(ledger: Ledger, setting: Setting, passed: Probe, target: float, steps: int = GALLOP_STEPS) -> Capacity:
+    """Capacity above a rate that passed: rates passed + 1, + 2, + 4, ... until one fails, then
+    bisection between the last that passed and it. A setting still passing after `steps`
+    doublings is tried at rate inf: its capacity is inf if it passes there, else it is bisected
+    below its rate-inf throughput (as the first setting is)."""
+    low, step, probes = int(passed.rate), 1, [passed]
+    for _ in range(steps):
+        result = ledger.probe(setting, float(low + step))
+        probes.append(result)
+        if not result.passes(target):
+            found = capacity_bisection(
+                lambda r: ledger.probe(setting, r),
+                range(low, low + step + 1),
+                target,
+                known_pass=low,
+                known_fail=low + step,
+            )
+            found.probes = probes + found.probes
+            if found.best is None:
+                found.rate = low
+                found.probes.append(next(p for p in probes if p.rate == low))
+            return found
+        low, step = low + step, step * 2
+    at_inf = ledger.probe(setting, INF)
+    if at_inf.passes(target):
+        return Capacity(INF, [*probes, at_inf], "passes at inf")
+    bound = max(int(at_inf.request_throughput or 0) + 1, low)
+    found = capacity_bisection(lambda r: ledger.probe(setting, r), range(low, bound + 1), target, known_pass=low)
+    found.probes = probes + [at_inf] + found.probes
+    if found.best is None:
+        found.rate = low
+        found.probes.append(next(p for p in probes if p.rate == low))
+    return found
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class ReplaySource:
+    """Measured load points instead of a server: {(setting label, rate): Probe}; a load point the
+    table lacks is `missing`. Every probe is marked as not measured now."""
+
+    def __init__(self, table: dict[tuple[str, float], Probe]):
+        self.table = table
+
+    def probe(self, setting: Setting, rate: float) -> Probe:
+        found = self.table.get((setting.label, float(rate)))
+        if found is None:
+            return Probe(rate=rate, status="missing")
+        return Probe(**{**vars(found), "reused": True})
+
+
+def replay_tables(collected: list[tuple[dict, str]], slo: Slo, tolerance: float, harness: str | None = None) -> dict:
+    """Per case (hardware, engine, model, n_gpus) its settings and load-point table from a run's
+    records (without a concurrency limit; `harness`: one load generator's, default the first
+    seen): {case: (settings in the plan's order, {(label, rate): Probe})}."""
+    grouped: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    settings: dict[tuple, dict[str, Setting]] = defaultdict(dict)
+    for record, _ in collected:
+        if record["load_point"]["max_concurrency"] is not None:
+            continue
+        harness = harness or record["harness"]
+        if record["harness"] != harness:
+            continue
+        case = (record["hardware"], record["engine"], record["model"], record["n_gpus"])
+        rate = float(record["load_point"]["request_rate"])
+        grouped[case][(record["settings"], rate)].append(record)
+        settings[case].setdefault(
+            record["settings"], Setting(record["settings"], tuple(record["settings_axes"].items()))
+        )
+    return {
+        case: (
+            list(settings[case].values()),
+            {key: Probe.from_records(key[1], recs, slo, tolerance, reused=True) for key, recs in points.items()},
+        )
+        for case, points in grouped.items()
+    }
+
+
+class LiveSource:
+    """A live server per setting (ServeSession), one at a time: a probe at a setting other than
+    the open session's closes it (its server stops) and opens that setting's. Records are kept in
+    each setting's folder, so a load point asked for again is reused, not measured again. Past
+    `deadline` (time.monotonic()) nothing more is measured: every probe is `missing`, so both
+    algorithms finish and their rows say how much they lacked."""
+
+    def __init__(
+        self, open_session, harness: str, repetitions: int, slo: Slo, tolerance: float, deadline: float | None = None
+    ):
+        self.open_session, self.harness, self.repetitions = open_session, harness, repetitions
+        self.slo, self.tolerance, self.deadline = slo, tolerance, deadline
+        self.label: str | None = None
+        self.session = None
+        self.server_starts: list[float] = []
+
+    def probe(self, setting: Setting, rate: float) -> Probe:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            self.close()
+            return Probe(rate=rate, status="missing")
+        if self.label != setting.label:
+            self.close()
+            self.session, self.label = self.open_session(setting.label), setting.label
+        before = len(self.session.server_starts)
+        probe = session_prober(self.session, self.harness, self.repetitions, self.slo, self.tolerance)(rate)
+        started = self.session.server_starts[before:]
+        self.server_starts += started
+        # the server started for this probe counts its start; a kept record carries its own
+        return Probe(**{**vars(probe), "server_start_s": sum(started) if started else probe.server_start_s})
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session, self.label = None, None
+
+
+# --------------------------------------------------------------------------- the comparison
+
+
+COLUMNS = [
+    "mode",
+    "hardware",
+    "engine",
+    "model",
+    "n_gpus",
+    "slo_e2el_ms",
+    "target_share",
+    "settings_in_grid",
+    "auto_tune_setting",
+    "auto_tune_rate",
+    "auto_tune_goodput",
+    "auto_tune_goodput_ci_low",
+    "auto_tune_goodput_ci_high",
+    "auto_tune_invocations",
+    "auto_tune_measured_now",
+    "auto_tune_missing",
+    "auto_tune_device_minutes",
+    "infpop_setting",
+    "infpop_rate",
+    "infpop_goodput",
+    "infpop_goodput_ci_low",
+    "infpop_goodput_ci_high",
+    "infpop_invocations",
+    "infpop_measured_now",
+    "infpop_missing",
+    "infpop_device_minutes",
+    "same_setting",
+    "within_ci",
+    "invocation_ratio",
+    "device_minutes_ratio",
+    "goal_met",
+]
+
+
+def _side(choice: Choice) -> dict:
+    probe, ledger = choice.probe, choice.ledger
+    low, high = probe.goodput_ci if probe else (None, None)
+    name = choice.algorithm
+    return {
+        f"{name}_setting": choice.setting.label if choice.setting else None,
+        f"{name}_rate": _rate(probe.rate) if probe else None,
+        f"{name}_goodput": probe.goodput if probe else None,
+        f"{name}_goodput_ci_low": low,
+        f"{name}_goodput_ci_high": high,
+        f"{name}_invocations": ledger.invocations,
+        f"{name}_measured_now": ledger.measured_now,
+        f"{name}_missing": ledger.missing,
+        f"{name}_device_minutes": ledger.device_s / 60,
+    }
+
+
+def comparison_row(mode: str, case: dict, grid: Sequence[Setting], theirs: Choice, ours: Choice, slo_e2el_ms, target):
+    """One case of results/serve/autotune_comparison.csv. `within_ci`: our best's goodput lies in
+    auto_tune's best's 95% interval or above it; the goal: the same setting or within its CI, in
+    at most a third of auto_tune's invocations and device-minutes."""
+    row = {"mode": mode, **case, "slo_e2el_ms": slo_e2el_ms, "target_share": target}
+    row["settings_in_grid"] = len(grid)
+    row.update(_side(theirs))
+    row.update(_side(ours))
+    row["same_setting"] = theirs.setting is not None and theirs.setting == ours.setting
+    low = row["auto_tune_goodput_ci_low"]
+    row["within_ci"] = row["infpop_goodput"] is not None and low is not None and row["infpop_goodput"] >= low
+    row["invocation_ratio"] = ours.ledger.invocations / theirs.ledger.invocations if theirs.ledger.invocations else None
+    row["device_minutes_ratio"] = ours.ledger.device_s / theirs.ledger.device_s if theirs.ledger.device_s else None
+    row["goal_met"] = bool(
+        (row["same_setting"] or row["within_ci"])
+        and row["invocation_ratio"] is not None
+        and row["invocation_ratio"] <= 1 / 3
+        and row["device_minutes_ratio"] is not None
+        and row["device_minutes_ratio"] <= 1 / 3
+    )
+    return row
+
+
+PROBE_COLUMNS = [
+    "mode",
+    "hardware",
+    "engine",
+    "model",
+    "n_gpus",
+    "algorithm",
+    "order",
+    "settings",
+    "request_rate",
+    "status",
+    "requests",
+    "good_requests",
+    "attainment",
+    "attainment_ci_low",
+    "attainment_ci_high",
+    "passes",
+    "e2el_p99_ms",
+    "request_throughput",
+    "goodput",
+    "duration_s",
+    "measured_now",
+]
+
+
+def probe_rows(mode: str, case: dict, choice: Choice, target: float) -> list[dict]:
+    """Every load point an algorithm asked for, in order, with its SLO attainment's interval and
+    whether it passed (InfPop's rule; auto_tune's is the P99 E2EL beside it)."""
+    out = []
+    for order, (setting, probe) in enumerate(choice.ledger.probes):
+        low, high = probe.attainment_ci if probe.requests else (None, None)
+        out.append(
+            {
+                "mode": mode,
+                **case,
+                "algorithm": choice.algorithm,
+                "order": order,
+                "settings": setting.label,
+                "request_rate": _rate(probe.rate),
+                "status": probe.status,
+                "requests": probe.requests,
+                "good_requests": probe.good,
+                "attainment": probe.attainment,
+                "attainment_ci_low": low,
+                "attainment_ci_high": high,
+                "passes": probe.passes(target),
+                "e2el_p99_ms": probe.e2el_p99_ms,
+                "request_throughput": probe.request_throughput,
+                "goodput": probe.goodput,
+                "duration_s": probe.duration_s,
+                "measured_now": not probe.reused and probe.status != "missing",
+            }
+        )
+    return out
+
+
+CAPACITY_COLUMNS = [
+    "mode",
+    "hardware",
+    "engine",
+    "model",
+    "n_gpus",
+    "settings",
+    "probes",
+    "capacity_at_least",
+    "fails_at",
+    "capacity_goodput",
+    "capacity_goodput_ci_low",
+    "capacity_goodput_ci_high",
+]
+
+
+def capacity_rows(mode: str, case: dict, choice: Choice, target: float) -> list[dict]:
+    """Per setting, what InfPop's tuning learnt of its capacity under the SLO: the highest rate
+    that passed (capacity_at_least; None: none did), the lowest rate above it that failed
+    (fails_at; None: none was tried), the probes it took and the goodput (with its 95% interval) at
+    the highest passing rate. A setting dropped after one failed probe has only `fails_at`."""
+    by_setting: dict[Setting, list[Probe]] = defaultdict(list)
+    for setting, probe in choice.ledger.probes:
+        by_setting[setting].append(probe)
+    out = []
+    for setting, probes in by_setting.items():
+        passed = [p for p in probes if p.passes(target)]
+        top = max(passed, key=lambda p: p.rate) if passed else None
+        failed = [p.rate for p in probes if not p.passes(target) and (top is None or p.rate > top.rate)]
+        low, high = top.goodput_ci if top else (None, None)
+        out.append(
+            {
+                "mode": mode,
+                **case,
+                "settings": setting.label,
+                "probes": len(probes),
+                "capacity_at_least": _rate(top.rate) if top else None,
+                "fails_at": _rate(min(failed)) if failed else None,
+                "capacity_goodput": top.goodput if top else None,
+                "capacity_goodput_ci_low": low,
+                "capacity_goodput_ci_high": high,
+            }
+        )
+    return out
+
+
+def _case(hardware: str, engine: str, model: str, n_gpus: int) -> dict:
+    return {"hardware": hardware, "engine": engine, "model": model, "n_gpus": n_gpus}
+
+
+def _run_case(mode: str, case: dict, source: Source, grid: list[Setting], tuning: dict) -> tuple[dict, list, list]:
+    """Both algorithms on one case: (comparison row, every probe, InfPop's capacity per setting)."""
+    latency, target = tuning["e2el_ms"], tuning["target_share"]
+    logger.info(f"auto_tune ({AUTO_TUNE_SOURCE}) on {case}: {len(grid)} settings, P99 E2EL <= {latency:g} ms")
+    theirs = auto_tune(source, grid, latency)
+    logger.info(f"InfPop's tuning on {case}: E2EL <= {latency:g} ms, attainment's lower bound >= {target:g}")
+    ours = infpop_tune(source, grid, target)
+    row = comparison_row(mode, case, grid, theirs, ours, latency, target)
+    logger.info(
+        f"{case}: auto_tune {row['auto_tune_setting']} at {row['auto_tune_rate']} "
+        f"({row['auto_tune_invocations']} load points, {row['auto_tune_device_minutes']:.1f} device-min); "
+        f"InfPop {row['infpop_setting']} at {row['infpop_rate']} ({row['infpop_invocations']} load points, "
+        f"{row['infpop_device_minutes']:.1f} device-min)"
+    )
+    probes = probe_rows(mode, case, theirs, target) + probe_rows(mode, case, ours, target)
+    return row, probes, capacity_rows(mode, case, ours, target)
+
+
+def run_replay(config: dict, collected: list[tuple[dict, str]]) -> tuple[list, list, list]:
+    """Both algorithms on every vLLM case of a run's records (serve.tuning's harness, no
+    concurrency limit): (comparison rows, probe rows, capacity rows)."""
+    section, tuning = config["serve"], config["serve"]["tuning"]
+    tables = replay_tables(
+        collected, Slo(e2el_ms=tuning["e2el_ms"]), section["saturation_tolerance"], tuning["harness"]
+    )
+    rows, probes, capacities = [], [], []
+    for (hardware, engine, model, n_gpus), (grid, table) in sorted(tables.items()):
+        if engine != "vllm":
+            continue
+        case = _case(hardware, engine, model, n_gpus)
+        row, asked, found = _run_case("replay", case, ReplaySource(table), grid, tuning)
+        rows.append(row)
+        probes += asked
+        capacities += found
+    return rows, probes, capacities
+
+
+def run_live(
+    config: dict, out_root: Path, benchmark_file: Path, deadline: float | None = None
+) -> tuple[list, list, list]:
+    """Both algorithms on live vLLM servers, per (hardware, model, n_gpus) of the serving plan:
+    the settings of serve.engine_arg_axes.vllm, records under out_root/<server>/ (InfPop's tuning
+    runs second and reuses the load points auto_tune measured, as a shared cache)."""
+    section, tuning = config["serve"], config["serve"]["tuning"]
+    slo = Slo(e2el_ms=tuning["e2el_ms"])
+    jobs, _ = plan(config)
+    cases: dict[tuple, list[Setting]] = defaultdict(list)
+    for job in jobs:
+        if job.engine == "vllm":
+            axes = settings_of(config, job).axes
+            cases[(job.hardware, job.engine, job.model, job.n_gpus)].append(Setting(job.settings, tuple(axes.items())))
+    rows, probes, capacities = [], [], []
+    for (hardware, engine, model, n_gpus), grid in sorted(cases.items()):
+
+        def open_session(label, where=(hardware, engine, model, n_gpus)):
+            job = ServeJob(*where, label)
+            return ServeSession(config, job, Path(out_root) / job.relpath, benchmark_file)
+
+        source = LiveSource(
+            open_session, tuning["harness"], tuning["repetitions"], slo, section["saturation_tolerance"], deadline
+        )
+        try:
+            row, asked, found = _run_case("live", _case(hardware, engine, model, n_gpus), source, grid, tuning)
+        finally:
+            source.close()
+        rows.append(row)
+        probes += asked
+        capacities += found
+    return rows, probes, capacities
+
+
+def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def probes_png(probes: list[dict], path) -> Path:
+    """Per case, the load points each algorithm asked for in order (the request rate; inf drawn at
+    the top), coloured by setting, filled where InfPop's rule passes them: how auto_tune walks down
+    1 req/s at a time where InfPop's tuning bisects and drops settings after one load point."""
+    from infpop.figures import message_png, plt, save
+
+    title = "auto_tune against InfPop's tuning: the load points each asked for"
+    if not probes:
+        return message_png(path, title, "no case was compared")
+    cases: dict[tuple, list[dict]] = defaultdict(list)
+    for row in probes:
+        cases[(row["mode"], row["hardware"], row["model"], row["n_gpus"])].append(row)
+    fig, axes = plt.subplots(len(cases), 2, figsize=(13, 4 * len(cases)), squeeze=False)
+    for line, (case, rows) in zip(axes, sorted(cases.items(), key=lambda i: str(i[0])), strict=True):
+        finite = [float(r["request_rate"]) for r in rows if r["request_rate"] != "inf"]
+        top = (max(finite) if finite else 1.0) * 1.15
+        labels = sorted({r["settings"] for r in rows})
+        colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+        for ax, algorithm in zip(line, ("auto_tune", "infpop"), strict=True):
+            asked = [r for r in rows if r["algorithm"] == algorithm]
+            for r in asked:
+                y = top if r["request_rate"] == "inf" else float(r["request_rate"])
+                colour = colours[r["settings"]]
+                face = colour if r["passes"] in (True, "True") else "white"
+                ax.scatter([r["order"]], [y], facecolors=[face], edgecolors=[colour], s=40, zorder=3)
+            ax.axhline(top, color="grey", linewidth=0.5, linestyle=":")
+            ax.set_title(f"{algorithm} ({case[0]}, {case[2]}): {len(asked)} load points")
+            ax.set_xlabel("load point asked for, in order")
+            ax.set_ylabel("request rate (req/s; dotted line: inf)")
+            ax.grid(True, alpha=0.3)
+        for label, colour in colours.items():
+            line[1].scatter([], [], color=colour, label=label)
+        line[1].legend(fontsize=7, loc="best", title="filled: holds the SLO", title_fontsize=7)
+    fig.suptitle(title)
+    return save(fig, path)

@@ -1,0 +1,403 @@
+"""The serving analysis (infpop/serve/analysis.py) and the auto_tune comparison
+(infpop/serve/autotune.py) on synthetic load points whose answer is known: knees of curves built
+with one, Pareto fronts with a dominated point, a knob that changes goodput and one that does not,
+capacity searches and both tuners on tables whose capacities are set by hand. A fake session (a
+dict of records) isolates the adapter to ServeSession; real servers: bench/serve_autotune.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from test_serve import a_record, context, model_folder  # noqa: F401 - the fixture
+
+from infpop.analysis import stats
+from infpop.serve import analysis, autotune, records
+from infpop.serve.analysis import Probe, capacity_bisection, kneedle, wilson
+from infpop.serve.autotune import ReplaySource, Setting, auto_tune, infpop_tune
+from infpop.serve.metrics import Slo
+from infpop.serve.plan import ServeJob
+
+# -- knees, fronts, knobs --------------------------------------------------------------------------
+
+
+def test_kneedle_finds_the_knee_of_a_hockey_stick_and_none_without_one():
+    xs = [1, 2, 3, 4, 5, 6, 7, 8]
+    ys = [10, 10.5, 11, 11.5, 12, 60, 150, 300]  # flat, then steep after x = 5
+    assert xs[kneedle(xs, ys)] == 5
+    assert kneedle(list(reversed(xs)), list(reversed(ys))) == 3  # index in the order given
+    assert kneedle([1, 2], [1, 5]) is None
+    assert kneedle([1, 2, 3], [4, 4, 4]) is None
+    assert kneedle([1, 2, 3], [1, 2, 3]) is None  # a straight line has no knee
+    with pytest.raises(ValueError):
+        kneedle([1, 2, 3], [1, 2])
+
+
+def row(settings="a", rate=1, **values):
+    base = dict(hardware="cpu", engine="vllm", model="m", n_gpus=1, settings=settings, harness="infpop")
+    return {**base, "max_concurrency": None, "request_rate": rate, "status": "ok", **values}
+
+
+def test_latency_knees_per_curve():
+    rows = [
+        row(rate=r, request_throughput=r * 0.98, e2el_p99_ms=ms)
+        for r, ms in zip(range(1, 9), [10, 11, 12, 13, 14, 80, 150, 300], strict=True)
+    ]
+    rows.append(row(rate=9, request_throughput=None, e2el_p99_ms=None, status="timeout"))
+    (curve,) = analysis.latency_knees(rows)
+    assert curve["points"] == 8 and curve["knee_request_rate"] == 5
+    assert curve["knee_latency_ms"] == 14
+
+
+def test_the_pareto_front_drops_dominated_load_points():
+    rows = [
+        row(rate=1, user_output_tokens_per_s_mean=50, output_throughput_per_device=100),
+        row(rate=2, user_output_tokens_per_s_mean=40, output_throughput_per_device=180),
+        row(rate=4, user_output_tokens_per_s_mean=30, output_throughput_per_device=170),  # beaten by rate 2
+        row(rate=8, user_output_tokens_per_s_mean=20, output_throughput_per_device=250),
+    ]
+    front = analysis.pareto_rows(rows)
+    assert [r["request_rate"] for r in front] == [8, 2, 1]
+    assert all(r["pareto"] for r in front)
+
+
+def knob_rows():
+    """Goodput doubles with max_num_seqs and does not depend on block_size (three repetitions)."""
+    out = []
+    for seqs in (4, 8, 16):
+        for block in (16, 32):
+            for rep in range(3):
+                out.append(
+                    row(
+                        settings=f"s{seqs}b{block}",
+                        rate=8,
+                        request_goodput=seqs / 4 + 0.01 * rep + 0.001 * (block == 32),
+                        arg_max_num_seqs=seqs,
+                        arg_block_size=block,
+                    )
+                )
+    return out
+
+
+def test_a_knob_that_changes_goodput_is_significant_and_one_that_does_not_is_not():
+    effects = {e["knob"]: e for e in analysis.knob_effects(knob_rows())}
+    assert effects["max_num_seqs"]["levels"] == 3 and effects["max_num_seqs"]["n"] == 18
+    assert effects["max_num_seqs"]["anova_p"] < 1e-6 and effects["max_num_seqs"]["kruskal_p"] < 0.01
+    assert effects["block_size"]["anova_p"] > 0.5 and effects["block_size"]["kruskal_p"] > 0.5
+    assert "4: 1.01" in effects["max_num_seqs"]["group_means"]
+
+
+def test_kruskal_needs_two_groups_and_variation():
+    assert math.isnan(stats.kruskal({"a": [1, 2]}).H)
+    assert "same" in stats.kruskal({"a": [1, 1], "b": [1, 1]}).note
+    assert stats.kruskal({"a": [1, 2, 3], "b": [7, 8, 9]}).p < 0.1
+
+
+def test_the_goodput_landscape_holds_each_settings_best(tmp_path):
+    best = analysis.best_goodput_per_setting(knob_rows())
+    assert len(best) == 6
+    assert {(b["arg_max_num_seqs"], round(b["request_goodput"], 2)) for b in best} >= {(16, 4.02), (4, 1.02)}
+    path = analysis.goodput_landscape_png(knob_rows(), tmp_path / "landscape.png")
+    assert path.stat().st_size > 10_000
+    empty = analysis.goodput_landscape_png([], tmp_path / "none.png")
+    assert empty.exists()
+
+
+# -- capacity --------------------------------------------------------------------------------------
+
+
+def test_wilson_interval_matches_its_textbook_values():
+    low, high = wilson(10, 10)
+    assert low == pytest.approx(0.7225, abs=1e-4) and high == pytest.approx(1.0)
+    low, high = wilson(5, 10)
+    assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def synthetic(capacity: float, requests: int = 100):
+    """A server that holds E2EL within the SLO for every request up to `capacity` req/s and for
+    half of them above."""
+
+    calls = []
+
+    def probe(rate: float) -> Probe:
+        calls.append(rate)
+        good = requests if rate <= capacity else requests // 2
+        return Probe(rate, "ok", requests, good, requests / rate, request_throughput=rate)
+
+    return probe, calls
+
+
+@pytest.mark.parametrize("capacity", [1, 7, 13, 39, 40])
+def test_capacity_bisection_finds_the_highest_passing_rate_in_log_probes(capacity):
+    probe, calls = synthetic(capacity)
+    found = capacity_bisection(probe, range(1, 41), 0.9)
+    assert found.rate == capacity and found.best.rate == capacity
+    assert len(found.probes) == len(calls) <= math.ceil(math.log2(41))
+
+
+def test_capacity_bisection_uses_what_is_known_and_reports_no_capacity():
+    probe, calls = synthetic(0.5)
+    assert capacity_bisection(probe, range(1, 9), 0.9).rate is None
+    probe, calls = synthetic(6)
+    found = capacity_bisection(probe, range(1, 9), 0.9, known_pass=5, known_fail=7)
+    assert found.rate == 6 and calls == [6]
+    few = capacity_bisection(synthetic(6)[0], range(1, 1000), 0.9, max_probes=2)
+    assert len(few.probes) == 2 and "2 probes" in few.reason
+
+
+def test_a_probe_passes_on_its_goodputs_lower_bound_against_the_offered_rate():
+    sure = Probe(4, "ok", 100, 100, 25.0)
+    assert sure.passes(0.95) and not sure.passes(0.97)
+    assert not Probe(4, "ok", 12, 12, 3.0).passes(0.9)  # 12 of 12: the bound is 0.76
+    assert not Probe(4, "crashed", 100, 100, 25.0).passes(0.5)
+    behind = Probe(4, "ok", 100, 100, 50.0)  # every request good, but 2 req/s completed of 4 offered
+    assert not behind.passes(0.6) and behind.passes(0.45)
+    at_inf = Probe(math.inf, "ok", 100, 100, 50.0)  # no offered rate: the attainment's bound alone
+    assert at_inf.passes(0.95)
+    low, high = sure.goodput_ci
+    assert low == pytest.approx(0.963 * 4, abs=0.01) and high == pytest.approx(4.0)
+
+
+class FakeSession:
+    """Stands in for ServeSession: records made by test_serve.a_record, counted, none reused."""
+
+    def __init__(self, ctx):
+        self.ctx, self.calls, self.server_starts = ctx, [], [9.0]
+
+    def measure(self, point, rep, harness):
+        self.calls.append((point.request_rate, rep, harness))
+        return a_record(self.ctx, rep=rep), False
+
+    def close(self):
+        self.closed = True
+
+
+def test_session_prober_pools_the_repetitions_records(model_folder):  # noqa: F811
+    session = FakeSession(context(model_folder))
+    probe = analysis.session_prober(session, "infpop", 2, Slo(ttft_ms=250), 0.1)(2.0)
+    assert session.calls == [(2.0, 0, "infpop"), (2.0, 1, "infpop")]
+    assert probe.requests == 6 and probe.good == 4  # two of each record's three within 250 ms
+    assert probe.duration_s == pytest.approx(3.2) and probe.server_start_s == 9.0 and not probe.reused
+    ctx = context(model_folder)
+    crashed = Probe.from_records(2.0, [a_record(ctx), a_record(ctx, status="crashed", rep=1)], Slo(ttft_ms=250), 0.1)
+    assert crashed.status == "crashed" and not crashed.passes(0.1) and crashed.requests == 3
+
+
+# -- auto_tune and InfPop's tuning -----------------------------------------------------------------
+
+SEQS, TOKENS = (4, 8, 16, 32), (256, 512)
+
+
+def grid() -> list[Setting]:
+    """auto_tune's order: max_num_seqs outer, max_num_batched_tokens inner."""
+    return [
+        Setting(f"max_num_seqs={s},max_num_batched_tokens={b}", (("max_num_seqs", s), ("max_num_batched_tokens", b)))
+        for s in SEQS
+        for b in TOKENS
+    ]
+
+
+def table(capacity, limit_ms=1000.0, requests=100, start_s=60.0, pass_at_inf=False):
+    """Every setting at rate inf and every integer rate up to 40: within `limit_ms` for every
+    request up to the setting's capacity, a tenth of them above; at inf the throughput is the
+    capacity + 3 (and the latency over the limit unless pass_at_inf); 2 s of warm-up each."""
+    out = {}
+    for setting in grid():
+        cap = capacity(setting)
+        for rate in [math.inf, *map(float, range(1, 41))]:
+            holds = pass_at_inf if math.isinf(rate) else rate <= cap + 3 * pass_at_inf  # up to its throughput
+            throughput = cap + 3 if math.isinf(rate) else min(rate, cap + 3) * 0.99
+            out[(setting.label, rate)] = Probe(
+                rate,
+                "ok",
+                requests,
+                requests if holds else requests // 10,
+                requests / throughput,
+                2.0,
+                start_s,
+                request_throughput=throughput,
+                e2el_p99_ms=limit_ms * (0.5 if holds else 4),
+            )
+    return out
+
+
+def capacity_by_seqs(setting: Setting) -> float:
+    knobs = dict(setting.knobs)
+    return {4: 6, 8: 11, 16: 17, 32: 15}[knobs["max_num_seqs"]] + (1 if knobs["max_num_batched_tokens"] == 512 else 0)
+
+
+def test_auto_tune_walks_down_from_the_rate_inf_throughput_and_keeps_the_best():
+    choice = auto_tune(ReplaySource(table(capacity_by_seqs)), grid(), 1000.0)
+    assert choice.setting.label == "max_num_seqs=16,max_num_batched_tokens=512"
+    assert choice.probe.rate == 18
+    # per setting: rate inf, then int(cap + 3) + 1 down to cap: 5 load points below inf
+    assert choice.ledger.invocations == len(grid()) * 6
+    asked = [(s.label, p.rate) for s, p in choice.ledger.probes]
+    assert asked[:6] == [(grid()[0].label, r) for r in (math.inf, 10, 9, 8, 7, 6)]
+    spent = sum(p.duration_s + p.warmup_s for _, p in choice.ledger.probes) + 60 * len(grid())
+    assert choice.ledger.device_s == pytest.approx(spent)
+
+
+@pytest.mark.parametrize("start_s", [0.0, 60.0])
+def test_infpop_tuning_finds_the_same_setting_in_a_third_of_the_load_points(start_s):
+    source = ReplaySource(table(capacity_by_seqs, start_s=start_s))
+    theirs = auto_tune(source, grid(), 1000.0)
+    ours = infpop_tune(source, grid(), 0.9)
+    assert ours.setting == theirs.setting and ours.probe.rate == theirs.probe.rate
+    row = autotune.comparison_row("replay", {"model": "m"}, grid(), theirs, ours, 1000.0, 0.9)
+    assert row["same_setting"] and row["within_ci"]
+    assert row["invocation_ratio"] <= 1 / 3
+    assert row["auto_tune_measured_now"] == 0 and row["auto_tune_missing"] == 0
+    # every setting costs each side a server start: with a minute's start the device time is not
+    # cut to a third, only the load points are
+    assert row["goal_met"] == (start_s == 0.0) == (row["device_minutes_ratio"] <= 1 / 3)
+
+
+def test_when_every_setting_holds_the_slo_at_rate_inf_both_measure_each_once():
+    theirs = auto_tune(ReplaySource(table(capacity_by_seqs, pass_at_inf=True)), grid(), 1000.0)
+    ours = infpop_tune(ReplaySource(table(capacity_by_seqs, pass_at_inf=True)), grid(), 0.9)
+    assert theirs.setting == ours.setting and theirs.probe.rate == ours.probe.rate == math.inf
+    assert theirs.ledger.invocations == ours.ledger.invocations == len(grid())  # no saving here
+
+
+def test_a_rate_the_replay_table_lacks_is_missing_and_fails():
+    thin = {k: v for k, v in table(capacity_by_seqs).items() if k[1] in (math.inf, 1.0, 4.0)}
+    choice = auto_tune(ReplaySource(thin), grid(), 1000.0)
+    assert choice.ledger.missing > 0
+    assert choice.probe.rate in (1.0, 4.0)
+    assert choice.ledger.measured_now == 0
+
+
+def test_replay_tables_come_from_a_runs_records(model_folder):  # noqa: F811
+    ctx = context(model_folder)
+    collected = [(a_record(ctx, rep=r), f"p{r}") for r in range(2)]
+    collected.append((a_record(ctx, harness="vllm_bench"), "v"))
+    ((case, (settings, points)),) = autotune.replay_tables(collected, Slo(e2el_ms=1500), 0.1, "infpop").items()
+    assert case == ("cpu", "hf", "tiny", 1) and [s.label for s in settings] == ["default"]
+    probe = points[("default", 2.0)]
+    assert probe.requests == 6 and probe.good == 6 and probe.reused
+
+
+def test_a_runs_records_replayed_give_the_comparison_and_every_probe(model_folder, tmp_path):  # noqa: F811
+    ctx = context(model_folder)
+    collected = []
+    for seqs, scale in ((4, 2.0), (8, 1.0)):  # max_num_seqs=8 answers twice as fast
+        job = ServeJob("cpu", "vllm", "tiny", 1, f"max_num_seqs={seqs}")
+        server = records.ServeContext(**{**vars(ctx), "job": job, "settings_axes": {"max_num_seqs": seqs}})
+        collected.append((a_record(server, scale=scale), "p"))
+    config = {
+        "serve": {
+            "saturation_tolerance": 0.1,
+            "tuning": {"e2el_ms": 1000, "target_share": 0.1, "harness": "infpop"},
+        }
+    }
+    rows, probes, capacities = autotune.run_replay(config, collected)
+    (row,) = rows
+    assert row["mode"] == "replay" and row["settings_in_grid"] == 2
+    # only rate 2 was measured: rate inf and rates 1 and 3 are missing, so neither side passes
+    assert row["auto_tune_missing"] > 0 and row["auto_tune_setting"] is None
+    assert {p["algorithm"] for p in probes} == {"auto_tune", "infpop"}
+    autotune.write_csv(rows, tmp_path / "c.csv", autotune.COLUMNS)
+    autotune.write_csv(probes, tmp_path / "p.csv", autotune.PROBE_COLUMNS)
+    assert (tmp_path / "c.csv").read_text().splitlines()[0].split(",") == autotune.COLUMNS
+    assert "5df63a720" in autotune.AUTO_TUNE_SOURCE
+
+
+def test_the_tuning_section_fills_its_defaults_and_names_its_problems(model_folder):  # noqa: F811
+    from conftest import make_config
+
+    from infpop.config import ConfigError, load_config
+
+    config = load_config(make_config(model_folder, engines=["hf", "vllm"], serve={"tuning": {"e2el_ms": 500}}))
+    assert config["serve"]["tuning"] == {
+        "mode": "replay",
+        "e2el_ms": 500,
+        "target_share": 0.9,
+        "repetitions": 1,
+        "harness": "vllm_bench",
+    }
+    assert load_config(make_config(model_folder, engines=["hf", "vllm"]))["serve"] is None
+    with pytest.raises(ConfigError, match=r"serve\.tuning.*needs vllm"):
+        load_config(make_config(model_folder, engines=["hf"], serve={"tuning": {"e2el_ms": 500}}))
+    with pytest.raises(ConfigError, match=r"serve\.tuning\.harness"):
+        load_config(
+            make_config(model_folder, engines=["vllm"], serve={"tuning": {"e2el_ms": 500, "harness": "infpop"}})
+        )
+    with pytest.raises(ConfigError, match="e2el_ms"):
+        load_config(make_config(model_folder, engines=["vllm"], serve={"tuning": {}}))
+
+
+def test_the_live_source_keeps_one_session_open_and_counts_its_start(model_folder):  # noqa: F811
+    ctx, opened = context(model_folder), []
+
+    def open_session(label):
+        opened.append(FakeSession(ctx))
+        return opened[-1]
+
+    source = autotune.LiveSource(open_session, "infpop", 1, Slo(e2el_ms=1500), 0.1)
+    a, b = grid()[:2]
+    source.probe(a, 2.0)
+    source.probe(a, 3.0)
+    assert len(opened) == 1
+    probe = source.probe(b, 2.0)
+    assert len(opened) == 2 and opened[0].closed and probe.good == 3
+    source.close()
+    assert opened[1].closed
+
+
+def test_capacity_rows_say_what_infpops_tuning_learnt_of_each_setting():
+    choice = infpop_tune(ReplaySource(table(capacity_by_seqs)), grid(), 0.9)
+    found = {r["settings"]: r for r in autotune.capacity_rows("replay", {}, choice, 0.9)}
+    assert len(found) == len(grid())
+    best = found["max_num_seqs=16,max_num_batched_tokens=512"]
+    assert (best["capacity_at_least"], best["fails_at"]) == ("18", "19")
+    dropped = found["max_num_seqs=4,max_num_batched_tokens=256"]
+    assert dropped["probes"] == 1 and dropped["capacity_at_least"] is None and dropped["fails_at"] == "19"
+
+
+def test_the_probes_figure_draws_both_algorithms(tmp_path):
+    source = ReplaySource(table(capacity_by_seqs))
+    theirs, ours = auto_tune(source, grid(), 1000.0), infpop_tune(source, grid(), 0.9)
+    probes = autotune.probe_rows(
+        "replay", {"hardware": "cpu", "engine": "vllm", "model": "m", "n_gpus": 1}, theirs, 0.9
+    )
+    probes += autotune.probe_rows("replay", {"hardware": "cpu", "engine": "vllm", "model": "m", "n_gpus": 1}, ours, 0.9)
+    assert autotune.probes_png(probes, tmp_path / "p.png").stat().st_size > 10_000
+    assert autotune.probes_png([], tmp_path / "none.png").exists()
+
+
+def test_past_its_deadline_the_live_source_measures_nothing(model_folder):  # noqa: F811
+    opened = []
+    source = autotune.LiveSource(lambda label: opened.append(label), "infpop", 1, Slo(e2el_ms=1500), 0.1, deadline=0.0)
+    assert source.probe(grid()[0], 2.0).status == "missing" and not opened
+
+
+def test_a_setting_holding_the_slo_at_rate_inf_is_worth_its_goodput_not_more():
+    """The smallest setting never queues (it holds the SLO at every rate and at inf) but completes
+    only 9 req/s at inf: both algorithms prefer the setting that holds 18 req/s."""
+    rows = table(capacity_by_seqs)
+    small = grid()[0].label  # max_num_seqs=4, tried last by InfPop's tuning
+    for (label, rate), probe in list(rows.items()):
+        if label == small:
+            rows[(label, rate)] = Probe(**{**vars(probe), "good": probe.requests, "e2el_p99_ms": 500.0})
+    theirs = auto_tune(ReplaySource(rows), grid(), 1000.0)
+    ours = infpop_tune(ReplaySource(rows), grid(), 0.9)
+    assert theirs.setting.label == ours.setting.label == "max_num_seqs=16,max_num_batched_tokens=512"
+    assert [p.rate for s, p in theirs.ledger.probes if s.label == small] == [math.inf]
+    # InfPop's tuning: one load point above the incumbent's 18 req/s; it holds there (the table's
+    # rates are capped at capacity + 3), so it is searched upward until its completions fall short
+    asked = [p.rate for s, p in ours.ledger.probes if s.label == small]
+    assert asked[0] == 19
+
+
+def test_a_first_setting_holding_the_slo_at_rate_inf_sets_the_bar_at_its_goodput():
+    rows = table(capacity_by_seqs)
+    big = "max_num_seqs=32,max_num_batched_tokens=512"  # tried first by InfPop's tuning
+    rows[(big, math.inf)] = Probe(**{**vars(rows[(big, math.inf)]), "good": 100, "e2el_p99_ms": 500.0})
+    theirs = auto_tune(ReplaySource(rows), grid(), 1000.0)
+    ours = infpop_tune(ReplaySource(rows), grid(), 0.9)
+    assert theirs.setting.label == ours.setting.label == big and ours.probe.rate == math.inf
+    # its goodput at inf is 19 req/s: every other setting is tried at inf, then at 20 req/s, and fails
+    assert ours.ledger.invocations == 1 + 2 * 7
+    assert [p.rate for s, p in ours.ledger.probes[1:3]] == [math.inf, 20.0]

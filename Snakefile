@@ -6,13 +6,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# --configfile replaces the default experiment instead of merging into it (a merge would add the
-# tiny CPU model to the paper's grid); --config key=value still overrides either.
-if not workflow.overwrite_configfiles:
-
-    configfile: f"{workflow.basedir}/config.yaml"
-
-
+# The config is config.yaml, or the --configfile files instead of it (a merge would add the tiny
+# CPU model to the paper's grid), with --config key=value overriding either: read and checked by
+# InfPop (rules/common/setup.smk), not by a configfile directive, so that every problem is reported
+# with its file and line.
 report: "workflow/report/workflow.rst"
 
 
@@ -25,6 +22,8 @@ include: "rules/measure.smk"
 include: "rules/analysis.smk"
 include: "rules/optimise.smk"
 include: "rules/crosscheck.smk"
+include: "rules/serve.smk"
+include: "rules/budget.smk"
 include: "rules/targets.smk"
 include: "rules/report.smk"
 

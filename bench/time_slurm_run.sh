@@ -11,11 +11,13 @@ snakemake=("$repo/.venv/bin/python" -m snakemake --snakefile "$repo/Snakefile")
 [ "$(sinfo -h -o %t 2>/dev/null)" = idle ] || { echo "no idle SLURM node: run .ci/slurm-up.sh first" >&2; exit 1; }
 
 mkdir -p "$work/slurm" "$work/local"
-"$repo/.venv/bin/python" - "$repo/config.yaml" "$work" <<'PY'
+"$repo/.venv/bin/python" - "$repo/config.yaml" "$work" "$repo/tests/slurm/partitions.yaml" <<'PY'
 import sys, yaml
 config = yaml.safe_load(open(sys.argv[1]))
 config.update(batch_sizes=[1, 8], repetitions=1, benchmark={"limit": 64}, paper_data={"replay": False})
-config["optimisation"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}  # as the test
+config["optimise"] = {"tune": {"budget": 2, "batch_sizes": [16, 32]}, "study": {"seeds": 2}}  # as the test
+config["crosscheck"] = {"repeats": 1}
+config["cluster"] = {"partitions": sys.argv[3]}
 for where in ("slurm", "local"):
     yaml.safe_dump(config, open(f"{sys.argv[2]}/{where}/reduced.yaml", "w"), sort_keys=False)
 PY
@@ -23,8 +25,8 @@ PY
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
 start=$(ms)
 (cd "$work/slurm" && "${snakemake[@]}" --profile "$repo/profiles/slurm" \
-    --slurm-partition-config "$repo/tests/slurm/partitions.yaml" --slurm-no-account \
-    --slurm-status-command squeue --slurm-init-seconds-before-status-checks 5 --set-threads sweep=2 tune=2 \
+    --slurm-no-account \
+    --slurm-status-command squeue --slurm-init-seconds-before-status-checks 5 --set-threads sweep=2 optimise_tune=2 crosscheck=2 \
     --configfile reduced.yaml > run.log 2>&1)
 slurm_ms=$(( $(ms) - start ))
 start=$(ms)

@@ -1,5 +1,6 @@
 # RQ1-RQ4 and the discussion, for each dataset (measured: our trials; paper: the published ones),
-# the paper comparison, and the repetitions of our measurements as data.
+# the paper's conclusions checked on each, what each dataset's trials cost, the paper comparison,
+# and the repetitions of our measurements as data.
 
 
 rule import_paper:
@@ -11,7 +12,10 @@ rule import_paper:
     conda:
         analysis_env()
     params:
-        local_dir=CONFIG["paper_data"]["local_dir"],
+        # the published data (checked by sha256), not where it is copied from (paper_data.local_dir,
+        # which the script reads from the run's config): a run that names another folder, or none,
+        # finds the same data and imports nothing again
+        appendix=PAPER_APPENDIX,
     script:
         "../workflow/scripts/import_paper.py"
 
@@ -198,28 +202,86 @@ rule comparison:
         "../workflow/scripts/comparison.py"
 
 
+rule conclusions:
+    input:
+        unpack(conclusions_inputs),
+    output:
+        csv=report(
+            f"{RESULTS}/{{dataset}}/conclusions.csv",
+            caption="../workflow/report/conclusions.rst",
+            category="Conclusions",
+            subcategory="{dataset}",
+        ),
+        md=f"{RESULTS}/{{dataset}}/conclusions.md",
+        png=report(
+            f"{RESULTS}/{{dataset}}/conclusions.png",
+            caption="../workflow/report/conclusions_png.rst",
+            category="Conclusions",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/conclusions.log",
+    conda:
+        analysis_env()
+    params:
+        settings=analysis_settings,
+        reference_settings=conclusions_reference_settings,
+        # against the reference data: the landscapes' optima (the paper's text states the rest)
+        relative_families=["rq1"],
+    script:
+        "../workflow/scripts/conclusions.py"
+
+
+rule cost:
+    input:
+        dataset_trials,
+    output:
+        csv=report(
+            f"{RESULTS}/{{dataset}}/cost.csv",
+            caption="../workflow/report/cost.rst",
+            category="Cost",
+            subcategory="{dataset}",
+        ),
+        md=f"{RESULTS}/{{dataset}}/cost.md",
+        png=report(
+            f"{RESULTS}/{{dataset}}/cost.png",
+            caption="../workflow/report/cost_png.rst",
+            category="Cost",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/logs/{{dataset}}/cost.log",
+    conda:
+        analysis_env()
+    params:
+        cpu_hardware=cost_cpu_hardware,
+        how=cost_source,
+    script:
+        "../workflow/scripts/cost.py"
+
+
 rule repetitions:
     input:
-        trials=MEASURED_TRIALS,
+        trials=OWN_TRIALS,
         manifests=sweep_manifests(),
     output:
         configurations=report(
-            f"{RESULTS}/measured/repetitions/configurations.csv",
+            f"{OWN_DIR}/repetitions/configurations.csv",
             caption="../workflow/report/repetitions.rst",
             category="Repetitions and noise",
         ),
         noise=report(
-            f"{RESULTS}/measured/repetitions/noise.csv",
+            f"{OWN_DIR}/repetitions/noise.csv",
             caption="../workflow/report/noise.rst",
             category="Repetitions and noise",
         ),
         png=report(
-            f"{RESULTS}/measured/repetitions/noise.png",
+            f"{OWN_DIR}/repetitions/noise.png",
             caption="../workflow/report/noise_png.rst",
             category="Repetitions and noise",
         ),
     log:
-        f"{RESULTS}/logs/measured/repetitions.log",
+        f"{RESULTS}/logs/{OWN}/repetitions.log",
     conda:
         analysis_env()
     script:

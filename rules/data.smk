@@ -49,6 +49,5 @@ rule download_model:
     params:
         hf_id=model_hf_id,
         revision=model_revision,
-        config_file=CONFIG_FILES,
     script:
         "../workflow/scripts/download_model.py"

@@ -6,11 +6,11 @@ rule plan:
     output:
         PLAN_FILE,
     log:
-        f"{RESULTS}/logs/plan.log",
+        f"{RUN_DIR}/logs/plan.log",
     conda:
         analysis_env()
     params:
-        config=MEASUREMENT_CONFIG,
+        grid=GRID_SETTINGS,
     script:
         "../workflow/scripts/plan.py"
 
@@ -22,12 +22,13 @@ rule sweep:
     input:
         benchmark=BENCHMARK_FILE,
         model=sweep_model_input,
+        rehearsal=rehearsal_input,
     output:
         manifest=SWEEP_MANIFEST,
     log:
-        f"{RESULTS}/logs/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}{{part}}.log",
+        f"{RUN_DIR}/logs/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}{{variant}}{{part}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}{{part}}.tsv"
+        f"{RUN_DIR}/benchmarks/sweep/{{hardware}}/{{engine}}/{{model}}/g{{n_gpus}}{{variant}}{{part}}.tsv"
     conda:
         sweep_env
     threads: sweep_threads
@@ -37,7 +38,7 @@ rule sweep:
         mem_mb=sweep_mem_mb,
         runtime=sweep_runtime,
     params:
-        config=MEASUREMENT_CONFIG,
+        settings=sweep_settings,
     script:
         "../workflow/scripts/sweep.py"
 
@@ -46,11 +47,13 @@ rule aggregate:
     input:
         sweep_manifests(),
     output:
-        MEASURED_TRIALS,
+        OWN_TRIALS,
     log:
-        f"{RESULTS}/logs/aggregate.log",
+        f"{RUN_DIR}/logs/aggregate.log",
     conda:
         analysis_env()
+    params:
+        dataset=OWN,  # its records must all be of it: measured, or simulated for a rehearsal
     script:
         "../workflow/scripts/aggregate.py"
 
@@ -60,17 +63,17 @@ rule provenance:
     input:
         sweep_manifests(),
     output:
-        json=report(f"{RESULTS}/provenance.json", caption="../workflow/report/provenance.rst", category="Provenance"),
+        json=report(f"{RUN_DIR}/provenance.json", caption="../workflow/report/provenance.rst", category="Provenance"),
         sweeps=report(
-            f"{RESULTS}/provenance_sweeps.csv",
+            f"{RUN_DIR}/provenance_sweeps.csv",
             caption="../workflow/report/provenance_sweeps.rst",
             category="Provenance",
         ),
     log:
-        f"{RESULTS}/logs/provenance.log",
+        f"{RUN_DIR}/logs/provenance.log",
     conda:
         analysis_env()
     params:
-        config=CONFIG,
+        measured=MEASURED_SETTINGS,
     script:
         "../workflow/scripts/provenance.py"

@@ -26,7 +26,7 @@ rule optimise_rq5:
     threads: all_cores
     params:
         analysis=analysis_settings,
-        optimise=OPTIMISE_REPLAY_CONFIG,
+        optimise=RQ5_SETTINGS,
         modes=rq5_modes,
     script:
         "../workflow/scripts/optimise_rq5.py"
@@ -56,7 +56,7 @@ rule optimise_study:
     threads: all_cores
     params:
         analysis=analysis_settings,
-        optimise=OPTIMISE_REPLAY_CONFIG,
+        optimise=STUDY_SETTINGS,
     script:
         "../workflow/scripts/optimise_study.py"
 
@@ -65,22 +65,23 @@ rule optimise_tune:
     input:
         benchmark=BENCHMARK_FILE,
         model=tune_model_input,
+        rehearsal=rehearsal_input,
         sweeps=tune_sweeps,
     output:
         recommendations=report(
-            f"{RESULTS}/tune/recommendations.csv",
+            f"{RUN_DIR}/tune/recommendations.csv",
             caption="../workflow/report/tune.rst",
             category="Live tuning",
         ),
-        results=expand(f"{RESULTS}/tune/{{engine}}.json", engine=TUNE["engines"]),
-        histories=expand(f"{RESULTS}/tune/{{engine}}_history.csv", engine=TUNE["engines"]),
+        results=expand(f"{RUN_DIR}/tune/{{engine}}.json", engine=TUNE["engines"]),
+        histories=expand(f"{RUN_DIR}/tune/{{engine}}_history.csv", engine=TUNE["engines"]),
         pareto=report(
-            expand(f"{RESULTS}/tune/{{engine}}_pareto.png", engine=TUNE["engines"]),
+            expand(f"{RUN_DIR}/tune/{{engine}}_pareto.png", engine=TUNE["engines"]),
             caption="../workflow/report/tune_pareto.rst",
             category="Live tuning",
         ),
     log:
-        f"{RESULTS}/logs/optimise_tune.log",
+        f"{RUN_DIR}/logs/optimise_tune.log",
     conda:
         measuring_env(TUNE["hardware"], "tune")
     threads: all_cores  # locally, no other job runs beside the trials (on a cluster: set-threads)
@@ -90,7 +91,7 @@ rule optimise_tune:
         mem_mb=tune_mem_mb,
         runtime=tune_runtime,
     params:
-        config=TUNE_CONFIG,
-        trials_dir=f"{RESULTS}/trials",
+        settings=TUNE_SETTINGS,
+        trials_dir=TRIALS_DIR,
     script:
         "../workflow/scripts/optimise_tune.py"

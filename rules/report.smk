@@ -3,9 +3,9 @@
 
 rule resolved_config:
     output:
-        f"{RESULTS}/config.resolved.yaml",
+        f"{RUN_DIR}/config.resolved.yaml",
     log:
-        f"{RESULTS}/logs/resolved_config.log",
+        f"{RUN_DIR}/logs/resolved_config.log",
     conda:
         analysis_env()
     params:
@@ -16,12 +16,12 @@ rule resolved_config:
 
 rule report:
     input:
-        config=f"{RESULTS}/config.resolved.yaml",
+        config=f"{RUN_DIR}/config.resolved.yaml",
         outputs=reported_outputs(),
     output:
         REPORT,
     log:
-        f"{RESULTS}/logs/report.log",
+        f"{RUN_DIR}/logs/report.log",
     conda:
         analysis_env()
     params:

@@ -26,7 +26,13 @@ rule tune:
 rule paper:
     input:
         [t for rq in ("rq1", "rq2", "rq3", "rq4", "discussion", "rq5") for t in rq_outputs(rq, ["paper"])],
+        conclusion_and_cost_outputs(["paper"]),
         _outputs(rules.comparison),
+
+
+rule serving:
+    input:
+        serve_outputs(),
 
 
 rule reported:
@@ -57,3 +63,8 @@ rule rq4:
 rule rq5:
     input:
         rq_outputs("rq5"),
+
+
+rule budget:
+    input:
+        _outputs(rules.budget_study),

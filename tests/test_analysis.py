@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from infpop.analysis import AnalysisSettings, EmptyTrialsError, load_selected, select, write_table
 from infpop.analysis.comparison import agreement
-from infpop.measure.records import TRIAL_COLUMNS
+from infpop.analysis.selection import AnalysisSettings, EmptyTrialsError, load_selected, select, write_table
+from infpop.trials import TRIAL_COLUMNS
 
 
 def trials(rows):
@@ -56,7 +56,8 @@ def test_select_switches():
 
 
 def test_replicates_keep_every_repetition_and_give_the_statistics_their_spread():
-    from infpop.analysis.rq import rq2_anova, rq3_anova
+    from infpop.analysis.rq2 import rq2_anova
+    from infpop.analysis.rq3 import rq3_anova
 
     replicates = select(TABLE, AnalysisSettings(duplicates="replicates"))
     assert list(replicates["throughput_tokens_per_s"].fillna(-1)) == [10.0, 14.0, 20.0, -1]

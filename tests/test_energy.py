@@ -140,7 +140,7 @@ def test_a_gpu_sweep_on_a_machine_without_the_nvidia_driver_says_nvml_did_not_st
 def _selected(rows):
     import pandas as pd
 
-    from infpop.analysis import AnalysisSettings, select
+    from infpop.analysis.selection import AnalysisSettings, select
 
     columns = [
         "hardware",
@@ -171,25 +171,25 @@ ENERGY_TRIALS = [
 
 
 def test_table2_gives_tokens_per_joule_at_the_same_configurations():
-    from infpop.analysis import rq
+    from infpop.analysis import rq2
 
-    table = rq.table2(_selected(ENERGY_TRIALS), "h100").set_index("model")
+    table = rq2.table2(_selected(ENERGY_TRIALS), "h100").set_index("model")
     assert table.loc["m", "hf_best_gpus"] == 2 and table.loc["m", "hf_best_tokens_per_joule"] == 0.03
     assert table.loc["m", "vllm_best_tokens_per_joule"] == 0.4
     assert math.isnan(table.loc["m", "vllm_same_gpus_tokens_per_joule"])
     assert table.loc["m", "energy_note"] == "no energy reading for vLLM same GPUs" and table.loc["m", "note"] == ""
-    text = rq.table2_markdown(table.reset_index())
+    text = rq2.table2_markdown(table.reset_index())
     assert "| m | 0.030 | – | 0.400 |" in text
-    cpu = rq.table2(_selected(ENERGY_TRIALS), "cpu")
+    cpu = rq2.table2(_selected(ENERGY_TRIALS), "cpu")
     assert cpu[["hf_best_tokens_per_joule", "vllm_best_tokens_per_joule"]].isna().all().all()
-    assert cpu["energy_note"].tolist() == [rq.ENERGY_NOT_MEASURED]
-    assert f"Tokens per joule: {rq.ENERGY_NOT_MEASURED}." in rq.table2_markdown(cpu)
+    assert cpu["energy_note"].tolist() == [rq2.ENERGY_NOT_MEASURED]
+    assert f"Tokens per joule: {rq2.ENERGY_NOT_MEASURED}." in rq2.table2_markdown(cpu)
 
 
 def test_a_tokens_per_joule_landscape_only_where_a_trial_has_energy(tmp_path):
-    from infpop.analysis import figures as F
+    from infpop.analysis import rq1
 
-    written = F.write_landscapes(_selected(ENERGY_TRIALS), tmp_path, formats=("png",))
+    written = rq1.write_landscapes(_selected(ENERGY_TRIALS), tmp_path, formats=("png",))
     assert sorted(p.name for p in written) == [
         "cpu_hf_m.png",
         "h100_hf_m.png",

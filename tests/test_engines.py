@@ -6,6 +6,8 @@ vLLM starts its own processes with spawn, so (like the pipeline) the engines run
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from infpop.measure import records
@@ -43,14 +45,20 @@ def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, b
             assert len(record["output_digests"]) == 10
     libraries = record["environment"]["libraries"]
     assert ("vllm" in libraries) == (engine == "vllm") and "transformers" in libraries
+    settings = record["engine_settings"]
     if engine == "vllm":  # engines on equal terms: vLLM's prefix cache is off, and it served nothing
-        settings = record["engine_settings"]
+        # vLLM as its users run it: the statistics logger is off in a timed trial
+        assert settings["log_stats"] is False
+        # the cores its one rank's threads were bound to: every core this process may use
+        assert settings["cpu_threads_bind"] == ",".join(map(str, sorted(os.sched_getaffinity(0))))
         assert settings["enable_prefix_caching"] is False and settings["tensor_parallel_size"] == 1
         assert settings["kv_cache_tokens"] > 0 and settings["max_num_seqs"] > 0 and settings["attention_backends"]
         assert (
             record["engine_metrics"]["prefix_cache_hits"] == 0
             and record["engine_metrics"]["prefix_cache_hit_rate"] == 0
         )
+    else:
+        assert settings["torch_threads"] >= 1 and settings["offloaded"] is False
     assert record["environment"]["cpu_count"] >= 1 and record["environment"]["gpus"] == []
 
 
@@ -66,6 +74,7 @@ def test_vllm_prefix_cache_when_turned_on_serves_the_repeated_prompts(tmp_path, 
     run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file)
     second = records.read(tmp_path / TrialKey(3, 4, 1).relpath)
     assert second["engine_settings"]["enable_prefix_caching"] is True
+    assert second["engine_settings"]["log_stats"] is False  # the hits come from the requests' outputs
     assert second["engine_metrics"]["prefix_cache_hits"] > 0
     assert 0.5 < second["engine_metrics"]["prefix_cache_hit_rate"] <= 1
 

@@ -1,4 +1,4 @@
-"""RQ1-RQ3 figures and landscape features (infpop.analysis.figures)."""
+"""RQ1-RQ3 figures and landscape features (infpop.analysis.rq1, rq2, rq3)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, require_shared
 
-from infpop.analysis import INSUFFICIENT, AnalysisSettings, select
-from infpop.analysis import figures as F
+from infpop.analysis import rq1, rq2, rq3
+from infpop.analysis.selection import INSUFFICIENT, AnalysisSettings, select
 
-PAPER_TRIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper_trials.csv"
+PAPER_TRIALS = SHARED_DATA / "paper_trials.csv"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PAPER_STATUS = {"ok": "ok", "CUDA out of memory": "oom", "CUDA error": "error", "killed-noInfo": "crashed"}
 
@@ -80,8 +81,7 @@ def all_failed() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def paper() -> pd.DataFrame:
-    if not PAPER_TRIALS.exists():
-        pytest.skip(f"the paper's trials are not here: {PAPER_TRIALS}")
+    require_shared(PAPER_TRIALS)
     raw = pd.read_csv(PAPER_TRIALS)
     trials = pd.DataFrame(
         {
@@ -117,7 +117,7 @@ def assert_png(path: Path):
 
 
 def test_features_find_the_known_peaks_and_plateau(toy):
-    features = F.landscape_features(toy)
+    features = rq1.landscape_features(toy)
     assert [f["kind"] for f in features] == ["global_max", "peak", "peak", "plateau"]
     peaks = [(f["n_gpus"], f["batch_size"], f["throughput"]) for f in features if f["kind"] != "plateau"]
     assert peaks == [(2, 2, 100.0), (8, 4, 95.0), (2, 8, 50.0)]
@@ -131,32 +131,32 @@ def test_features_find_the_known_peaks_and_plateau(toy):
 
 
 def test_plateau_tolerance_is_a_parameter(toy):
-    narrow = by_kind(F.landscape_features(toy, plateau_tolerance=0.04), "plateau")[0]
+    narrow = by_kind(rq1.landscape_features(toy, plateau_tolerance=0.04), "plateau")[0]
     assert narrow["cells"] == [(2, 2)] and narrow["plateau_n_gpus"] == (2, 2)
-    wide = by_kind(F.landscape_features(toy, plateau_tolerance=0.55), "plateau")[0]
+    wide = by_kind(rq1.landscape_features(toy, plateau_tolerance=0.55), "plateau")[0]
     assert sorted(wide["cells"]) == [(2, 2), (2, 8), (8, 2), (8, 4)]  # >= 45: 100, 50, 50, 95
     with pytest.raises(ValueError):
-        F.landscape_features(toy, plateau_tolerance=1.5)
+        rq1.landscape_features(toy, plateau_tolerance=1.5)
 
 
 def test_a_tie_is_not_a_strict_peak_but_still_the_global_max():
-    features = F.landscape_features(trials_table({(1, 1): 5.0, (1, 2): 9.0, (2, 2): 9.0, (2, 1): 1.0}))
+    features = rq1.landscape_features(trials_table({(1, 1): 5.0, (1, 2): 9.0, (2, 2): 9.0, (2, 1): 1.0}))
     assert [(f["kind"], f["n_gpus"], f["batch_size"]) for f in features[:-1]] == [("global_max", 1, 2)]
     assert by_kind(features, "plateau")[0]["plateau_cells"] == 2
 
 
 def test_all_failed_landscape_is_insufficient_data(all_failed, tmp_path):
-    features = F.landscape_features(all_failed)
+    features = rq1.landscape_features(all_failed)
     assert len(features) == 1 and features[0]["note"] == INSUFFICIENT and features[0]["kind"] is None
-    png = F.landscape_png(all_failed, tmp_path / "broken.png", "broken")
-    html = F.landscape_html(all_failed, tmp_path / "broken.html", "broken")
+    png = rq1.landscape_png(all_failed, tmp_path / "broken.png", "broken")
+    html = rq1.landscape_html(all_failed, tmp_path / "broken.html", "broken")
     assert_png(png)
     assert "insufficient data" in html.read_text() and "plotly" in html.read_text()
 
 
 def test_landscape_table_over_several_landscapes(toy, all_failed):
-    table = F.landscape_table(pd.concat([toy, all_failed], ignore_index=True))
-    assert list(table.columns) == F.TABLE_COLUMNS
+    table = rq1.landscape_table(pd.concat([toy, all_failed], ignore_index=True))
+    assert list(table.columns) == rq1.TABLE_COLUMNS
     broken = table[table["model"] == "broken"]
     assert len(broken) == 1 and broken["note"].iloc[0] == INSUFFICIENT
     rows = table[table["model"] == "toy"]
@@ -168,18 +168,18 @@ def test_landscape_table_over_several_landscapes(toy, all_failed):
 
 def test_replicates_enter_a_landscape_as_their_mean_and_two_token_counts_are_refused(toy):
     faster = toy.assign(throughput_tokens_per_s=toy["throughput_tokens_per_s"] * 1.5, rep=1)
-    features = F.landscape_features(pd.concat([toy.assign(rep=0), faster], ignore_index=True))
-    single = F.landscape_features(toy)
+    features = rq1.landscape_features(pd.concat([toy.assign(rep=0), faster], ignore_index=True))
+    single = rq1.landscape_features(toy)
     assert features[0]["throughput"] == pytest.approx(single[0]["throughput"] * 1.25)  # mean of x and 1.5x
     assert (features[0]["n_gpus"], features[0]["batch_size"]) == (single[0]["n_gpus"], single[0]["batch_size"])
     with pytest.raises(ValueError, match="one configuration per"):
-        F.landscape_features(pd.concat([toy, toy.assign(max_new_tokens=toy["max_new_tokens"] + 5)]))
+        rq1.landscape_features(pd.concat([toy, toy.assign(max_new_tokens=toy["max_new_tokens"] + 5)]))
 
 
 def test_cells_give_the_mean_and_its_confidence_interval():
     from scipy import stats
 
-    from infpop.analysis import cells
+    from infpop.analysis.selection import cells
 
     rows = pd.DataFrame(
         {
@@ -206,10 +206,10 @@ def test_cells_give_the_mean_and_its_confidence_interval():
 
 
 def test_landscape_files_are_written(toy, tmp_path):
-    png = F.landscape_png(toy, tmp_path / "out" / "toy.png", "toy landscape")
+    png = rq1.landscape_png(toy, tmp_path / "out" / "toy.png", "toy landscape")
     assert_png(png)
-    first = F.landscape_html(toy, tmp_path / "html" / "toy.html", "toy landscape")
-    second = F.landscape_html(toy, tmp_path / "html" / "toy2.html", "again")
+    first = rq1.landscape_html(toy, tmp_path / "html" / "toy.html", "toy landscape")
+    second = rq1.landscape_html(toy, tmp_path / "html" / "toy2.html", "again")
     text = first.read_text()
     assert "plotly" in text and 'src="plotly.min.js"' in text
     assert "status: %{customdata[3]}" in text and '"oom"' in text and '"error"' in text
@@ -219,24 +219,24 @@ def test_landscape_files_are_written(toy, tmp_path):
 
 
 def test_write_landscapes_names_files_per_landscape(toy, all_failed, tmp_path):
-    written = F.write_landscapes(pd.concat([toy, all_failed], ignore_index=True), tmp_path)
+    written = rq1.write_landscapes(pd.concat([toy, all_failed], ignore_index=True), tmp_path)
     assert sorted(p.name for p in written) == [
         "a100_hf_broken.html",
         "a100_hf_broken.png",
         "a100_hf_toy.html",
         "a100_hf_toy.png",
     ]
-    assert F.landscape_stem("a100", "vllm", "org/Model 7b") == "a100_vllm_org_Model_7b"
+    assert rq1.landscape_stem("a100", "vllm", "org/Model 7b") == "a100_vllm_org_Model_7b"
 
 
 def test_line_figures(toy, all_failed, tmp_path):
     other = trials_table({(g, b): v * 0.5 for (g, b), v in TOY.items() if not isinstance(v, tuple)}, model="half")
     df = pd.concat([toy, other, all_failed], ignore_index=True)
-    assert_png(F.gpu_scaling_png(df, "a100", "hf", tmp_path / "rq2.png"))
-    assert_png(F.batch_curves_png(df, "a100", "hf", 1, tmp_path / "rq3.png"))
-    assert_png(F.batch_curves_png(df, "a100", "hf", 1, tmp_path / "rq3x.png", exclude=["half"]))
-    assert_png(F.gpu_scaling_png(df, "v100", "hf", tmp_path / "none.png"))  # no data: a message
-    assert_png(F.batch_curves_png(all_failed, "a100", "hf", 2, tmp_path / "failed.png"))
+    assert_png(rq2.gpu_scaling_png(df, "a100", "hf", tmp_path / "rq2.png"))
+    assert_png(rq3.batch_curves_png(df, "a100", "hf", 1, tmp_path / "rq3.png"))
+    assert_png(rq3.batch_curves_png(df, "a100", "hf", 1, tmp_path / "rq3x.png", exclude=["half"]))
+    assert_png(rq2.gpu_scaling_png(df, "v100", "hf", tmp_path / "none.png"))  # no data: a message
+    assert_png(rq3.batch_curves_png(all_failed, "a100", "hf", 2, tmp_path / "failed.png"))
 
 
 # ----------------------------------------------------------------------------- the paper's data
@@ -246,7 +246,7 @@ def test_paper_bloom_1b7_hf_a100_has_two_peaks_at_batch_64(paper):
     """Paper, Fig. 1a: two peaks of about 94.5 t/s at batch size 64, with 1 and with 8 GPUs.
     In the data both are trials that ran out of memory part-way (counted, as in the paper)."""
     df = one(paper, "a100", "hf", "Bloom-1b7")
-    features = F.landscape_features(df)
+    features = rq1.landscape_features(df)
     top, second = features[0], features[1]
     assert (top["kind"], top["n_gpus"], top["batch_size"]) == ("global_max", 8, 64)
     assert (second["kind"], second["n_gpus"], second["batch_size"]) == ("peak", 1, 64)
@@ -262,7 +262,7 @@ def test_paper_bloom_1b7_hf_a100_has_two_peaks_at_batch_64(paper):
 
 
 def test_paper_landscape_table_and_plateaus(paper):
-    table = F.landscape_table(paper)
+    table = rq1.landscape_table(paper)
     assert table.groupby(["hardware", "engine", "model"]).ngroups == 79
     assert (table["kind"] == "global_max").sum() == 79 and (table["kind"] == "plateau").sum() == 79
     assert table["note"].isna().all()
@@ -289,8 +289,8 @@ def test_paper_landscape_table_and_plateaus(paper):
 
 def test_paper_figures_render(paper, tmp_path):
     df = one(paper, "a100", "hf", "Bloom-1b7")
-    assert_png(F.landscape_png(df, tmp_path / "bloom.png", F.landscape_title("a100", "hf", "Bloom-1b7")))
-    html = F.landscape_html(df, tmp_path / "bloom.html", "Bloom-1b7").read_text()
+    assert_png(rq1.landscape_png(df, tmp_path / "bloom.png", rq1.landscape_title("a100", "hf", "Bloom-1b7")))
+    html = rq1.landscape_html(df, tmp_path / "bloom.html", "Bloom-1b7").read_text()
     assert "Bloom-1b7" in html and not np.any([token in html for token in ("NaN", "Infinity")])
-    assert_png(F.gpu_scaling_png(paper, "a100", "vllm", tmp_path / "rq2.png"))
-    assert_png(F.batch_curves_png(paper, "a100", "hf", 2, tmp_path / "rq3.png", exclude=["Starcoder2-3b"]))
+    assert_png(rq2.gpu_scaling_png(paper, "a100", "vllm", tmp_path / "rq2.png"))
+    assert_png(rq3.batch_curves_png(paper, "a100", "hf", 2, tmp_path / "rq3.png", exclude=["Starcoder2-3b"]))

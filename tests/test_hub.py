@@ -17,7 +17,7 @@ from conftest import REPO, make_config
 from fake_hub import GRANTED_TOKEN, FakeHub
 
 from infpop.config import load_config
-from infpop.data import hub
+from infpop.data import hub, models
 from infpop.measure import records
 from infpop.measure.grid import Sweep
 from infpop.measure.sweep import SweepError, run_sweep
@@ -78,7 +78,7 @@ def test_download_writes_the_manifest_and_fetches_nothing_twice(fake_hub, online
     assert any("nothing to download" in line for line in log_lines)
 
     # What a sweep loads: the snapshot folder, and the commit its trials record.
-    assert hub.model_files(hub_config(tiny_model, models_dir), "tiny") == (str(snapshot.resolve()), repo.commit)
+    assert models.model_files(hub_config(tiny_model, models_dir), "tiny") == (str(snapshot.resolve()), repo.commit)
 
 
 @pytest.mark.parametrize("revision", ["v1", "commit"])
@@ -87,10 +87,10 @@ def test_a_pinned_revision_is_resolved_to_its_commit(fake_hub, online, tmp_path,
     revision = commit if revision == "commit" else revision
     manifest = hub.download("tiny", TINY, revision, tmp_path, endpoint=fake_hub.url)
     assert (manifest["revision"], manifest["commit"]) == (revision, commit)
-    assert hub.model_files(hub_config(tiny_model, tmp_path, revision), "tiny")[1] == commit
+    assert models.model_files(hub_config(tiny_model, tmp_path, revision), "tiny")[1] == commit
     # the manifest of another revision is not taken for this one
     with pytest.raises(hub.SnapshotMissing, match="delete it and download again"):
-        hub.model_files(hub_config(tiny_model, tmp_path, "main"), "tiny")
+        models.model_files(hub_config(tiny_model, tmp_path, "main"), "tiny")
 
 
 def _failure(fake_hub, repo_id, revision=None, endpoint=None, **kwargs) -> str:

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from conftest import make_config
 
-from infpop.analysis import AnalysisSettings, select
-from infpop.analysis import figures as F
+from infpop.analysis import plots, rq1, rq3
+from infpop.analysis.selection import AnalysisSettings, select
 from infpop.config import ConfigError, load_config
+from infpop.measure import records
 from infpop.measure.engines.hf import is_offloaded, modules_per_device, offload_refusal
 from infpop.measure.grid import Sweep
-from infpop.measure.sweep import Supervisor
 
 GIB = 2**30
 
@@ -59,7 +59,7 @@ def _record(status: str, offloaded: bool | None, ran: bool = True) -> dict:
     }
 
 
-def test_a_record_is_measured_again_only_where_the_offload_policy_decided_it(tmp_path, config_for, benchmark_file):
+def test_a_record_is_measured_again_only_where_the_offload_policy_decided_it(config_for):
     cases = {
         "ran offloaded": _record("ok", True),
         "refused at load": _record("oom", True, ran=False),
@@ -68,11 +68,10 @@ def test_a_record_is_measured_again_only_where_the_offload_policy_decided_it(tmp
     }
     expected = {"forbid": {"ran offloaded"}, "allow": {"refused at load"}}
     for policy, again in expected.items():
-        supervisor = Supervisor(config_for(hf_offload=policy), Sweep("cpu", "hf", "tiny", 1), tmp_path, benchmark_file)
-        try:
-            assert {name for name, record in cases.items() if supervisor._offload_changed(record)} == again
-        finally:
-            supervisor.close()
+        context = records.SweepContext.from_config(
+            config_for(hf_offload=policy), Sweep("cpu", "hf", "tiny", 1), "tiny", None, prompts=8
+        )
+        assert {name for name, record in cases.items() if records.offload_changed(context, record)} == again
 
 
 def _captured_labels(monkeypatch):
@@ -82,10 +81,11 @@ def _captured_labels(monkeypatch):
     def save(fig, path):
         legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
         labels.append([text.get_text() for legend in legends for text in legend.get_texts()])
-        F.plt.close(fig)
+        rq1.plt.close(fig)
         return path
 
-    monkeypatch.setattr(F, "save", save)
+    monkeypatch.setattr(rq1, "save", save)
+    monkeypatch.setattr(rq3, "save", save)
     return labels
 
 
@@ -107,11 +107,11 @@ def test_offloaded_trials_are_marked_in_the_landscape_and_the_batch_curves(monke
     ]
     df = select(pd.DataFrame(rows), AnalysisSettings())
     labels = _captured_labels(monkeypatch)
-    F.landscape_png(df, tmp_path / "l.png", "big")
-    F.batch_curves_png(df, "v100", "hf", 4, tmp_path / "c.png")
-    F.batch_curves_png(df, "v100", "hf", 8, tmp_path / "c8.png")
-    assert F.OFFLOADED_LABEL in labels[0] and F.OFFLOADED_LABEL in labels[1]
-    assert F.OFFLOADED_LABEL not in labels[2]  # nothing offloaded at 8 GPUs
+    rq1.landscape_png(df, tmp_path / "l.png", "big")
+    rq3.batch_curves_png(df, "v100", "hf", 4, tmp_path / "c.png")
+    rq3.batch_curves_png(df, "v100", "hf", 8, tmp_path / "c8.png")
+    assert plots.OFFLOADED_LABEL in labels[0] and plots.OFFLOADED_LABEL in labels[1]
+    assert plots.OFFLOADED_LABEL not in labels[2]  # nothing offloaded at 8 GPUs
     # a table without the column (the paper's data, vLLM): nothing is marked
-    F.landscape_png(df.drop(columns="offloaded"), tmp_path / "n.png", "big")
-    assert F.OFFLOADED_LABEL not in labels[3]
+    rq1.landscape_png(df.drop(columns="offloaded"), tmp_path / "n.png", "big")
+    assert plots.OFFLOADED_LABEL not in labels[3]

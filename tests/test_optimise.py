@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infpop.analysis import AnalysisSettings
+from infpop.analysis.selection import AnalysisSettings
 from infpop.optimise import rq5, study
 from infpop.optimise.objectives import Landscape, Objective, landscapes, pareto_front
 from infpop.optimise.optimisers import OPTIMISERS, make

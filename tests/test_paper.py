@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, needs_shared
 
 from infpop import REPO_ROOT
 from infpop.data.paper import (
@@ -27,16 +28,12 @@ from infpop.data.paper import (
     import_paper,
     write_trials,
 )
-from infpop.measure.records import TIDY_COLUMNS
+from infpop.trials import TIDY_COLUMNS
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 APPENDIX = SHARED_DATA / "infpop-appendix"
 ORACLE = SHARED_DATA / "paper_trials.csv"
 
-pytestmark = pytest.mark.skipif(
-    not (APPENDIX / "allData.csv").is_file() or not ORACLE.is_file(),
-    reason=f"the paper's appendix data is not at {SHARED_DATA} (infpop-appendix/, paper_trials.csv)",
-)
+pytestmark = needs_shared(APPENDIX / "allData.csv", ORACLE)
 
 STATUS = {"ok": "ok", "CUDA out of memory": "oom", "CUDA error": "error", "killed-noInfo": "crashed"}
 
@@ -90,9 +87,26 @@ def test_import_fills_error_rep_and_leaves_the_rest_empty(imported, oracle):
         ("Codellama-34b-hf", "hf", "a100", 2)
     }
     assert (repeated["rep"] == 1).all()
-    filled = set(identity) | {"rep", "status", "throughput_tokens_per_s", "error"}
+    filled = set(identity) | {"rep", "status", "throughput_tokens_per_s", "error", "prompts", "device_seconds"}
     for column in set(TIDY_COLUMNS) - filled:
         assert imported[column].isna().all(), column
+    assert (imported["prompts"] == 1033).all()
+
+
+def test_the_cost_of_each_finished_trial_is_its_published_throughputs(imported):
+    """1,033 prompts x max_new_tokens / throughput x n_gpus GPU-seconds per finished trial: the
+    paper's trials took about 10,300 GPU-hours (HF on V100 7,156; HF on A100 2,827; vLLM 293,
+    /work/shared/DESIGN.md's arithmetic). Failed trials' time is not published: no cost."""
+    ok = imported["status"] == "ok"
+    assert imported.loc[ok, "device_seconds"].notna().all() and imported.loc[~ok, "device_seconds"].isna().all()
+    first = imported[ok].iloc[0]
+    assert first["device_seconds"] == pytest.approx(
+        1033 * first["max_new_tokens"] / first["throughput_tokens_per_s"] * first["n_gpus"]
+    )
+    hours = imported.groupby(["hardware", "engine"])["device_seconds"].sum() / 3600
+    assert round(hours["v100", "hf"]) == 7156 and round(hours["a100", "hf"]) == 2827
+    assert hours["a100", "vllm"] + hours["v100", "vllm"] == pytest.approx(293, abs=1)  # 111 + 182
+    assert round(hours.sum(), -2) == 10_300
 
 
 def test_write_trials_round_trips(imported, tmp_path):
@@ -237,7 +251,7 @@ def test_fetch_reports_a_failed_or_wrong_download(tmp_path, monkeypatch):
 
 def _run_entry(tmp_path: Path, local_dir: str | None):
     snakemake = SimpleNamespace(
-        params=SimpleNamespace(local_dir=local_dir),
+        config={"paper_data": {"local_dir": local_dir}},
         output=SimpleNamespace(
             trials=str(tmp_path / "paper" / "trials.csv"), appendix=str(tmp_path / "paper" / "appendix")
         ),

@@ -11,6 +11,7 @@ from infpop.config import load_config
 from infpop.measure import records
 from infpop.measure.aggregate import collect_rows, write_csv
 from infpop.measure.grid import Sweep, TrialKey, plan, trial_keys
+from infpop.trials import TIDY_COLUMNS
 
 
 def a_record(**overrides) -> dict:
@@ -80,7 +81,7 @@ def test_percentile_matches_numpy_linear():
 
 def test_tidy_row():
     row = records.tidy_row(a_record(), path="p.json")
-    assert set(row) == set(records.TIDY_COLUMNS)
+    assert set(row) == set(TIDY_COLUMNS)
     assert row["throughput_tokens_per_s"] == 40.0 and row["generated_tokens"] == 20
     assert row["latency_p50_s"] == pytest.approx(0.25) and row["engine_version"] == "5.19.0"
     assert row["model_revision"] is None  # a record made before the snapshot commit was recorded
@@ -113,7 +114,8 @@ def test_trial_keys_run_batch_sizes_ascending_with_repetitions_interleaved(tiny_
 
 
 def test_plan_leaves_out_what_hardware_cannot_run(tiny_model):
-    hardware = {"cpu": {"kind": "cpu"}, "a100": {"kind": "gpu", "gpus_per_node": 4}}
+    # a CPU node of 8 cores holds 8 ranks; an A100 node of 4 GPUs does not
+    hardware = {"cpu": {"kind": "cpu", "cores": 8}, "a100": {"kind": "gpu", "gpus_per_node": 4}}
     config = load_config(make_config(tiny_model, engines=["hf", "vllm"], hardware=hardware, n_gpus=[1, 2, 8]))
     sweeps, excluded = plan(config)
     assert Sweep("cpu", "vllm", "tiny", 2) in sweeps and Sweep("a100", "hf", "tiny", 2) in sweeps

@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SHARED_DATA, require_shared
 
-from infpop.analysis import IDENTITY, INSUFFICIENT, AnalysisSettings, EmptyTrialsError, rq, select
+from infpop.analysis import discussion, rq2, rq3, rq4
+from infpop.analysis.selection import IDENTITY, INSUFFICIENT, AnalysisSettings, EmptyTrialsError, select
 
-PAPER_TRIALS = Path(__file__).resolve().parents[2] / "shared" / "data" / "paper_trials.csv"
+PAPER_TRIALS = SHARED_DATA / "paper_trials.csv"
 PAPER_ENGINES = {"autohf": "hf", "vLLM": "vllm"}
 PAPER_STATUSES = {"ok": "ok", "CUDA out of memory": "oom", "CUDA error": "error", "killed-noInfo": "crashed"}
 
@@ -42,8 +44,7 @@ def paper_trials_table(path: Path = PAPER_TRIALS) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def paper() -> pd.DataFrame:
-    if not PAPER_TRIALS.exists():
-        pytest.skip(f"the paper's trial data is not beside the repository ({PAPER_TRIALS})")
+    require_shared(PAPER_TRIALS)
     return select(paper_trials_table(), AnalysisSettings())
 
 
@@ -94,7 +95,7 @@ PAPER_TABLE2_A100 = [
 
 
 def test_table2_a100_reproduces_the_paper(paper):
-    table = rq.table2(paper, "a100", round_throughput=1)
+    table = rq2.table2(paper, "a100", round_throughput=1)
     assert len(table) == 20 and (table["note"] == "").all()
     for model, hf_gpus, hf_thp, same_thp, same_x, best_gpus, best_thp, best_x in PAPER_TABLE2_A100:
         got = row(table, model=model)
@@ -109,12 +110,12 @@ def test_table2_a100_reproduces_the_paper(paper):
 
 def test_table2_exact_ratios_differ_where_the_paper_divided_rounded_values(paper):
     # HF Wizardcoder-33b: 1.632 -> 1.6; 36.78 / 1.632 = 22.5X, 36.8 / 1.6 = 23.0X (printed)
-    exact = row(rq.table2(paper, "a100"), model="Wizardcoder-33b")
+    exact = row(rq2.table2(paper, "a100"), model="Wizardcoder-33b")
     assert round(exact["vllm_same_improvement"], 1) == 22.5
 
 
 def test_table2_summary_reproduces_the_paper(paper):
-    summary = rq.table2_summary(rq.table2(paper, "a100", round_throughput=1)).set_index("quantity")["value"]
+    summary = rq2.table2_summary(rq2.table2(paper, "a100", round_throughput=1)).set_index("quantity")["value"]
     # IV-B3 prints "mean (median) improvement of 4.3X (6.47X)": mean and median are swapped there
     # (its RQ2 answer: "an average throughput that is 6.47 times higher")
     assert round(summary["mean_same_improvement"], 2) == 6.47
@@ -127,13 +128,13 @@ def test_table2_summary_reproduces_the_paper(paper):
 
 
 def test_table2_markdown(paper):
-    text = rq.table2_markdown(rq.table2(paper, "a100", round_throughput=1))
+    text = rq2.table2_markdown(rq2.table2(paper, "a100", round_throughput=1))
     assert "| Bloom-1b7 | 1 | 37.6 | 133.1 | 3.5X | 1 | 133.1 | 3.5X |" in text
     assert "| Wizardcoder-33b | 4 | 1.6 | 36.8 | 23.0X | 8 | 43.8 | 27.4X |" in text
 
 
 def test_rq2_anova_reproduces_the_paper_on_a100(paper):
-    result = rq.rq2_anova(paper)
+    result = rq2.rq2_anova(paper)
     vllm, hf = row(result, hardware="a100", engine="vllm"), row(result, hardware="a100", engine="hf")
     # the paper truncates: F = 5.4459 printed 5.44 (the appendix file has 5.445899691241537)
     assert vllm["F"] == pytest.approx(5.445899691241537) and math.floor(vllm["F"] * 100) / 100 == 5.44
@@ -143,12 +144,12 @@ def test_rq2_anova_reproduces_the_paper_on_a100(paper):
     assert row(result, hardware="v100", engine="vllm")["p"] < 0.05
     assert row(result, hardware="v100", engine="hf")["F"] == pytest.approx(0.005352872569761522)
     # re-run without 1 GPU: fails to reject
-    without_one = rq.rq2_anova(paper, gpu_counts=[2, 4, 8])
+    without_one = rq2.rq2_anova(paper, gpu_counts=[2, 4, 8])
     assert row(without_one, hardware="a100", engine="vllm")["p"] > 0.05
 
 
 def test_rq2_tukey_reproduces_the_paper(paper):
-    result = rq.rq2_tukey(paper)
+    result = rq2.rq2_tukey(paper)
     a100 = result[(result["hardware"] == "a100") & (result["engine"] == "vllm")]
     assert len(a100) == 6
     # 1 GPU differs from 2, 4 and 8; 2, 4 and 8 do not differ
@@ -161,7 +162,7 @@ def test_rq2_tukey_reproduces_the_paper(paper):
 
 
 def test_rq3_anova_reproduces_the_paper(paper):
-    result = rq.rq3_anova(paper)
+    result = rq3.rq3_anova(paper)
     for hardware in ("a100", "v100"):
         for n_gpus in (1, 2, 4, 8):
             hf = row(result, hardware=hardware, engine="hf", n_gpus=n_gpus)
@@ -176,7 +177,7 @@ def test_rq3_anova_reproduces_the_paper(paper):
 
 
 def test_rq3_wilcoxon_engines_reproduces_the_paper(paper):
-    result = rq.rq3_wilcoxon_engines(paper)
+    result = rq3.rq3_wilcoxon_engines(paper)
     assert len(result) == 8 and (result["p"] < 0.05).all()
     assert round(result["cliffs_delta"].mean(), 4) == 0.8762
     # the appendix's V100, 2 GPUs: p, delta and its interval
@@ -188,7 +189,7 @@ def test_rq3_wilcoxon_engines_reproduces_the_paper(paper):
 
 
 def test_rq4_reproduces_the_paper(paper):
-    result = rq.rq4_wilcoxon(paper)
+    result = rq4.rq4_wilcoxon(paper)
     vllm, hf = row(result, engine="vllm"), row(result, engine="hf")
     assert round(vllm["mean_improvement_pct"], 1) == 83.5
     assert round(vllm["median_improvement_pct"], 1) == 77.6
@@ -202,7 +203,7 @@ def test_rq4_reproduces_the_paper(paper):
 
 
 def test_rq4_per_model_reproduces_the_paper(paper):
-    result = rq.rq4_improvement(paper)
+    result = rq4.rq4_improvement(paper)
     for model, pct in [("Wizardcoder-33b", 535.6), ("Codellama-70b-hf", 276.0), ("Gemma-2b", 1.9), ("Phi-2", 21.8)]:
         assert round(row(result, engine="hf", model=model)["mean_improvement_pct"], 1) == pct, model
     for model in ("Gemma-7b", "Codellama-13b-hf", "Codellama-34b-hf", "Codellama-70b-hf", "Wizardcoder-15b"):
@@ -245,7 +246,7 @@ def test_correlations_reproduce_the_paper_with_mixtral_active_parameters(paper):
     # Discussion V-B's parameter correlations match when Mixtral-8x7b counts its 12.9B active
     # parameters, not the 46.7B total that Table I prints.
     metadata = table1(**{"Mixtral-8x7b": 12.9})
-    result = rq.correlations(rq.table2(paper, "a100"), metadata).set_index(["x", "y"])
+    result = discussion.correlations(rq2.table2(paper, "a100"), metadata).set_index(["x", "y"])
     size = result.loc["params_billion"]
     assert round(size["r"].max(), 3) == -0.623  # paper: "between -0.623 and -0.67"
     assert round(size["r"].min(), 2) == -0.67
@@ -264,7 +265,7 @@ def test_correlations_reproduce_the_paper_with_mixtral_active_parameters(paper):
 
 
 def test_correlations_with_table1_as_printed_do_not_match(paper):
-    result = rq.correlations(rq.table2(paper, "a100"), table1()).set_index(["x", "y"])
+    result = discussion.correlations(rq2.table2(paper, "a100"), table1()).set_index(["x", "y"])
     assert round(result.loc[("humaneval_pass1", "params_billion"), "r"], 3) == 0.480  # paper: 0.527
     assert round(result.loc[("params_billion", "vllm_same_gpus_throughput"), "r"], 3) == -0.601  # paper: >= -0.623
 
@@ -294,13 +295,13 @@ def landscape(hardware="a100", engines=("hf", "vllm"), models=("m1", "m2", "m3")
 
 
 ALL = {
-    "table2": lambda df: rq.table2(df, "a100"),
-    "rq2_anova": rq.rq2_anova,
-    "rq2_tukey": rq.rq2_tukey,
-    "rq3_anova": rq.rq3_anova,
-    "rq3_wilcoxon_engines": rq.rq3_wilcoxon_engines,
-    "rq4_improvement": rq.rq4_improvement,
-    "rq4_wilcoxon": rq.rq4_wilcoxon,
+    "table2": lambda df: rq2.table2(df, "a100"),
+    "rq2_anova": rq2.rq2_anova,
+    "rq2_tukey": rq2.rq2_tukey,
+    "rq3_anova": rq3.rq3_anova,
+    "rq3_wilcoxon_engines": rq3.rq3_wilcoxon_engines,
+    "rq4_improvement": rq4.rq4_improvement,
+    "rq4_wilcoxon": rq4.rq4_wilcoxon,
 }
 
 
@@ -327,23 +328,23 @@ def test_complete_synthetic_landscape_runs(name):
 
 def test_one_engine_missing():
     df = synthetic(landscape(engines=("hf",)))
-    table = rq.table2(df, "a100")
+    table = rq2.table2(df, "a100")
     assert table["note"].map(is_insufficient).all() and table["vllm_best_throughput"].isna().all()
     assert table["hf_best_throughput"].notna().all()
-    assert rq.rq3_wilcoxon_engines(df)["note"].map(is_insufficient).all()
-    assert list(rq.rq2_anova(df)["engine"]) == ["hf"]  # per-engine analyses cover the engines measured
+    assert rq3.rq3_wilcoxon_engines(df)["note"].map(is_insufficient).all()
+    assert list(rq2.rq2_anova(df)["engine"]) == ["hf"]  # per-engine analyses cover the engines measured
 
 
 def test_one_hardware_missing():
     df = synthetic(landscape())
-    assert rq.rq4_wilcoxon(df)["note"].map(is_insufficient).all()
-    assert rq.rq4_improvement(df)["note"].map(is_insufficient).all()
-    assert rq.table2(df, "v100")["note"].map(is_insufficient).all()
+    assert rq4.rq4_wilcoxon(df)["note"].map(is_insufficient).all()
+    assert rq4.rq4_improvement(df)["note"].map(is_insufficient).all()
+    assert rq2.table2(df, "v100")["note"].map(is_insufficient).all()
 
 
 def test_groups_with_one_value():
     df = synthetic(landscape(models=("m1",)))  # one model: one value per GPU count and batch size
-    for result in (rq.rq2_anova(df), rq.rq2_tukey(df), rq.rq3_anova(df)):
+    for result in (rq2.rq2_anova(df), rq2.rq2_tukey(df), rq3.rq3_anova(df)):
         assert result["note"].map(is_insufficient).all()
         assert result[[c for c in ("F", "p") if c in result]].isna().all().all()
 
@@ -356,24 +357,24 @@ def test_table2_vllm_lacks_hf_best_gpu_count():
         ("a100", "vllm", "m", 2, 1, 40.0, "oom"),  # partial OOM: counted by default
         ("a100", "vllm", "m", 4, 1, 99.0, "error"),  # not counted
     ]
-    got = row(rq.table2(synthetic(rows), "a100"), model="m")
+    got = row(rq2.table2(synthetic(rows), "a100"), model="m")
     assert (got["hf_best_gpus"], got["vllm_best_gpus"]) == (2, 2)
     assert got["vllm_same_improvement"] == pytest.approx(4.0) and got["note"] == ""
     rows[3] = ("a100", "vllm", "m", 2, 1, float("nan"), "crashed")
-    got = row(rq.table2(synthetic(rows), "a100"), model="m")
+    got = row(rq2.table2(synthetic(rows), "a100"), model="m")
     assert math.isnan(got["vllm_same_gpus_throughput"]) and is_insufficient(got["note"])
     assert got["vllm_best_improvement"] == pytest.approx(3.0)
 
 
 def test_correlations_insufficient_and_missing_columns():
-    table = rq.table2(synthetic(landscape(models=("m1", "m2"))), "a100")
+    table = rq2.table2(synthetic(landscape(models=("m1", "m2"))), "a100")
     metadata = pd.DataFrame({"model": ["m1", "m2"], "params_billion": [1, 2], "humaneval_pass1": [3, 4]})
-    result = rq.correlations(table, metadata)
-    assert len(result) == len(rq.CORRELATION_PAIRS) and result["note"].map(is_insufficient).all()
+    result = discussion.correlations(table, metadata)
+    assert len(result) == len(discussion.CORRELATION_PAIRS) and result["note"].map(is_insufficient).all()
     with pytest.raises(ValueError):
-        rq.correlations(table, metadata.drop(columns="humaneval_pass1"))
+        discussion.correlations(table, metadata.drop(columns="humaneval_pass1"))
 
 
 def test_input_must_be_selected():
     with pytest.raises(ValueError, match="counted"):
-        rq.rq2_anova(synthetic(landscape()).drop(columns="counted"))
+        rq2.rq2_anova(synthetic(landscape()).drop(columns="counted"))

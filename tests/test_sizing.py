@@ -9,7 +9,7 @@ import math
 import pytest
 from conftest import REPO
 
-from infpop.cluster import sizing
+from infpop.cluster import cost_model, sizing
 from infpop.cluster.sizing import SweepJob
 from infpop.config import load_config
 from infpop.measure.grid import Sweep, TrialKey
@@ -22,24 +22,107 @@ def paper():
     return load_config(PAPER)
 
 
+def guessed(config: dict) -> dict:
+    """The config with the per-engine figures set (the user's override of the cost model): the
+    guesses this project used before the cost model, a large model on a GPU."""
+    return dict(
+        config,
+        runtime_estimate={
+            **config["runtime_estimate"],
+            "hf": {"load_s": 900, "trial_s": 1800},
+            "vllm": {"load_s": 900, "trial_s": 300},
+        },
+    )
+
+
 def test_defaults_are_documented_and_filled(paper):
     assert paper["runtime_estimate"] == {
+        "calibration": "paper",
         "safety_factor": 1.5,
-        "hf": {"load_s": 900, "trial_s": 1800},
-        "vllm": {"load_s": 900, "trial_s": 300},
+        "hf": {"load_s": None, "trial_s": None},
+        "vllm": {"load_s": None, "trial_s": None},
     }
+    assert sizing.FALLBACK == {"hf": {"load_s": 900, "trial_s": 1800}, "vllm": {"load_s": 900, "trial_s": 300}}
 
 
 def test_a_sweep_of_n_trials_is_a_load_plus_n_trials_times_the_safety_factor(paper):
+    given = guessed(paper)
     hf = SweepJob(Sweep("a100", "hf", "Bloom-1b7", 1))
     vllm = SweepJob(Sweep("a100", "vllm", "Bloom-1b7", 1))
-    assert len(hf.trial_keys(paper)) == 33  # 3 max_new_tokens x 11 batch sizes x 1 repetition
-    assert sizing.sweep_minutes(paper, hf) == 1.5 * (900 + 33 * 1800) / 60  # 1507.5
-    assert sizing.sweep_minutes(paper, vllm) == 1.5 * (900 + 33 * 300) / 60  # 270
+    assert len(hf.trial_keys(given)) == 33  # 3 max_new_tokens x 11 batch sizes x 1 repetition
+    assert sizing.sweep_minutes(given, hf) == 1.5 * (900 + 33 * 1800) / 60  # 1507.5
+    assert sizing.sweep_minutes(given, vllm) == 1.5 * (900 + 33 * 300) / 60  # 270
     # each figure is at most its time limit: the supervisor stops a trial (or a load) there
-    short = dict(paper, trial_timeout_s=600, load_timeout_s=300)
+    short = dict(given, trial_timeout_s=600, load_timeout_s=300)
     assert sizing.sweep_minutes(short, hf) == 1.5 * (300 + 33 * 600) / 60
-    assert sizing.describe(paper, "hf", 1, 33) == "a 900 s load + 33 trials x 1800 s, x 1.5"
+    assert sizing.describe_sweep(given, hf) == "a 900 s load + 33 trials x 1800 s, x 1.5"
+    # without a calibration, the fallback guesses are the same figures
+    none = dict(paper, runtime_estimate={**paper["runtime_estimate"], "calibration": None})
+    assert sizing.sweep_minutes(none, hf) == 1.5 * (900 + 33 * 1800) / 60
+    assert sizing.source(none, "a100", "hf") == sizing.GUESSED and sizing.source(given, "a100", "hf") == sizing.GIVEN
+
+
+def test_the_cost_model_estimates_each_trial_where_its_calibration_covers_the_hardware(paper):
+    """configs/paper.yaml's defaults: the cost model calibrated on the paper's trials estimates each
+    trial (1,033 prompts), capped at trial_timeout_s; the load is the fallback's (the paper
+    published no load times)."""
+    fit = cost_model.for_config(paper).fit("a100", "a100", "hf")
+    assert sizing.source(paper, "a100", "hf") == sizing.MODELLED
+    seconds = sizing.trial_seconds(paper, "a100", "hf", "Bloom-1b7", 1, 64, 5)
+    assert seconds == pytest.approx(fit.seconds_per_prompt("Bloom-1b7", 1.7, 1, 64, 5) * 1033)
+    # the paper's trial there ran at 94.3 tok/s: 1,033 x 5 tokens in 55 s; at batch size 1, 37.6
+    # tok/s: 137 s; the model is within 2x of both
+    assert 55 / 2 < seconds < 55 * 2
+    assert 137 / 2 < sizing.trial_seconds(paper, "a100", "hf", "Bloom-1b7", 1, 1, 5) < 137 * 2
+    # more new tokens take longer, an offloaded model far longer (here up to the trial time limit)
+    assert sizing.trial_seconds(paper, "a100", "hf", "Bloom-1b7", 1, 64, 20) > 2 * seconds
+    assert sizing.trial_seconds(paper, "v100", "hf", "Codellama-70b-hf", 1, 1, 20) == paper["trial_timeout_s"]
+    job = SweepJob(Sweep("a100", "hf", "Bloom-1b7", 1))
+    load, trials = sizing.sweep_estimate(paper, job)
+    assert load == 900 and len(trials) == 33 and len(set(trials)) > 1
+    assert sizing.sweep_minutes(paper, job) == pytest.approx(1.5 * (900 + sum(trials)) / 60)
+    assert sizing.describe_sweep(paper, job) == f"a 900 s load + 33 trials of {sum(trials):,.0f} s in all, x 1.5"
+    # a model the paper did not measure is placed by its parameter count; without one, the fallback
+    config = dict(paper, models={**paper["models"], "new": {"hf_id": "x/y", "params_billion": 13}})
+    new = sizing.trial_seconds(config, "a100", "hf", "new", 2, 16, 10)
+    assert new == pytest.approx(fit.seconds_per_prompt("new", 13, 2, 16, 10) * 1033)
+    config["models"]["new"] = {"hf_id": "x/y", "params_billion": None}
+    assert sizing.trial_seconds(config, "a100", "hf", "new", 2, 16, 10) == 1800
+    # fewer prompts (benchmark.limit), a shorter trial
+    half = dict(paper, benchmark={**paper["benchmark"], "limit": 516})
+    assert sizing.trial_seconds(half, "a100", "hf", "Bloom-1b7", 1, 64, 5) == pytest.approx(seconds * 516 / 1033)
+
+
+def test_the_users_figures_override_the_cost_model(paper):
+    config = dict(paper, runtime_estimate={**paper["runtime_estimate"], "hf": {"load_s": 60, "trial_s": 45}})
+    assert sizing.trial_seconds(config, "a100", "hf", "Bloom-1b7", 1, 64, 5) == 45
+    assert sizing.load_seconds(config, "a100", "hf", "Bloom-1b7") == 60
+    assert (
+        sizing.source(config, "a100", "hf") == sizing.GIVEN and sizing.source(config, "a100", "vllm") == sizing.MODELLED
+    )
+    # hardware the calibration does not cover (matched by label, else gpu_model) gets the fallback
+    h100 = dict(paper, hardware={**paper["hardware"], "h100": {"kind": "gpu", "gpu_model": "h100", "gpus_per_node": 8}})
+    assert sizing.source(h100, "h100", "vllm") == sizing.GUESSED
+    assert sizing.trial_seconds(h100, "h100", "vllm", "Bloom-1b7", 1, 64, 5) == 300
+    renamed = dict(
+        paper, hardware={**paper["hardware"], "big": {"kind": "gpu", "gpu_model": "a100", "gpus_per_node": 8}}
+    )
+    assert sizing.trial_seconds(renamed, "big", "hf", "Bloom-1b7", 1, 64, 5) == sizing.trial_seconds(
+        paper, "a100", "hf", "Bloom-1b7", 1, 64, 5
+    )
+
+
+def test_the_plan_says_its_device_hours_and_where_they_come_from(paper):
+    sweeps = [Sweep("a100", "hf", "Bloom-1b7", 1), Sweep("v100", "vllm", "Phi-2", 4)]
+    jobs = [SweepJob(s) for s in sweeps]
+    hours = sum(sizing.devices(paper, s) * (sizing.sweep_minutes(paper, SweepJob(s)) / 1.5 * 60) for s in sweeps) / 3600
+    assert sizing.device_hours(paper, jobs) == pytest.approx(hours)
+    text = sizing.plan_summary(paper, jobs, 0)
+    assert f"66 trials; about {hours:,.1f} device-hours (the cost model calibrated on the paper's published" in text
+    assert text.endswith("for a100/hf, v100/vllm)")
+    mixed = dict(paper, runtime_estimate={**paper["runtime_estimate"], "hf": {"load_s": 60, "trial_s": 45}})
+    text = sizing.plan_summary(mixed, jobs, 0)
+    assert "(runtime_estimate for a100/hf; the cost model calibrated on" in text and text.endswith("for v100/vllm)")
 
 
 def test_the_request_grows_with_the_attempt_but_never_beyond_the_cap():
@@ -65,6 +148,7 @@ def test_host_memory_grows_with_n_gpus_for_vllm_only(paper):
 
 
 def test_a_sweep_outlasting_its_partition_is_split_by_max_new_tokens(paper):
+    paper = guessed(paper)
     sweep = Sweep("a100", "hf", "Bloom-1b7", 1)
     assert sizing.split(paper, sweep) == [SweepJob(sweep)]  # no partition limit
     assert sizing.split(paper, sweep, 2880) == [SweepJob(sweep)]
@@ -92,9 +176,33 @@ def test_the_part_wildcard(paper):
 
 
 def test_live_tuning_estimate(paper):
-    paper = load_config(PAPER)  # tune's defaults are filled by load_config
     counts = {"hf": [1, 2, 4, 8], "vllm": [1, 2, 4, 8]}
     budget = paper["optimise"]["tune"]["budget"]
-    assert sizing.tune_minutes(paper, counts) == 1.5 * (8 * 900 + budget * (1800 + 300)) / 60
+    assert sizing.tune_minutes(guessed(paper), counts) == 1.5 * (8 * 900 + budget * (1800 + 300)) / 60
+    # with the cost model: each evaluation the mean trial of the space searched
+    tune = paper["optimise"]["tune"]
+    space = [
+        sizing.trial_seconds(paper, tune["hardware"], "hf", tune["model"], g, b, tune["max_new_tokens"])
+        for g in counts["hf"]
+        for b in tune["batch_sizes"]
+    ]
+    loads, trials = sizing.tune_estimate(paper, counts, "hf")
+    assert loads == [900] * 4 and trials == [pytest.approx(sum(space) / len(space))] * budget
     model = paper["optimise"]["tune"]["model"]
     assert sizing.tune_memory_mb(paper, counts) == sizing.host_memory_mb(paper, model, "vllm", 8)
+
+
+def test_the_cross_check_estimate_is_of_the_prompts_it_sends(paper):
+    """crosscheck.prompts (default: the benchmark's): both sides' trials send that many prompts."""
+    section = paper["crosscheck"]
+    assert section["prompts"] is None and sizing.prompts(paper) == 1033
+    hf = sum(
+        sizing.trial_seconds(paper, "a100", "hf", section["model"], 1, b, section["max_new_tokens"])
+        for b in section["hf_batch_sizes"]
+    )
+    vllm = sizing.trial_seconds(paper, "a100", "vllm", section["model"], 1, 1033, section["max_new_tokens"])
+    repeats = section["repeats"]
+    expected = 3 * repeats * (900 + vllm) + 900 + 2 * repeats * hf  # vLLM's three sides, hf's two
+    assert sizing.crosscheck_minutes(paper) == pytest.approx(1.5 * expected / 60)
+    fewer = dict(paper, crosscheck={**section, "prompts": 100})
+    assert sizing.crosscheck_minutes(fewer) < sizing.crosscheck_minutes(paper)

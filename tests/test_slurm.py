@@ -4,6 +4,7 @@ other rule locally, and the trials, manifests, provenance and report must be com
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -12,14 +13,14 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, SHARED_DATA, needs_shared
 from test_workflow import SNAKEMAKE
 
-#: The CI cluster's settings on top of the profile: its one partition, no accounting database
-#: (squeue for status, no account), two CPUs a sweep so the sweeps run one at a time.
+#: The CI cluster's settings on top of the profile: no accounting database (squeue for status, no
+#: account), two CPUs a sweep so the sweeps run one at a time. Its one partition is the config's
+#: cluster.partitions (CI_PARTITIONS), which the workflow hands to the plugin.
+CI_PARTITIONS = str(REPO / "tests/slurm/partitions.yaml")
 CI_OVERRIDES = [
-    "--slurm-partition-config",
-    str(REPO / "tests/slurm/partitions.yaml"),
     "--slurm-no-account",
     "--slurm-status-command",
     "squeue",
@@ -47,12 +48,16 @@ def _require_idle_node():
         pytest.skip(f"no idle SLURM node (sinfo: {state}); start one with 'sudo .ci/slurm-up.sh'")
 
 
-def _run(config: dict, tmp_path, *args, timeout: int):
+def _run(
+    config: dict, tmp_path, *args, timeout: int, overrides: list[str] = CI_OVERRIDES, partitions: str = CI_PARTITIONS
+):
     """Run Snakemake on `config` in tmp_path through the SLURM profile with the CI cluster's
-    overrides; a run that hangs is stopped with SIGINT (SIGTERM leaves the SLURM jobs)."""
+    overrides and its partitions as the config's cluster.partitions (which the workflow hands to
+    the plugin, unless `overrides` name another file); a run that hangs is stopped with SIGINT
+    (SIGTERM leaves the SLURM jobs)."""
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    command = [*SNAKEMAKE, "--profile", str(REPO / "profiles/slurm"), *CI_OVERRIDES, "--configfile", str(path)]
+    path.write_text(yaml.safe_dump({**config, "cluster": {"partitions": partitions}}, sort_keys=False))
+    command = [*SNAKEMAKE, "--profile", str(REPO / "profiles/slurm"), *overrides, "--configfile", str(path)]
     process = subprocess.Popen(
         [*command, "--directory", str(tmp_path), *args],
         cwd=tmp_path,
@@ -88,9 +93,10 @@ def test_reduced_pipeline_through_the_slurm_profile(tmp_path):
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
     assert len(submitted) == len(SWEEPS) + 2, output[-5000:]
     sweeps = [(jobid, log) for jobid, log in submitted if "/rule_sweep/" in log]
-    # the log folders are named by the wildcards, the last (part) empty: whole sweeps
+    # the log folders are named by the wildcards, the last two (variant, part) empty: whole sweeps
+    # of the default engine settings
     assert sorted(log.split("/rule_sweep/")[1].split("/")[0] for _, log in sweeps) == sorted(
-        f"cpu_{engine}_tiny-llama_{n}_" for engine, n in SWEEPS
+        f"cpu_{engine}_tiny-llama_{n}__" for engine, n in SWEEPS
     )
     for jobid, log in submitted:
         job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
@@ -154,3 +160,65 @@ def test_a_gpu_sweep_is_submitted_with_its_gpu_model_and_count(tmp_path):
     log = (tmp_path / "results/logs/sweep/testgpu/hf/tiny-llama/g1.log").read_text()
     assert "cannot run here" in log
     assert not list((tmp_path / "results/trials").rglob("b*_r*.json"))
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@needs_shared(SHARED_DATA / "infpop-appendix")
+def test_a_rehearsal_slice_runs_its_sweeps_as_slurm_jobs_without_a_gpu(tmp_path):
+    """The paper's rehearsal (configs/paper.yaml + configs/rehearsal.yaml) for one model at 1 and
+    2 GPUs, both engines and GPU generations, through the SLURM profile: planned and split against
+    the paper's GPU partitions (its hf sweeps there are estimated past 24 h: one job per
+    max_new_tokens), every sweep job submitted to the real slurmd asking for no GPU (the CI
+    cluster's one partition, given to the plugin on the command line, takes it) and one core, and
+    completed, the trials the paper's table records as crashed and failed too; the records are
+    simulated and aggregated into the rehearsal's own dataset."""
+    _require_idle_node()
+    config = yaml.safe_load((REPO / "configs/paper.yaml").read_text())
+    config.update(yaml.safe_load((REPO / "configs/rehearsal.yaml").read_text()))
+    config.update(
+        models={"Wizardcoder-33b": config["models"]["Wizardcoder-33b"]},
+        n_gpus=[1, 2],
+        paper_data={"local_dir": str(SHARED_DATA / "infpop-appendix")},
+    )
+    # one core a rehearsing job (one Python process): two run at once on a 2-CPU node
+    overrides = [*CI_OVERRIDES[: CI_OVERRIDES.index("--set-threads")], "--set-threads", "sweep=1", "optimise_tune=1"]
+    overrides += ["--slurm-partition-config", CI_PARTITIONS]
+    code, output = _run(
+        config,
+        tmp_path,
+        "measure",
+        timeout=1500,
+        overrides=overrides,
+        partitions=str(REPO / "profiles/slurm/partitions.yaml"),
+    )
+    assert code == 0, output[-5000:]
+
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", output)
+    # 8 sweeps; the 4 hf ones in 3 jobs each
+    assert len(submitted) == 4 + 4 * 3 and all("/rule_sweep/" in log for _, log in submitted), output[-5000:]
+    for jobid, log in submitted:
+        job = subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True).stdout
+        assert "JobState=COMPLETED" in job and "Partition=ci" in job and "NumCPUs=1" in job, job
+        assert "gres/gpu" not in job and "gpu:testgpu" not in job, job  # a rehearsal holds no GPU
+        assert "done:" in open(log.rstrip(")")).read()
+
+    own = tmp_path / "results/rehearsal"
+    for hardware in ("a100", "v100"):
+        assert sorted(p.name for p in (own / f"trials/{hardware}/hf/Wizardcoder-33b/g2").glob("sweep*.json")) == [
+            "sweep_t10.json",
+            "sweep_t20.json",
+            "sweep_t5.json",
+        ]
+    with open(own / "trials.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 8 * 33 and {"ok", "oom", "crashed", "error"} <= {r["status"] for r in rows}
+    for row in rows:
+        record = json.loads((tmp_path / row["path"]).read_text())
+        # a sweep the table lacks loads no worker: its trials are unsupported, with no environment
+        assert record["simulated"] and (
+            record["environment"]["cuda_visible_devices"] == ""
+            if record["environment"]
+            else record["status"] == "unsupported"
+        )
+    assert (own / "provenance.json").exists() and not (tmp_path / "results/trials").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from infpop.analysis import INSUFFICIENT
+from infpop.analysis.selection import INSUFFICIENT
 from infpop.analysis.stats import anova, cliffs_delta, pearson, tukey_hsd, wilcoxon_paired
 
 Z95 = scipy_stats.norm.ppf(0.975)  # 1.959964...

@@ -223,7 +223,13 @@ def test_the_record_says_what_the_engine_did(tmp_path, config_for, benchmark_fil
     config = config_for(batch_sizes=[2])
     run_sweep(config, SWEEP, tmp_path, benchmark_file)
     record = records.read(tmp_path / TrialKey(3, 2, 0).relpath)
-    assert record["schema_version"] == 2 and record["engine_call"] == "engine"
+    assert record["schema_version"] == 3 and record["engine_call"] == "engine" and record["simulated"] is False
+    # its cost: the worker's wall time from the first batch's start to the end, a little more than
+    # the batches' own seconds, on one device (the CPU node)
+    cost = record["cost"]
+    assert cost["devices"] == 1 and cost["device_seconds"] == cost["wall_seconds"]
+    assert record["timings"]["generation_seconds"] <= cost["wall_seconds"] < record["timings"]["generation_seconds"] + 5
+    assert record["engine_settings"].pop("torch_threads") >= 1
     assert record["engine_settings"] == {
         "dtype": "float32",
         "device_map": {"cpu": 1},
@@ -231,12 +237,13 @@ def test_the_record_says_what_the_engine_did(tmp_path, config_for, benchmark_fil
         "pipeline_device": "cpu",
     }
     assert len(record["output_digests"]) == 8 and all(len(d) == 12 for d in record["output_digests"])
-    assert record["engine_metrics"] is None  # hf has no counters of its own
+    assert record["engine_metrics"] is None  # hf reports nothing of its own (no prefix cache)
     # no energy counter on the CPU: the record says why, and trials.csv has no figure
     assert record["energy"]["joules"] is None and record["energy"]["tokens_per_joule"] is None
     assert record["energy"]["reason"] == "no NVIDIA GPU: NVML energy counters are not available on the CPU"
     row = records.tidy_row(record)
     assert row["energy_joules"] is None and row["tokens_per_joule"] is None
+    assert row["device_seconds"] == cost["device_seconds"]
 
 
 def test_a_trial_recorded_with_other_settings_is_measured_again(tmp_path, config_for, benchmark_file, log_lines):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from infpop import REPO_ROOT
-from infpop.data.tiny_model import build_tiny_model, count_parameters, main
+from infpop.data.model_folder import count_parameters
+from infpop.data.tiny_model import build_tiny_model, main
 
 TEXTS = [
     'def add(a: int, b: int) -> int:\n    """Return the sum of a and b."""\n    return a + b\n',

@@ -1,4 +1,5 @@
-"""Snakemake entry: every trial JSON of the plan into results/measured/trials.csv."""
+"""Snakemake entry: every trial JSON of the plan into results/<dataset>/trials.csv (measured, or a
+rehearsal's)."""
 
 import sys
 
@@ -8,7 +9,7 @@ from infpop.measure.records import RecordError
 
 log = setup(snakemake)
 try:
-    rows = collect_rows(snakemake.input)
+    rows = collect_rows(snakemake.input, snakemake.params.dataset)
 except RecordError as exc:
     log.error(str(exc))
     sys.exit(f"aggregate: {exc}")

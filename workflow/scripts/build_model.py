@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from infpop.data.model_build import build_model, describe
+from infpop.data.model_build import build_model
+from infpop.data.model_folder import describe
 from infpop.logs import setup
 
 log = setup(snakemake)

@@ -2,8 +2,9 @@
 
 import pandas as pd
 
-from infpop.analysis import load_selected, write_table
-from infpop.analysis.rq import correlations, table2
+from infpop.analysis.discussion import correlations
+from infpop.analysis.rq2 import table2
+from infpop.analysis.selection import load_selected, write_table
 from infpop.logs import setup
 
 log = setup(snakemake)

@@ -1,5 +1,6 @@
 """Snakemake entry: download one hf_id model into models_dir and write its manifest."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ try:
         snakemake.params.hf_id,
         snakemake.params.revision,
         Path(snakemake.output[0]).parent,
-        config_file=snakemake.params.config_file,
+        config_file=os.environ.get("INFPOP_CONFIG_FILES"),  # for messages only: not a param
     )
 except HubError as exc:
     # One line the user can act on (a gated or missing model, an unknown revision, no network),

@@ -8,7 +8,8 @@ from infpop.data.paper import PaperDataError, fetch_appendix, import_paper, writ
 from infpop.logs import setup
 
 log = setup(snakemake)
-local_dir = snakemake.params.local_dir
+# where to copy the files from, if not downloaded: not a param (the data is the same either way)
+local_dir = snakemake.config["paper_data"]["local_dir"]
 try:
     appendix = fetch_appendix(Path(snakemake.output.appendix), Path(local_dir) if local_dir else None)
     trials = import_paper(appendix)

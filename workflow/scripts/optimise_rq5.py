@@ -4,10 +4,9 @@ import json
 import time
 from pathlib import Path
 
-from infpop.analysis import AnalysisSettings, read_trials
+from infpop.analysis.selection import AnalysisSettings, read_trials
 from infpop.logs import setup
 from infpop.optimise import rq5
-from infpop.optimise.figures import rq5_violin_png
 from infpop.optimise.objectives import Objective
 
 if __name__ == "__main__":  # worker processes re-import this file
@@ -44,6 +43,6 @@ if __name__ == "__main__":  # worker processes re-import this file
     summary["duplicates"] = faithful.map({True: "first", False: settings.duplicates})
     summary["partial_oom_counted"] = faithful
     summary.to_csv(snakemake.output.summary, index=False)
-    rq5_violin_png(results, snakemake.output.violin)
+    rq5.rq5_violin_png(results, snakemake.output.violin)
     log.info(summary.to_string())
     log.info(f"RQ5 replay took {time.monotonic() - started:.1f} s")

@@ -2,10 +2,9 @@
 
 import time
 
-from infpop.analysis import AnalysisSettings, read_trials
+from infpop.analysis.selection import AnalysisSettings, read_trials
 from infpop.logs import setup
 from infpop.optimise import study
-from infpop.optimise.figures import efficiency_png
 from infpop.optimise.objectives import Objective, landscapes
 from infpop.optimise.rq5 import applicable_directions, data_space
 
@@ -33,6 +32,6 @@ if __name__ == "__main__":  # worker processes re-import this file
     table.to_csv(snakemake.output.efficiency, index=False)
     curves = study.curves(rows)
     curves.to_csv(snakemake.output.curves, index=False)
-    efficiency_png(curves, snakemake.output.png)
+    study.efficiency_png(curves, snakemake.output.png)
     log.info(table.to_string())
     log.info(f"optimiser study took {time.monotonic() - started:.1f} s")

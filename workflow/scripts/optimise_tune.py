@@ -8,14 +8,13 @@ from pathlib import Path
 import pandas as pd
 
 from infpop.logs import job_log_stream, setup
-from infpop.optimise.figures import pareto_png
-from infpop.optimise.tune import recommendations, tune
+from infpop.optimise.tune import pareto_png, recommendations, tune
 
 # Snakemake and SLURM stop a job with SIGTERM: exit through tune's cleanup, which stops the workers.
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 log = setup(snakemake)
-config = snakemake.params.config
+config = snakemake.config  # its params are what its trials depend on
 results = []
 for engine, result_path, history_path, pareto_path in zip(
     config["optimise"]["tune"]["engines"],

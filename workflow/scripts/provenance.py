@@ -4,7 +4,7 @@ from infpop.logs import setup
 from infpop.measure import environment, provenance
 
 log = setup(snakemake)
-built = provenance.build(snakemake.input, dict(snakemake.params.config), environment.git_commit())
+built = provenance.build(snakemake.input, dict(snakemake.params.measured), environment.git_commit())
 provenance.write(built, snakemake.output.json, snakemake.output.sweeps)
 log.info(
     f"{len(built['sweeps'])} sweeps, {len(built['flagged_trials'])} trial(s) whose environment differs "

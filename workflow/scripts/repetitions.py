@@ -1,8 +1,8 @@
 """Snakemake entry: each configuration's repetitions as data (mean, CV, 95% CI, why they stopped)
 and the noise of each sweep."""
 
-from infpop.analysis import read_trials
 from infpop.analysis.noise import configuration_table, noise_png, noise_table, stop_reasons
+from infpop.analysis.selection import read_trials
 from infpop.logs import setup
 from infpop.measure.aggregate import read_manifest
 

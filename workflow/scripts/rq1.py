@@ -1,7 +1,7 @@
 """Snakemake entry: RQ1 landscapes (PNG, interactive HTML) and their peaks and plateaus."""
 
-from infpop.analysis import load_selected, write_table
-from infpop.analysis.figures import landscape_table, write_landscapes
+from infpop.analysis.rq1 import landscape_table, write_landscapes
+from infpop.analysis.selection import load_selected, write_table
 from infpop.logs import setup
 
 log = setup(snakemake)

@@ -1,7 +1,7 @@
 """Snakemake entry: RQ2 ANOVA and Tukey HSD across GPU counts at batch size 1."""
 
-from infpop.analysis import load_selected, write_table
-from infpop.analysis.rq import rq2_anova, rq2_tukey
+from infpop.analysis.rq2 import rq2_anova, rq2_tukey
+from infpop.analysis.selection import load_selected, write_table
 from infpop.logs import setup
 
 log = setup(snakemake)

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from infpop.analysis import load_selected, settings_note, write_table
-from infpop.analysis.figures import gpu_scaling_png
-from infpop.analysis.rq import table2, table2_markdown, table2_summary
+from infpop.analysis.rq2 import gpu_scaling_png, table2, table2_markdown, table2_summary
+from infpop.analysis.selection import load_selected, settings_note, write_table
 from infpop.logs import setup
 
 log = setup(snakemake)

@@ -2,9 +2,8 @@
 
 from pathlib import Path
 
-from infpop.analysis import load_selected, write_table
-from infpop.analysis.figures import batch_curves_png
-from infpop.analysis.rq import rq3_anova, rq3_wilcoxon_engines
+from infpop.analysis.rq3 import batch_curves_png, rq3_anova, rq3_wilcoxon_engines
+from infpop.analysis.selection import load_selected, write_table
 from infpop.logs import setup
 
 log = setup(snakemake)

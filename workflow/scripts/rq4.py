@@ -1,7 +1,7 @@
 """Snakemake entry: RQ4, the newer GPU model against the older on paired trials."""
 
-from infpop.analysis import load_selected, write_table
-from infpop.analysis.rq import rq4_improvement, rq4_wilcoxon
+from infpop.analysis.rq4 import rq4_improvement, rq4_wilcoxon
+from infpop.analysis.selection import load_selected, write_table
 from infpop.logs import setup
 
 log = setup(snakemake)

@@ -1,6 +1,5 @@
 """Snakemake entry: run one sweep (all trials of one hardware/engine/model/n_gpus group)."""
 
-import contextlib
 import os
 import signal
 import sys
@@ -9,7 +8,7 @@ from pathlib import Path
 from infpop.cluster.sizing import SweepJob, part_tokens
 from infpop.logs import job_log_stream, setup
 from infpop.measure import devices
-from infpop.measure.grid import Sweep
+from infpop.measure.grid import DEFAULT_SETTINGS, Sweep
 from infpop.measure.locks import FolderBusy, SnakemakeGone
 from infpop.measure.sweep import SweepError, run_sweep
 
@@ -19,23 +18,20 @@ signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 log = setup(snakemake)
 wc = snakemake.wildcards
-sweep = Sweep(wc.hardware, wc.engine, wc.model, int(wc.n_gpus))
+sweep = Sweep(wc.hardware, wc.engine, wc.model, int(wc.n_gpus), wc.variant.removeprefix("/") or DEFAULT_SETTINGS)
 job = SweepJob(sweep, part_tokens(wc.part))  # the whole sweep, or its trials at one max_new_tokens
-hardware = snakemake.params.config["hardware"][sweep.hardware]
-slots = contextlib.nullcontext()
-if hardware["kind"] == "gpu" and not os.environ.get("CUDA_VISIBLE_DEVICES"):
-    # No devices given (not under SLURM): claim free ones, so concurrent local sweeps never share
-    # a GPU (the local profile's `gpu` resource keeps the count within the machine's).
-    total = hardware.get("gpus_per_node") or devices.visible_device_count()
-    slots = devices.claim(sweep.n_gpus, total, wait_s=3600) if total else contextlib.nullcontext()
+hardware = snakemake.config["hardware"][sweep.hardware]
+if snakemake.config["rehearsal"]:
+    hardware = {**hardware, "kind": "cpu"}  # a rehearsal simulates its GPUs: it claims none
 try:
-    with slots as claimed:
+    # No devices given (not under SLURM): free ones are claimed, so concurrent local sweeps never
+    # share a GPU (the local profile's `gpu` resource keeps the count within the machine's).
+    with devices.for_job(hardware, sweep.n_gpus) as claimed:
         if claimed is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, claimed))
             log.info(f"[{sweep.relpath}] GPUs {os.environ['CUDA_VISIBLE_DEVICES']} (free device slots)")
         manifest = Path(snakemake.output.manifest)
         summary = run_sweep(
-            snakemake.params.config,
+            snakemake.config,
             sweep,
             manifest.parent,
             snakemake.input.benchmark,

@@ -92,6 +92,13 @@ def rows(collected: list[tuple[dict, str]], slo: Slo, saturation_tolerance: floa
     return sorted(table, key=lambda r: tuple(str(r.get(k)) for k in [*GROUP, "rep"]))
 
 
+def load(manifests: list[Path], section: dict) -> tuple[list[tuple[dict, str]], list[dict]]:
+    """The serving records the manifests list and their tidy rows under the config's `serve`
+    section (its SLO and saturation tolerance); a record that cannot be read raises RecordError."""
+    collected = collect(manifests)
+    return collected, rows(collected, Slo.from_config(section["slo"]), section["saturation_tolerance"])
+
+
 def write_csv(table: list[dict], path: Path, columns: list[str] | None = None) -> None:
     """A table with the union of its rows' columns (in first-seen order) unless given."""
     if columns is None:

@@ -6,16 +6,13 @@ import sys
 from infpop.logs import setup
 from infpop.measure.records import RecordError
 from infpop.serve import analysis, tables
-from infpop.serve.metrics import Slo
 
 log = setup(snakemake)
-section = snakemake.config["serve"]
 try:
-    collected = tables.collect(snakemake.input)
+    _, table = tables.load(snakemake.input, snakemake.config["serve"])
 except RecordError as exc:
     log.error(str(exc))
     sys.exit(f"serve_analysis: {exc}")
-table = tables.rows(collected, Slo.from_config(section["slo"]), section["saturation_tolerance"])
 knees = analysis.latency_knees(table)
 front = analysis.pareto_rows(table)
 effects = analysis.knob_effects(table)

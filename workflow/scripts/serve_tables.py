@@ -5,16 +5,13 @@ import sys
 from infpop.logs import setup
 from infpop.measure.records import RecordError
 from infpop.serve import tables
-from infpop.serve.metrics import Slo
 
 log = setup(snakemake)
-section = snakemake.config["serve"]
 try:
-    collected = tables.collect(snakemake.input)
+    collected, table = tables.load(snakemake.input, snakemake.config["serve"])
 except RecordError as exc:
     log.error(str(exc))
     sys.exit(f"serve_tables: {exc}")
-table = tables.rows(collected, Slo.from_config(section["slo"]), section["saturation_tolerance"])
 tables.write_csv(table, snakemake.output.loadpoints)
 tables.write_csv(tables.summary(table), snakemake.output.summary)
 crosscheck = tables.harness_crosscheck(table, collected)

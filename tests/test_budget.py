@@ -4,8 +4,8 @@ study's table on a two-seed slice of the paper's grid."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import random
 
 import pytest
 from conftest import REPO, SHARED_DATA, needs_shared
@@ -14,6 +14,7 @@ from test_workflow import job_counts, snakemake
 from infpop.budget import strategies as st
 from infpop.budget import study
 from infpop.config import ConfigError, load_config
+from infpop.measure import sequential
 from infpop.measure.engines.rehearsal import Row
 from infpop.measure.repetitions import Policy
 
@@ -101,30 +102,40 @@ def test_the_optimiser_stays_within_its_budget(budget):
     assert ledger.spent < full.spent or budget >= full.spent  # a budget above the full grid buys all of it
 
 
-def test_sequential_sampling_stops_at_its_target_and_estimates_the_throughput():
-    sampling = st.Sequential(ci_half_width_pct=5.0, min_batches=4)
-    rng = random.Random(1)
-    seconds = [rng.lognormvariate(0, 0.1) for _ in range(400)]
-    taken = sampling.sample(seconds, [1] * 400, rng)
-    assert 4 <= len(taken) < 400 and len(set(taken)) == len(taken)
-    # stratified: the first draws come from every quarter of the (length-ordered) batches
-    assert {i * 4 // 400 for i in st.stratified_order(400, 4, random.Random(0))[:4]} == {0, 1, 2, 3}
-    # on the rehearsal: a trial charged its sampled batches, its throughput within the target
+def test_sequential_strategy_runs_the_real_stopping_rule_on_the_rehearsed_batches():
+    """The study's sequential strategy is budget.sequential's code (infpop.measure.sequential) on
+    the rehearsal's per-batch times: fewer device-seconds, the throughput within the target."""
+    stopping = sequential.Settings(ci_half_width_pct=5.0, min_batches=4, strata=8)
     full = st.Ledger(source(cv=0.3)).measure((*WHERE, 1))
-    sampled = st.Ledger(source(cv=0.3), sequential=sampling).measure((*WHERE, 1))
+    sampled = st.Ledger(source(cv=0.3), stopping=stopping).measure((*WHERE, 1))
     assert sampled.device_seconds < full.device_seconds
     assert sampled.throughput == pytest.approx(full.throughput, rel=0.10)
+    # the same trial asked of a second ledger times the same batches: the order is seeded
+    again = st.Ledger(source(cv=0.3), stopping=stopping).measure((*WHERE, 1))
+    assert (again.throughput, again.device_seconds) == (sampled.throughput, sampled.device_seconds)
+    # the strategy needs its settings
+    with pytest.raises(ValueError, match="budget.sequential"):
+        study.run(
+            source(cv=0.3),
+            study.Grid((SWEEP,), tuple(BATCHES), (5,)),
+            study.Plan(frozenset({"sequential"})),
+            trial_cost,
+        )
 
 
 def test_adaptive_repetitions_come_after_the_first_runs_and_stop_by_the_policy():
     grid = study.Grid((SWEEP,), tuple(BATCHES), (5,))
-    plan = study.Plan(frozenset({"adaptive_repetitions", "sequential"}), repetitions=Policy(2, 4, 1.0))
+    plan = study.Plan(
+        frozenset({"adaptive_repetitions", "sequential"}),
+        stopping=sequential.Settings(5.0, 4, 8),
+        repetitions=Policy(2, 4, 1.0),
+    )
     ledger = study.run(source(cv=0.3), grid, plan, trial_cost)
     counts = {t[5]: m.repetitions for t, m in ledger.measured.items()}
     assert all(2 <= counts[b] <= 4 for b in BATCHES[:EDGE]) and all(counts[b] == 1 for b in BATCHES[EDGE:])
     # on a budget the first runs come first: one that covers them leaves no repetition
     once = study.run(source(cv=0.3), grid, study.Plan(frozenset()), trial_cost)
-    tight = study.run(source(cv=0.3), grid, study.Plan(plan.strategies, once.spent + 1e-6), trial_cost)
+    tight = study.run(source(cv=0.3), grid, dataclasses.replace(plan, budget_seconds=once.spent + 1e-6), trial_cost)
     assert len(tight.measured) == len(BATCHES)
 
 
@@ -158,7 +169,7 @@ def test_a_fraction_needs_the_cost_model():
     with pytest.raises(ConfigError, match="'budget.fraction': a fraction of the full grid's device-hours needs"):
         load_config("config.yaml", overrides={"budget": {"fraction": 0.1}, "runtime_estimate": {"calibration": None}})
     config = load_config("config.yaml", overrides={"budget": {"fraction": 0.1, "strategies": ["optimiser"]}})
-    assert config["budget"]["study"] == {"seeds": 20, "ci_half_width_pct": 5, "min_batches": 4}
+    assert config["budget"]["study"] == {"seeds": 20}
 
 
 # -- the study on a slice of the paper's grid -------------------------------------------------------

@@ -22,18 +22,19 @@ The strategies:
 - `adaptive_repetitions`: each measured configuration repeated by the repetitions policy
   (infpop.measure.repetitions.Policy) until its confidence interval meets the target, after every
   configuration's first run and while the budget lasts;
-- `sequential`: within-trial sampling, modelled: a stratified random sample of the trial's batches
-  is timed until the confidence interval of its seconds per prompt meets a target; the trial is
-  charged the sampled batches' time and its throughput is the sample's estimate.
+- `sequential`: within-trial sequential stopping as a real trial does it (budget.sequential,
+  infpop.measure.sequential: the same seeded stratified order, estimator and stopping rule) on
+  the rehearsal's per-batch times; the trial is charged the batches it timed and its throughput is
+  the estimate.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from infpop.measure import sequential
 from infpop.measure.engines.rehearsal import (
     RehearsedFailure,
     Row,
@@ -42,7 +43,7 @@ from infpop.measure.engines.rehearsal import (
     recorded_load_seconds,
     trial_rng,
 )
-from infpop.measure.repetitions import Policy, summarise
+from infpop.measure.repetitions import Policy
 from infpop.optimise.optimisers import make
 from infpop.optimise.search import StopSearch
 from infpop.optimise.space import OUT_OF_MEMORY, Outcome, Space
@@ -84,45 +85,6 @@ class Measured:
         return self.status in OUT_OF_MEMORY
 
 
-@dataclass(frozen=True)
-class Sequential:
-    """Within-trial sampling: batches timed in a stratified random order until the 95% CI of the
-    seconds per prompt is at most `ci_half_width_pct` of the mean, after at least `min_batches`."""
-
-    ci_half_width_pct: float = 5.0
-    min_batches: int = 4
-
-    def sample(self, seconds: list[float], batch_sizes: list[int], rng: random.Random) -> list[int]:
-        """The indices of the batches timed, in the order they were."""
-        order = stratified_order(len(seconds), self.min_batches, rng)
-        taken: list[int] = []
-        for index in order:
-            taken.append(index)
-            if len(taken) >= self.min_batches:
-                per_prompt = [seconds[i] / batch_sizes[i] for i in taken]
-                width = summarise(per_prompt).ci_half_width_pct
-                if width is not None and width <= self.ci_half_width_pct:
-                    break
-        return taken
-
-
-def stratified_order(n: int, strata: int, rng: random.Random) -> list[int]:
-    """A random order of n batch indices that takes one from each of `strata` contiguous strata
-    in turn: the paper's prompts come sorted by length, so the first k batches are the shortest;
-    a stratified sample covers every length from its first draws."""
-    strata = max(1, min(strata, n))
-    bounds = [round(i * n / strata) for i in range(strata + 1)]
-    pools = [list(range(bounds[i], bounds[i + 1])) for i in range(strata)]
-    for pool in pools:
-        rng.shuffle(pool)
-    order = []
-    while any(pools):
-        for pool in pools:
-            if pool:
-                order.append(pool.pop())
-    return order
-
-
 def batch_sizes_of(prompts: int, batch_size: int) -> list[int]:
     """The batches a trial of `prompts` prompts sends at `batch_size` (the last one smaller)."""
     full, rest = divmod(prompts, batch_size)
@@ -148,7 +110,7 @@ class Rehearsal:
     def load_seconds(self, sweep: Sweep) -> float:
         return recorded_load_seconds(self.table.get(sweep, {})) or self.load_estimate(sweep)
 
-    def answer(self, trial: Trial, rep: int, sequential: Sequential | None) -> tuple[str, float | None, float]:
+    def answer(self, trial: Trial, rep: int, stopping: sequential.Settings | None) -> tuple[str, float | None, float]:
         """One repetition of a trial: (status, throughput, seconds on the virtual clock)."""
         hardware, engine, model, n_gpus, tokens, batch_size = trial
         row = answering_row(self.table.get(trial[:4], {}).get((tokens, batch_size), []), rep, self.duplicates)
@@ -168,12 +130,16 @@ class Rehearsal:
             status = failure.status if isinstance(failure, RehearsedFailure) else "oom"
         if not plan.seconds:
             return status, None, waited
-        timed = list(range(len(plan.seconds)))
-        if sequential is not None and status == "ok":
-            timed = sequential.sample(plan.seconds, batches, rng)
-        seconds = sum(plan.seconds[i] for i in timed)
-        throughput = sum(batches[i] for i in timed) * tokens / seconds
-        return status, throughput, seconds + waited
+        if stopping is None or status != "ok":
+            seconds = sum(plan.seconds)
+            return status, sum(batches[: len(plan.seconds)]) * tokens / seconds, seconds + waited
+        identity = (where, tokens, batch_size, rep)
+        sample = sequential.SequentialTrial(stopping, len(batches), sequential.trial_seed(stopping.seed, *identity))
+        for index in sample.order:
+            if sample.add(index, batches[index] * tokens, plan.seconds[index]):
+                break
+        seconds = sum(plan.seconds[i] for i in sample.timed)
+        return status, sample.estimate().tokens_per_s, seconds + waited
 
 
 @dataclass
@@ -187,7 +153,7 @@ class Ledger:
 
     source: Rehearsal
     budget_seconds: float = math.inf
-    sequential: Sequential | None = None
+    stopping: sequential.Settings | None = None  # within-trial sequential stopping, None: off
     estimate: Callable[[Trial], float] | None = None
     margin: float = 1.0
     measured: dict[Trial, Measured] = field(default_factory=dict)
@@ -226,7 +192,7 @@ class Ledger:
 
     def _run(self, trial: Trial, cost_so_far: float) -> Measured:
         records = self.records[trial]
-        status, throughput, seconds = self.source.answer(trial, len(records), self.sequential)
+        status, throughput, seconds = self.source.answer(trial, len(records), self.stopping)
         cost = seconds * trial[3]
         self.spent += cost
         records.append({"status": status, "throughput_tokens_per_s": throughput})

@@ -33,7 +33,6 @@ from infpop.budget.strategies import (
     BudgetSpent,
     Ledger,
     Rehearsal,
-    Sequential,
     Slice,
     Trial,
     adaptive_repetitions,
@@ -42,6 +41,8 @@ from infpop.budget.strategies import (
     oom_edge,
     optimise_landscape,
 )
+from infpop.config.schema import defaults
+from infpop.measure import sequential
 from infpop.measure.repetitions import Policy
 from infpop.optimise.space import Space
 
@@ -89,7 +90,7 @@ class Plan:
     strategies: frozenset[str]
     budget_seconds: float = math.inf
     analysis_tokens: int = 5
-    sequential: Sequential = Sequential()
+    stopping: sequential.Settings | None = None  # the sequential strategy's settings (budget.sequential)
     repetitions: Policy = Policy(2, 3, 3.0)
     margin: float = 1.0  # a trial starts if margin x its estimate fits in what is left
 
@@ -102,8 +103,10 @@ def run(source: Rehearsal, grid: Grid, plan: Plan, estimate: Callable[[Trial], f
     unknown = chosen - set(STRATEGIES)
     if unknown:
         raise ValueError(f"unknown budget strategies {sorted(unknown)} (known: {', '.join(STRATEGIES)})")
-    sequential = plan.sequential if "sequential" in chosen else None
-    ledger = Ledger(source, plan.budget_seconds, sequential, estimate, plan.margin)
+    if "sequential" in chosen and plan.stopping is None:
+        raise ValueError("the sequential strategy needs its settings (budget.sequential)")
+    stopping = plan.stopping if "sequential" in chosen else None
+    ledger = Ledger(source, plan.budget_seconds, stopping, estimate, plan.margin)
     batches = list(grid.batch_sizes)
 
     def slice_cost(where: Slice) -> float:
@@ -434,13 +437,14 @@ class ConfigStudy:
         )
 
     def plan(self) -> Plan:
-        section = self.config["budget"]["study"]
         repetitions = self.config["repetitions"]
         policy = Policy.from_config(self.config) if isinstance(repetitions, dict) else Plan.repetitions
         return Plan(
             frozenset(),
             analysis_tokens=self.config["analysis"]["max_new_tokens"],
-            sequential=Sequential(section["ci_half_width_pct"], section["min_batches"]),
+            # what budget.sequential does in a real run; where it is off, its defaults
+            stopping=sequential.Settings.from_config(self.config)
+            or sequential.Settings(**defaults("budget", "sequential")),
             repetitions=policy,
             margin=self.config["runtime_estimate"]["safety_factor"],
         )

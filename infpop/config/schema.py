@@ -88,6 +88,15 @@ def _schema() -> dict:
     return load_schema()
 
 
+def defaults(*path: str) -> dict:
+    """The defaults the schema gives the properties of the section at `path` (budget, sequential:
+    what a section written as {} becomes)."""
+    node = _schema()
+    for name in path:
+        node = node["properties"][name]
+    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
+
+
 def validate(config: dict) -> list[tuple[tuple, str]]:
     """Validate `config` in place, filling defaults: the problems, as (key path, message)."""
     errors = sorted(_Validator(_schema()).iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))

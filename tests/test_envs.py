@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
@@ -160,21 +161,45 @@ def test_pip_runs_without_this_machines_pip_configuration():
     }
 
 
-# Each resolution took 14-44 s here (metadata only: no wheel is downloaded), all seven 3.5 minutes;
-# the marker leaves them out of a quick or offline run (-m "not registry"). `make test` (CI), which
-# reaches the registry, runs them.
-@pytest.mark.registry
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", ENVIRONMENTS)
-def test_environment_resolves_against_the_registry(name):
-    """What conda's pip will do on a node: resolve envs/<name>.yaml's pip list for Linux x86_64 and
-    Python 3.11 (natively, as this machine is), pip's conflict lines on failure."""
+# Each resolution took 14-44 s here on a quiet machine (metadata only: no wheel is downloaded) and
+# 30-120 s on a busy one, 9.5 minutes for all seven one after another. They wait on the registry,
+# not the CPU, so all seven run at once, in the first test that asks (module fixture); each
+# environment's own test then reads its answer. The marker leaves them out of a quick or offline
+# run (-m "not registry"). `make test` (CI), which reaches the registry, runs them.
+@pytest.fixture(scope="module")
+def resolutions() -> dict:
+    """Every environment's resolution against the registry, run concurrently: name -> (Resolution
+    or the exception it raised, seconds)."""
     problem = envs.platform_problem()
     if problem:
         pytest.skip(problem)
+    envs.resolver_pip(str(envs.read_source(envs.PINS)["resolver_pip"]))  # its wheel fetched once, first
+
+    def one(name: str):
+        started = time.perf_counter()
+        try:
+            answer = envs.resolve_environment_file(REPO / "envs" / f"{name}.yaml")
+        except Exception as exc:  # reported by that environment's test
+            answer = exc
+        return name, answer, time.perf_counter() - started
+
     started = time.perf_counter()
-    resolution = envs.resolve_environment_file(REPO / "envs" / f"{name}.yaml")
-    print(f"envs/{name}.yaml: {'resolves' if resolution.ok else 'CONFLICT'} in {time.perf_counter() - started:.0f} s")
+    with ThreadPoolExecutor(max_workers=len(ENVIRONMENTS)) as pool:
+        done = {name: (answer, seconds) for name, answer, seconds in pool.map(one, ENVIRONMENTS)}
+    print(f"{len(done)} environments resolved concurrently in {time.perf_counter() - started:.0f} s")
+    return done
+
+
+@pytest.mark.registry
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", ENVIRONMENTS)
+def test_environment_resolves_against_the_registry(name, resolutions):
+    """What conda's pip will do on a node: resolve envs/<name>.yaml's pip list for Linux x86_64 and
+    Python 3.11 (natively, as this machine is), pip's conflict lines on failure."""
+    resolution, seconds = resolutions[name]
+    if isinstance(resolution, BaseException):
+        raise resolution
+    print(f"envs/{name}.yaml: {'resolves' if resolution.ok else 'CONFLICT'} in {seconds:.0f} s")
     assert resolution.ok, f"envs/{name}.yaml does not resolve:\n" + "\n".join(resolution.problems)
     if name in GPU_LOCKED:  # nothing beyond the list: every package the environment installs is pinned in it
         pinned = envs.environment_pins(REPO / "envs" / f"{name}.yaml")

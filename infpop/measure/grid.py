@@ -208,7 +208,6 @@ def devices(config: dict, sweep: Sweep) -> int:
     return sweep.n_gpus if config["hardware"][sweep.hardware]["kind"] == "gpu" else 1
 
 
-PLAN_COLUMNS = ["hardware", "engine", "model", "n_gpus", "planned", "n_trials", "reason"]
 PLAN_COLUMNS = ["hardware", "engine", "model", "n_gpus", "settings", "planned", "n_trials", "reason"]
 
 
@@ -221,11 +220,15 @@ def plan_rows(config: dict) -> list[dict]:
     return sorted(rows, key=lambda r: (r["hardware"], r["engine"], r["model"], r["n_gpus"], r["settings"]))
 
 
-def write_plan(config: dict, path: Path) -> list[dict]:
-    rows = plan_rows(config)
+def write_plan_rows(rows: list[dict], columns: list[str], path: Path) -> list[dict]:
+    """A plan table (the sweeps' or the servers') as CSV; the rows, for the caller's summary."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PLAN_COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return rows
+
+
+def write_plan(config: dict, path: Path) -> list[dict]:
+    return write_plan_rows(plan_rows(config), PLAN_COLUMNS, path)

@@ -325,21 +325,28 @@ def write_atomic(path: Path, record: dict) -> None:
     atomic.write_text(path, json.dumps(record, indent=1) + "\n")
 
 
-def read(path: Path) -> dict:
-    """Read and validate one trial JSON; RecordError names the file on any problem."""
+def read_object(path: Path, kind: str, remedy: str) -> dict:
+    """One record file's JSON object, unvalidated; RecordError names the file, the `kind` of
+    record and, where it is corrupt, the `remedy` (what deleting it does)."""
     try:
         text = Path(path).read_text()
     except OSError as exc:
-        raise RecordError(f"{path}: cannot read trial record: {exc}") from None
+        raise RecordError(f"{path}: cannot read {kind} record: {exc}") from None
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(
-            f"{path}: corrupt or truncated trial JSON (line {exc.lineno}, "
-            f"column {exc.colno}: {exc.msg}); delete it to re-run that trial"
+            f"{path}: corrupt or truncated {kind} JSON (line {exc.lineno}, "
+            f"column {exc.colno}: {exc.msg}); delete it to {remedy}"
         ) from None
     if not isinstance(record, dict):
-        raise RecordError(f"{path}: a trial record must be a JSON object")
+        raise RecordError(f"{path}: a {kind} record must be a JSON object")
+    return record
+
+
+def read(path: Path) -> dict:
+    """Read and validate one trial JSON; RecordError names the file on any problem."""
+    record = read_object(path, "trial", "re-run that trial")
     validate(record, str(path))
     return record
 

@@ -10,13 +10,12 @@ code as the offline sweeps' (infpop.measure.grid.engine_settings).
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from infpop.data.models import known_model_config
-from infpop.measure.grid import EngineSettings, Sweep, engine_settings, exclusion_reason
+from infpop.measure.grid import EngineSettings, Sweep, engine_settings, exclusion_reason, write_plan_rows
 
 INF = math.inf
 
@@ -161,10 +160,4 @@ def plan_rows(config: dict) -> list[dict]:
 
 
 def write_plan(config: dict, path: Path) -> list[dict]:
-    rows = plan_rows(config)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PLAN_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows
+    return write_plan_rows(plan_rows(config), PLAN_COLUMNS, path)

@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from infpop import SCHEMA_DIR, atomic
-from infpop.measure.records import FAILED_STATUSES, RecordError, timestamp
+from infpop.measure.records import FAILED_STATUSES, RecordError, read_object, timestamp
 from infpop.serve.metrics import RequestResult, Slo, flatten, summarise
 from infpop.serve.plan import LoadPoint, ServeJob
 
@@ -167,18 +167,7 @@ def write_atomic(path: Path, record: dict) -> None:
 
 def read(path: Path) -> dict:
     """Read and validate one load-point JSON; RecordError names the file on any problem."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise RecordError(f"{path}: cannot read load-point record: {exc}") from None
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordError(
-            f"{path}: corrupt or truncated load-point JSON (line {exc.lineno}: {exc.msg}); delete it to measure again"
-        ) from None
-    if not isinstance(record, dict):
-        raise RecordError(f"{path}: a load-point record must be a JSON object")
+    record = read_object(path, "load-point", "measure again")
     validate(record, str(path))
     return record
 

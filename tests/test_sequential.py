@@ -123,6 +123,36 @@ def test_the_interval_covers_the_known_throughput_about_95_percent_of_the_time_a
     assert first / truth > 1.4  # why a sample of the first k is biased
 
 
+def test_the_interval_holds_when_the_machine_drifts_during_the_trial(monkeypatch):
+    """Batch times correlated in time (the machine's speed drifting during the trial, as on a
+    shared CPU: here a lognormal AR(1) factor, 0.8 from one batch to the next, spread 0.15): the
+    continued trial's whole throughput against the interval after 6 of its 25 rounds. The
+    within-block variance alone treats the batches as independent and runs short (0.68 here); with
+    the random groups' (the order's rounds) the interval holds (0.915). Without drift both hold."""
+    batches = population(200, cv=0.1, seed=5)
+    blocks = sequential.strata(200, 8)
+
+    def coverage(phi: float) -> float:
+        covered = 0
+        for seed in range(200):
+            rng = random.Random(seed)
+            speed, timed = 0.0, {}
+            for i in sequential.sample_order(blocks, seed):
+                speed = phi * speed + rng.gauss(0, 0.15 * math.sqrt(1 - phi * phi))
+                x, y = batches[i]
+                timed[i] = (x, y * math.exp(speed))
+            whole = true_throughput(timed.values())
+            result = sequential.estimate(blocks, dict(list(timed.items())[:48]))
+            covered += result.ci_low <= whole <= result.ci_high
+        return covered / 200
+
+    drifting, steady = coverage(0.8), coverage(0.0)
+    monkeypatch.setattr(sequential, "_rounds_half_width", lambda *args: 0.0)
+    within_blocks_only = coverage(0.8)
+    assert drifting >= 0.88 and steady >= 0.93, (drifting, steady)
+    assert within_blocks_only < 0.75 and drifting > within_blocks_only + 0.15, within_blocks_only
+
+
 # -- the stopping rule ---------------------------------------------------------------------------------
 
 
@@ -181,7 +211,7 @@ def test_sequential_is_off_by_default_and_its_defaults_fill_in(tiny_model):
 
     assert load_config(make_config(tiny_model))["budget"]["sequential"] is None
     config = load_config(make_config(tiny_model, budget={"sequential": {"strata": 4}}))
-    assert sequential.Settings.from_config(config) == sequential.Settings(5, 4, 4, 0)
+    assert sequential.Settings.from_config(config) == sequential.Settings(2.5, 4, 4, 0)
 
 
 # -- a sequential rehearsal through the real worker and supervisor ----------------------------------
@@ -275,8 +305,19 @@ def test_the_bench_compares_the_sequential_estimate_with_the_full_trials_own_int
     trial = sequential.SequentialTrial(SETTINGS, 64, seed=1)
     reason = next(r for r in (trial.add(i, *batches[i]) for i in trial.order) if r)
     seq_end = TrialEnd("ok", None, None, None, wall_seconds=1.0, sequential=trial.summary(reason))
-    row = compare(full, full_end, seq_end, SETTINGS.strata)
+    # the continued trial: every batch, in the sequential order (here with the same batch times)
+    continued = [full[i] for i in trial.order]
+    row = compare(full, full_end, seq_end, continued, SETTINGS.strata)
     assert row["full_tokens_per_s"] == pytest.approx(true_throughput(batches))
     assert row["full_ci_low"] < row["full_tokens_per_s"] < row["full_ci_high"]
     assert row["within_full_ci"] == (row["full_ci_low"] <= row["sequential_tokens_per_s"] <= row["full_ci_high"])
     assert row["batches_timed"] == len(trial.timed) and row["sequential_device_s"] == 1.0
+    # side by side: where the rule stops on the continued trial's batches it estimates what the
+    # stopped trial did; the run's whole throughput is every batch's
+    assert row["continued_tokens_per_s"] == pytest.approx(row["sequential_tokens_per_s"])
+    assert row["continued_batches_timed"] == row["batches_timed"]
+    assert row["continued_full_tokens_per_s"] == pytest.approx(true_throughput(batches))
+    inside = row["continued_ci_low"] <= row["continued_full_tokens_per_s"] <= row["continued_ci_high"]
+    assert row["continued_full_within_ci"] == inside
+    with pytest.raises(RuntimeError, match="sequential order"):  # a continued trial in another order
+        compare(full, full_end, seq_end, full, SETTINGS.strata)

@@ -26,9 +26,18 @@ var(R) = sum_h N_h^2 (1 - n_h/N_h) s_d,h^2 / n_h / X^2. The interval of R is R +
 Student's t at n - H degrees of freedom (n batches timed, H blocks: a small sample's interval is
 wider than the normal's); the throughput's is its inverse, [1 / (R + t se), 1 / (R - t se)]
 (asymmetric), and its half-width is quoted relative, 100 t se / R percent (to first order the same
-for the throughput). Stopping on the interval's own width (optional stopping) makes its coverage a
-little below the nominal 95% at small samples: min_batches and two batches per block guard against
-stopping on a lucky few; bench/sequential.py measures the coverage on real engines.
+for the throughput).
+
+That variance assumes the batches' times independent. On a shared machine they are not: the
+machine's speed drifts within a trial, so batches timed close together are alike, and the
+interval ran short (bench/README.md: in one run, the whole trial's throughput fell outside the
+interval at the stop in half of the trials). So the half-width is the larger of that one and the
+random groups' (Wolter, Introduction to Variance Estimation, chapter 2): the order's rounds are
+groups timed close together, each a stratified sample of one batch per block, and the spread of
+their ratio estimates holds the drift between rounds (_rounds_half_width). There is no interval
+before two whole rounds. Stopping on the interval's own width (optional stopping) makes its
+coverage a little below the nominal 95% at small samples: min_batches and the two rounds guard
+against stopping on a lucky few; bench/sequential.py measures the coverage on real engines.
 """
 
 from __future__ import annotations
@@ -160,9 +169,43 @@ def estimate(
     if not estimable or (variance > 0 and df < 1):
         return Estimate(throughput, None, None, None, len(timed), total, seconds)
     half = (_t_quantile(df, confidence) if variance > 0 else 0.0) * math.sqrt(variance) / tokens
+    if finite and len(timed) < total:
+        drift = _rounds_half_width(blocks, timed, confidence)
+        if drift is None:  # fewer than two whole rounds: drift between rounds cannot be bounded yet
+            return Estimate(throughput, None, None, None, len(timed), total, seconds)
+        half = max(half, drift * per_token)
     low = 1 / (per_token + half)
     high = 1 / (per_token - half) if per_token > half else math.inf
     return Estimate(throughput, low, high, 100 * half / per_token, len(timed), total, seconds)
+
+
+def _rounds_half_width(blocks: list[range], timed: dict[int, tuple[float, float]], confidence: float) -> float | None:
+    """The interval's relative half-width by random groups (Wolter, Introduction to Variance
+    Estimation, 2nd ed., chapter 2): round g of the order holds the g-th batch timed in each block,
+    a stratified sample of one batch per block, timed close together; each whole round's ratio
+    estimate R_g, and var(R) = s^2(R_g) / G (1 - n / N) over the G whole rounds, Student's t at
+    G - 1 degrees of freedom. Unlike the within-block variance, it holds when the machine's speed
+    drifts during the trial (batch times correlated in time): the drift between rounds is in the
+    spread of the R_g. None before two whole rounds. `timed` is in the order timed."""
+    rounds: list[list[tuple[float, float, int]]] = []
+    for h, block in enumerate(blocks):
+        for g, i in enumerate(i for i in timed if i in block):
+            if g == len(rounds):
+                rounds.append([])
+            rounds[g].append((*timed[i], h))
+    whole = [r for r in rounds if len(r) == len(blocks)]
+    if len(whole) < 2:
+        return None
+    ratios = []
+    for group in whole:
+        tokens = sum(len(blocks[h]) * x for x, _, h in group)
+        seconds = sum(len(blocks[h]) * y for _, y, h in group)
+        ratios.append(seconds / tokens)
+    mean = sum(ratios) / len(ratios)
+    spread = sum((r - mean) ** 2 for r in ratios) / (len(ratios) - 1)
+    fraction = len(timed) / sum(len(block) for block in blocks)
+    se = math.sqrt(spread / len(ratios) * (1 - fraction))
+    return _t_quantile(len(ratios) - 1, confidence) * se / mean if se > 0 else 0.0
 
 
 def stop_reason(current: Estimate, settings: Settings) -> str | None:

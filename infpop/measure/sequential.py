@@ -42,6 +42,8 @@ against stopping on a lucky few; bench/sequential.py measures the coverage on re
 
 from __future__ import annotations
 
+import bisect
+import functools
 import hashlib
 import math
 import random
@@ -112,6 +114,7 @@ def sample_order(blocks: list[range], seed: int) -> list[int]:
     return order
 
 
+@functools.lru_cache(maxsize=4096)  # asked after every batch timed, for a few degrees of freedom
 def _t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
     from scipy.stats import t
 
@@ -187,20 +190,21 @@ def _rounds_half_width(blocks: list[range], timed: dict[int, tuple[float, float]
     G - 1 degrees of freedom. Unlike the within-block variance, it holds when the machine's speed
     drifts during the trial (batch times correlated in time): the drift between rounds is in the
     spread of the R_g. None before two whole rounds. `timed` is in the order timed."""
-    rounds: list[list[tuple[float, float, int]]] = []
-    for h, block in enumerate(blocks):
-        for g, i in enumerate(i for i in timed if i in block):
-            if g == len(rounds):
-                rounds.append([])
-            rounds[g].append((*timed[i], h))
-    whole = [r for r in rounds if len(r) == len(blocks)]
-    if len(whole) < 2:
+    starts = [block.start for block in blocks]
+    seen = [0] * len(blocks)  # batches timed so far per block
+    rounds: list[list[float]] = []  # per round: expanded tokens, expanded seconds, blocks in it
+    for i, (x, y) in timed.items():  # one pass, in the order timed
+        h = bisect.bisect_right(starts, i) - 1
+        g, seen[h] = seen[h], seen[h] + 1
+        if g == len(rounds):
+            rounds.append([0.0, 0.0, 0])
+        size = len(blocks[h])
+        rounds[g][0] += size * x
+        rounds[g][1] += size * y
+        rounds[g][2] += 1
+    ratios = [seconds / tokens for tokens, seconds, count in rounds if count == len(blocks)]
+    if len(ratios) < 2:
         return None
-    ratios = []
-    for group in whole:
-        tokens = sum(len(blocks[h]) * x for x, _, h in group)
-        seconds = sum(len(blocks[h]) * y for _, y, h in group)
-        ratios.append(seconds / tokens)
     mean = sum(ratios) / len(ratios)
     spread = sum((r - mean) ** 2 for r in ratios) / (len(ratios) - 1)
     fraction = len(timed) / sum(len(block) for block in blocks)

@@ -397,6 +397,42 @@ def crosscheck_hf(
     return {"rows": rows}
 
 
+#: What a reference process prints of its environment first (the variables that set its threads).
+ENVIRONMENT_SHOWN = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+    "RAYON_NUM_THREADS",
+    "VLLM_CPU_OMP_THREADS_BIND",
+    "VLLM_CPU_KVCACHE_SPACE",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+
+def show_process(model: str, prompts: list[str]) -> None:
+    """Print what a reference process runs with, before its engine starts: its cores, the load,
+    the thread variables, and how fast its tokenizer encodes the prompts one by one (what vLLM's
+    prompt rendering does in the timed call), so that two references' logs can be compared."""
+    import os
+    import time
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    started = time.perf_counter()
+    for prompt in prompts:
+        tokenizer(prompt)
+    seconds = time.perf_counter() - started
+    shown = {name: os.environ.get(name) for name in ENVIRONMENT_SHOWN}
+    print(
+        f"[infpop] process: cores {sorted(os.sched_getaffinity(0))}, load {os.getloadavg()[0]:.2f}, {shown}; "
+        f"tokenizer {type(tokenizer).__name__}: {len(prompts)} prompts in {seconds:.3f} s "
+        f"({len(prompts) / seconds:,.0f} prompts/s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def bare_generate(argv: list[str]) -> None:
     """The bare reference: `LLM(...)` and one `generate` of every prompt, as a user writes it with
     the library's defaults (its statistics logger off, its progress bar on), greedy, exactly
@@ -414,6 +450,7 @@ def bare_generate(argv: list[str]) -> None:
         parser.add_argument(flag, type=int, required=True)
     args = parser.parse_args(argv)
     prompts = json.loads(Path(args.prompts).read_text())
+    show_process(args.model, prompts)
     llm = LLM(
         model=args.model,
         tensor_parallel_size=args.tensor_parallel_size,
@@ -447,7 +484,10 @@ def bench_throughput(argv: list[str]) -> None:
 
     parser = FlexibleArgumentParser(description="vllm bench throughput")
     add_cli_args(parser)
-    bench_main(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    dataset = json.loads(Path(args.dataset_path).read_text())
+    show_process(args.model, [entry["conversations"][0]["value"] for entry in dataset])
+    bench_main(args)
 
 
 if __name__ == "__main__":  # vLLM starts its engine processes with spawn

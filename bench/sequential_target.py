@@ -18,6 +18,7 @@ import argparse
 import csv
 import dataclasses
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -95,17 +96,12 @@ def main() -> None:
     for target in targets:
         for name in runs:
             mine = [r for r in rows if r["target"] == target and r["strategy"] == name]
-            share = sorted(r["checks_passed"] / r["checks_total"] for r in mine)
-            fraction = sorted(r["fraction_of_full"] for r in mine)
+            share = [r["checks_passed"] / r["checks_total"] for r in mine]
+            fraction = statistics.median(r["fraction_of_full"] for r in mine)
             print(
-                f"  {target:>4g}% {name:<10} {_median(fraction):6.1%} of the device-hours, {_median(share):6.1%} of "
-                f"the checks (min {share[0]:.1%}, max {share[-1]:.1%})"
+                f"  {target:>4g}% {name:<10} {fraction:6.1%} of the device-hours, {statistics.median(share):6.1%} "
+                f"of the checks (min {min(share):.1%}, max {max(share):.1%})"
             )
-
-
-def _median(values: list[float]) -> float:
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 if __name__ == "__main__":

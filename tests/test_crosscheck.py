@@ -67,3 +67,25 @@ def test_engine_flags_spell_booleans_and_structures_as_vllm_reads_them():
         "--override",
         '{"a": 1}',
     ]
+
+
+def test_bystanders_name_a_process_that_ran_beside_the_measured_one():
+    """Real processes: a busy loop beside a sleeping 'measured' process is reported with about a
+    CPU-second per second; the measured process and its children are not."""
+    import subprocess
+    import sys
+
+    from infpop.measure.bystanders import Bystanders, describe
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        measured = subprocess.Popen([sys.executable, "-c", "import subprocess; subprocess.run(['sleep', '2'])"])
+        watch = Bystanders(measured.pid, interval_s=0.2).start()
+        measured.wait()
+        found = watch.stop()
+    finally:
+        busy.kill()
+    by_pid = {b.pid: b for b in found}
+    assert by_pid[busy.pid].cpu_s > 0.5 and found[0].pid == busy.pid
+    assert measured.pid not in by_pid
+    assert "while True" in describe(found, 2.0)

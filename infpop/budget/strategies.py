@@ -160,6 +160,7 @@ class Ledger:
     records: dict[Trial, list[dict]] = field(default_factory=dict)
     loaded: set[Sweep] = field(default_factory=set)
     spent: float = 0.0
+    refused: Trial | None = None  # the trial the budget could not afford (None: it never ran out)
 
     @property
     def left(self) -> float:
@@ -168,18 +169,20 @@ class Ledger:
     def _afford(self, trial: Trial) -> None:
         expected = self.margin * self.estimate(trial) if self.estimate is not None else 0.0
         if self.spent >= self.budget_seconds or self.spent + expected > self.budget_seconds:
+            self.refused = trial
             raise BudgetSpent(f"budget of {self.budget_seconds / 3600:,.1f} device-hours spent")
 
     def measure(self, trial: Trial) -> Measured:
         if trial in self.measured:
             return self.measured[trial]
         self._afford(trial)
+        self.records[trial] = []
+        measured = self._run(trial, 0.0)
         sweep = trial[:4]
-        if sweep not in self.loaded:
+        if sweep not in self.loaded:  # charged after its first trial: a real load is known then
             self.loaded.add(sweep)
             self.spent += self.source.load_seconds(sweep) * trial[3]
-        self.records[trial] = []
-        return self._run(trial, 0.0)
+        return measured
 
     def repeat(self, trial: Trial, policy: Policy) -> Measured:
         """Repetitions of a measured trial until `policy` stops (a failed or unsupported trial

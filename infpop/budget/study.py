@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -371,16 +372,14 @@ class ConfigStudy:
     (infpop.cluster.sizing's estimates of a trial and of a model load)."""
 
     config: dict
-    table_path: Path
+    table_path: Path | None = None  # the trials table the rehearsal answers from (a study's)
 
     def __post_init__(self):
         from infpop.cluster import sizing
-        from infpop.measure.engines.rehearsal import read_table
         from infpop.measure.grid import plan
 
         config = self.config
         self.sizing = sizing
-        self.table = read_table(self.table_path)
         sweeps, _ = plan(config)
         self.grid = Grid(
             tuple((s.hardware, s.engine, s.model, s.n_gpus) for s in sweeps),
@@ -406,9 +405,10 @@ class ConfigStudy:
         _, engine, model, _ = sweep
         return load_estimate(self.rehearsal, engine, model)
 
-    def full_estimate_seconds(self) -> float:
-        """The full grid's estimated device-seconds: every trial and each sweep's load."""
-        grid = self.grid
+    def full_estimate_seconds(self, sweeps=None) -> float:
+        """The full grid's estimated device-seconds (of `sweeps` only, where given): every trial
+        and each sweep's load."""
+        grid = self.grid if sweeps is None else Grid(tuple(sweeps), self.grid.batch_sizes, self.grid.max_new_tokens)
         loads = sum(self.sizing.load_seconds(self.config, *sweep[:3]) * sweep[3] for sweep in grid.sweeps)
         trials = sum(self.estimate((*where, b)) for where in grid.slices(grid.max_new_tokens) for b in grid.batch_sizes)
         return loads + trials
@@ -422,6 +422,12 @@ class ConfigStudy:
             return section["device_hours"] * 3600
         full = self.full_estimate_seconds() if full_seconds is None else full_seconds
         return (section["fraction"] or GOAL_FRACTION) * full
+
+    @functools.cached_property
+    def table(self):
+        from infpop.measure.engines.rehearsal import read_table
+
+        return read_table(self.table_path)
 
     def source(self, seed: int) -> Rehearsal:
         from infpop.measure.engines.rehearsal import duplicates

@@ -313,9 +313,10 @@ def plan_summary(config: dict, jobs: list[SweepJob], excluded: int, plan_file: s
         text += f"\nInfPop: {most:,} trials is a large grid: check the plan (snakemake -n, {plan_file}) before it runs"
     budget = config.get("budget") or {}
     chosen = [key for key in ("device_hours", "fraction", "strategies") if budget.get(key)]
-    if chosen:
+    if chosen and not budget.get("run"):
         text += (
             f"\nInfPop: budget.{', budget.'.join(chosen)} shape the budget study (rule budget, docs/budget.md), not "
-            "this run: it measures every planned trial (within-trial sampling is budget.sequential)"
+            "this run: it measures every planned trial (within-trial sampling is budget.sequential; "
+            "budget.run: true spends the budget)"
         )
     return text

@@ -632,6 +632,29 @@ def budget(config: dict) -> list[Problem]:
                 "the optimiser spends a budget: set budget.device_hours or budget.fraction",
             )
         )
+    if section["run"]:
+        if section["device_hours"] is None and section["fraction"] is None:
+            problems.append(
+                Problem(("budget", "run"), "a budgeted run spends a budget: set budget.device_hours or budget.fraction")
+            )
+        if "sequential" in strategies and section["sequential"] is None:
+            problems.append(
+                Problem(
+                    ("budget", "strategies"),
+                    "a budgeted run samples within trials with budget.sequential's settings: set budget.sequential "
+                    "({} for its defaults) or remove sequential from budget.strategies",
+                    related=(("budget", "sequential"),),
+                )
+            )
+        if any((config.get("engine_arg_axes") or {}).values()):
+            problems.append(
+                Problem(
+                    ("budget", "run"),
+                    "a budgeted run measures the engines' default settings: engine_arg_axes' variants are not "
+                    "budgeted yet (remove one of them)",
+                    related=(("engine_arg_axes",),),
+                )
+            )
     if "adaptive_repetitions" in strategies and not isinstance(config["repetitions"], dict):
         problems.append(
             Problem(
@@ -672,7 +695,7 @@ SECTIONS = (
     (cluster, {"cluster"}),
     (rehearsal, {"rehearsal", "crosscheck", "serve", "engine_arg_axes", "models", "hardware", "paper_data"}),
     (runtime_estimate, {"runtime_estimate", "models", "hardware"}),
-    (budget, {"budget", "repetitions", "runtime_estimate"}),
+    (budget, {"budget", "repetitions", "runtime_estimate", "engine_arg_axes"}),
     (sequential_stopping, {"budget"}),
 )
 #: The checks that read the whole plan: they run once every section holds.

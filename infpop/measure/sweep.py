@@ -515,14 +515,19 @@ class Supervisor:
             done.append(self.measure(TrialKey(tokens, batch_size, len(done)), pruned_by))
         return done
 
-    def close(self, graceful: bool = True) -> None:
-        """Stop the worker (and free the devices it holds), then the trial folders' locks."""
+    def stop_worker(self, graceful: bool = True) -> None:
+        """Stop the worker and free the devices it holds (the folders stay this supervisor's); the
+        next trial starts a new one."""
         if self.worker is not None:
             if graceful:
                 self.worker.stop()
             else:
                 self.worker.kill()
             self.worker = None
+
+    def close(self, graceful: bool = True) -> None:
+        """Stop the worker (and free the devices it holds), then the trial folders' locks."""
+        self.stop_worker(graceful)
         self._release_locks()
 
     def run(self) -> SweepSummary:

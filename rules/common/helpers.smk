@@ -6,11 +6,15 @@ MODEL_METADATA = ("params_billion", "humaneval_pass1")
 
 
 def sweep_manifests(hardware=None, model=None):
-    """The manifest of every sweep job in the plan (the sweep rule's outputs), or of those of one
-    hardware and model."""
+    """The manifest of every sweep job in the plan (the sweep rule's outputs; in a budgeted run,
+    one per sweep, which the budgeted jobs write), or of those of one hardware and model."""
+    if BUDGET_SHARES:
+        jobs = [sizing.SweepJob(sweep) for share in BUDGET_SHARES for sweep in share.sweeps]
+    else:
+        jobs = CLUSTER.jobs
     return [
         SWEEP_MANIFEST.format(**vars(job.sweep), variant=job.sweep.variant, part=job.part)
-        for job in CLUSTER.jobs
+        for job in jobs
         if hardware in (None, job.sweep.hardware) and model in (None, job.sweep.model)
     ]
 

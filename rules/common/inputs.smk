@@ -127,6 +127,61 @@ def sweep_runtime(wildcards, attempt):
     return job_request(estimate, attempt, wildcards.hardware, int(wildcards.n_gpus), "max_runtime")
 
 
+# -- a budgeted run (budget.run) ----------------------------------------------------------------------
+
+
+def budget_models_input(share):
+    return sorted({path for sweep in share.sweeps for path in model_input(sweep.model)})
+
+
+def budget_manifests(share):
+    """The manifests of the job's sweeps (each sweep's, as a sweep job writes it)."""
+    return [SWEEP_MANIFEST.format(**vars(sweep), variant=sweep.variant, part="") for sweep in share.sweeps]
+
+
+def budget_ledger(share):
+    return f"{TRIALS_DIR}/{share.hardware}/{share.engine}/budget.json"
+
+
+def budget_settings(share):
+    """What the job's choices and trials depend on: each model's measurement settings, the grid
+    and the budget (without the study's seeds)."""
+    return {
+        "measured": {
+            m: measured_with(share.hardware, share.engine, m) for m in sorted({s.model for s in share.sweeps})
+        },
+        "grid": {key: CONFIG[key] for key in ("n_gpus", "batch_sizes", "max_new_tokens", "analysis")},
+        "budget": {k: v for k, v in CONFIG["budget"].items() if k != "study"},
+        "runtime_estimate": CONFIG["runtime_estimate"],
+    }
+
+
+def budget_gpus(share):
+    """The most GPUs one of the job's trials uses (they run one at a time)."""
+    return job_gpus(share.hardware, max(sweep.n_gpus for sweep in share.sweeps))
+
+
+def budget_mem_mb(share):
+    def mem_mb(wildcards, attempt):
+        estimate = max(sizing.host_memory_mb(CONFIG, s.model, s.engine, s.n_gpus) for s in share.sweeps)
+        return job_request(estimate, attempt, share.hardware, budget_gpus(share), "max_mem_mb")
+
+    return mem_mb
+
+
+def budget_runtime(share):
+    """Minutes: the share's device-seconds spent at the job's fewest GPUs (its longest wall time),
+    with a load per sweep, x the safety factor."""
+
+    def runtime(wildcards, attempt):
+        loads = sum(sizing.load_seconds(CONFIG, s.hardware, s.engine, s.model) for s in share.sweeps)
+        wall = share.seconds / min(s.n_gpus for s in share.sweeps) + loads
+        estimate = CONFIG["runtime_estimate"]["safety_factor"] * wall / 60
+        return job_request(estimate, attempt, share.hardware, budget_gpus(share), "max_runtime")
+
+    return runtime
+
+
 # -- analysis --------------------------------------------------------------------------------------
 
 

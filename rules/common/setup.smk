@@ -13,6 +13,7 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 
 from snakemake.exceptions import WorkflowError
 
+from infpop.budget import spend as budget_spend
 from infpop.cluster import sizing
 from infpop.cluster.partitions import plan_cluster, read_partitions
 from infpop.config import ConfigError, load_config
@@ -78,6 +79,10 @@ REHEARSAL = CONFIG["rehearsal"]
 # Within-trial sequential stopping (budget.sequential): the sweeps time a sample of each trial's
 # batches (infpop/measure/sequential.py); None times every batch.
 SEQUENTIAL = CONFIG["budget"]["sequential"]
+# A budgeted run (budget.run): one job per (hardware, engine) spends its share of the budget as
+# the budget study's run does (infpop/budget/spend.py), in place of the sweep jobs; it writes the
+# same sweep manifests and trial records.
+BUDGET_SHARES = budget_spend.shares(CONFIG) if CONFIG["budget"]["run"] else []
 # The run's own dataset (our measurements, or the rehearsal's simulated trials) and where the run's
 # own files go: results_dir itself for measurements, the rehearsal's folder for a rehearsal.
 OWN = "rehearsal" if REHEARSAL else "measured"
@@ -86,6 +91,8 @@ RUN_DIR = OWN_DIR if REHEARSAL else RESULTS
 PLAN_FILE = f"{RUN_DIR}/plan.csv"
 if workflow.is_main_process:
     print(sizing.plan_summary(CONFIG, CLUSTER.jobs, len(EXCLUDED), PLAN_FILE), file=sys.stderr)
+    if BUDGET_SHARES:
+        print(budget_spend.describe(CONFIG, BUDGET_SHARES), file=sys.stderr)
     if SERVE_JOBS:
         print(sizing.serve_summary(CONFIG, SERVE_JOBS, len(SERVE_EXCLUDED)), file=sys.stderr)
     if REHEARSAL:

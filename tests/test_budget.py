@@ -346,3 +346,17 @@ def test_a_budgeted_rehearsal_runs_through_the_workflow_and_a_larger_budget_meas
     assert len(second["trials"]) > len(first["trials"])
     assert manifest["reused_trials"] == len(first["trials"])
     assert len(manifest["trials"]) == len(second["trials"])
+
+
+def test_the_budget_is_shared_between_jobs_as_the_studys_order_would_spend_it():
+    """The default config's grid on runtime_estimate's figures: hf's sweep (one load of 30 s and 7
+    trials of 5 s) is the cheapest at the analyses' max_new_tokens and gets its whole estimate;
+    vLLM's job, where the order stops, gets the rest of the 40%."""
+    from infpop.budget import spend
+
+    config = load_config("config.yaml", overrides={"budget": {"run": True, "fraction": 0.4}})
+    found = {(s.hardware, s.engine): s for s in spend.shares(config)}
+    budget = 0.4 * sum(s.full_seconds for s in found.values())
+    assert found[("cpu", "hf")].seconds == pytest.approx(30 + 7 * 5) == found[("cpu", "hf")].full_seconds
+    assert found[("cpu", "vllm")].seconds == pytest.approx(budget - 65)
+    assert "InfPop budgeted run: 0.05 device-hours (40% of the 0.11" in spend.describe(config, list(found.values()))

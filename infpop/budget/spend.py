@@ -3,10 +3,11 @@ own run (infpop.budget.study.run: the same order, strategies and ledger), on the
 the sweeps' supervisors, one job per (hardware, engine) (docs/budget.md).
 
 The budget (budget.device_hours, or budget.fraction of the cost model's estimate of the full grid)
-is shared between the (hardware, engine) jobs in proportion to their estimated full cost: each
-needs its own devices and environment, so each keeps a ledger of its own. Within a job, the study's
-order: the analyses' max_new_tokens first, each (model, GPUs) cheapest first, by the batch-size
-strategies chosen; the optimiser with what is left; the other max_new_tokens; the repetitions.
+is shared between the (hardware, engine) jobs (each needs its own devices and environment, so each
+keeps a ledger of its own) as the study's order would spend it on the whole grid on the cost
+model's estimates (`shares`). Within a job, the study's order: the analyses' max_new_tokens first,
+each (model, GPUs) cheapest first, by the batch-size strategies chosen; the optimiser with what is
+left; the other max_new_tokens; the repetitions.
 
 The ledger counts what the study counts: each trial's device-seconds (its record's) and one model
 load per sweep (the first trial's record's). A trial kept from an earlier run is charged its
@@ -64,15 +65,48 @@ class Share:
     full_seconds: float
 
 
+@dataclass
+class Estimated:
+    """A ledger's source that measures nothing: every trial runs for its cost-model estimate, each
+    sweep loads in its estimated time. The budget's shares are planned on it."""
+
+    built: ConfigStudy
+
+    def answer(self, trial: Trial, rep: int, stopping) -> tuple[str, float | None, float]:
+        return "ok", None, self.built.estimate(trial) / trial[3]
+
+    def load_seconds(self, where: tuple) -> float:
+        return self.built.sizing.load_seconds(self.built.config, *where[:3])
+
+
 def shares(config: dict) -> list[Share]:
-    """The budget shared between the (hardware, engine) jobs in proportion to their estimates."""
+    """The budget shared between the (hardware, engine) jobs as the study's order would spend it
+    on the whole grid (every batch size, the analyses' max_new_tokens first, each (model, GPUs)
+    cheapest first) if every trial took its estimate: each job gets what that order spends on its
+    trials and loads, and the job the order stops in also what is left. Each job then spends its
+    share with the strategies chosen."""
     built = ConfigStudy(config)
-    budget, full = built.budget_seconds(), built.full_estimate_seconds()
-    found = []
-    for (hardware, engine), sweeps in sorted(groups(config).items()):
-        own = built.full_estimate_seconds([key(s) for s in sweeps])
-        found.append(Share(hardware, engine, tuple(sweeps), budget * own / full if full else 0.0, own))
-    return found
+    budget = built.budget_seconds()
+    settings = dataclasses.replace(built.plan(), strategies=frozenset(), budget_seconds=budget, margin=1.0)
+    ledger = run(Estimated(built), built.grid, settings, built.estimate)
+    spent: dict[tuple[str, str], float] = {}
+    for trial, measured in ledger.measured.items():
+        spent[trial[:2]] = spent.get(trial[:2], 0.0) + measured.device_seconds
+    for where in ledger.loaded:
+        spent[where[:2]] = spent.get(where[:2], 0.0) + built.sizing.load_seconds(config, *where[:3]) * where[3]
+    if ledger.refused is not None:  # the job the order stopped in gets what is left
+        group = ledger.refused[:2]
+        spent[group] = spent.get(group, 0.0) + budget - ledger.spent
+    return [
+        Share(
+            hardware,
+            engine,
+            tuple(sweeps),
+            spent.get((hardware, engine), 0.0),
+            built.full_estimate_seconds([key(s) for s in sweeps]),
+        )
+        for (hardware, engine), sweeps in sorted(groups(config).items())
+    ]
 
 
 def describe(config: dict, found: list[Share]) -> str:

@@ -67,13 +67,13 @@ class Share:
 
 @dataclass
 class Estimated:
-    """A ledger's source that measures nothing: every trial runs for its cost-model estimate, each
-    sweep loads in its estimated time. The budget's shares are planned on it."""
+    """A ledger's source that measures nothing: every trial runs for its estimate as the plan sizes
+    it, each sweep loads in its estimated time. The budget's shares are planned on it."""
 
     built: ConfigStudy
 
     def answer(self, trial: Trial, rep: int, stopping) -> tuple[str, float | None, float]:
-        return "ok", None, self.built.estimate(trial) / trial[3]
+        return "ok", None, self.built.planned(trial) / trial[3]
 
     def load_seconds(self, where: tuple) -> float:
         return self.built.sizing.load_seconds(self.built.config, *where[:3])
@@ -88,7 +88,7 @@ def shares(config: dict) -> list[Share]:
     built = ConfigStudy(config)
     budget = built.budget_seconds()
     settings = dataclasses.replace(built.plan(), strategies=frozenset(), budget_seconds=budget, margin=1.0)
-    ledger = run(Estimated(built), built.grid, settings, built.estimate)
+    ledger = run(Estimated(built), built.grid, settings, built.planned)
     spent: dict[tuple[str, str], float] = {}
     for trial, measured in ledger.measured.items():
         spent[trial[:2]] = spent.get(trial[:2], 0.0) + measured.device_seconds

@@ -6,8 +6,8 @@ and the loads, from the sweep manifests), its share of the full run's, and the p
 checks of the optimum (infpop.conclusions' relative rq1 checks: location within one grid step,
 throughput within 5%, regret) against the first full run; writes output/budget_real.csv.
 
-    python bench/budget_real.py --fraction 0.4 --strategies coarse_grid --rounds 1
-    python bench/budget_real.py --config configs/smollm2.yaml ...
+    python bench/budget_real.py --fraction 0.4 --strategies coarse_grid --rounds 1 --calibrate
+    python bench/budget_real.py --config configs/smollm2.yaml --calibrate --output bench/output/budget_real_smollm2.csv
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.4)
     parser.add_argument("--strategies", nargs="*", default=["coarse_grid"])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--output", type=Path, default=REPO / "bench/output/budget_real.csv")
     parser.add_argument("--directory", type=Path, default=Path("/tmp/infpop-budget-real"))
     parser.add_argument(
         "--calibrate",
@@ -128,8 +129,8 @@ def main() -> None:
                 f"{passed}/{total} landscape checks" + (f"; failed: {'; '.join(failed)}" if failed else ""),
                 flush=True,
             )
-    out = REPO / "bench/output/budget_real.csv"
-    out.parent.mkdir(exist_ok=True)
+    out = args.output
+    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

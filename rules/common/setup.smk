@@ -13,7 +13,6 @@ os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.
 
 from snakemake.exceptions import WorkflowError
 
-from infpop.budget import spend as budget_spend
 from infpop.cluster import sizing
 from infpop.cluster.partitions import plan_cluster, read_partitions
 from infpop.config import ConfigError, load_config
@@ -82,7 +81,13 @@ SEQUENTIAL = CONFIG["budget"]["sequential"]
 # A budgeted run (budget.run): one job per (hardware, engine) spends its share of the budget as
 # the budget study's run does (infpop/budget/spend.py), in place of the sweep jobs; it writes the
 # same sweep manifests and trial records.
-BUDGET_SHARES = budget_spend.shares(CONFIG) if CONFIG["budget"]["run"] else []
+# (imported only then: the study's modules take most of a second to import)
+if CONFIG["budget"]["run"]:
+    from infpop.budget import spend as budget_spend
+
+    BUDGET_SHARES = budget_spend.shares(CONFIG)
+else:
+    BUDGET_SHARES = []
 # The run's own dataset (our measurements, or the rehearsal's simulated trials) and where the run's
 # own files go: results_dir itself for measurements, the rehearsal's folder for a rehearsal.
 OWN = "rehearsal" if REHEARSAL else "measured"

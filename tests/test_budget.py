@@ -302,11 +302,19 @@ def test_a_small_budget_stops_at_the_first_trial_it_cannot_afford(tmp_path, benc
             {"run": True, "device_hours": 1, "strategies": ["sequential"]},
             "'budget.strategies': a budgeted run samples within trials with budget.sequential's settings",
         ),
+        (
+            # hf's figures unset and no cost model for the CPU: the fallback's 1,800 s a trial,
+            # which made a SmolLM2 budgeted run measure no hf trial at all
+            {"run": True, "device_hours": 1, "estimate": {"hf": {"trial_s": None, "load_s": None}}},
+            "'budget.run': a budgeted run spends by its trials' estimates, and cpu/hf would get the fallback",
+        ),
     ],
 )
 def test_a_budgeted_run_needs_its_budget_and_its_sampling_settings(budget, message):
+    estimate = budget.pop("estimate", None)
+    overrides = {"budget": budget, **({"runtime_estimate": estimate} if estimate else {})}
     with pytest.raises(ConfigError) as raised:
-        load_config("config.yaml", overrides={"budget": budget})
+        load_config("config.yaml", overrides=overrides)
     assert message in str(raised.value)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from infpop import REPO_ROOT
-from infpop.cluster import cost_model
+from infpop.cluster import cost_model, sizing
 from infpop.cluster.partitions import PartitionsError, read_partitions
 from infpop.config import engine_args
 from infpop.config.schema import did_you_mean, load_schema
@@ -646,6 +646,24 @@ def budget(config: dict) -> list[Problem]:
                     related=(("budget", "sequential"),),
                 )
             )
+        guessed = sorted(
+            {
+                f"{s.hardware}/{s.engine}"
+                for s in plan(config)[0]
+                if sizing.source(config, s.hardware, s.engine) == sizing.GUESSED
+            }
+        )
+        if guessed:
+            problems.append(
+                Problem(
+                    ("budget", "run"),
+                    f"a budgeted run spends by its trials' estimates, and {', '.join(guessed)} would get the "
+                    f"fallback guesses ({sizing.FALLBACK['hf']['trial_s']:g} s an hf trial): give runtime_estimate's "
+                    "trial_s and load_s for the engine, or calibrate the cost model on an earlier run "
+                    "(runtime_estimate.calibration: its results/measured/trials.csv)",
+                    related=(("runtime_estimate",),),
+                )
+            )
         if any((config.get("engine_arg_axes") or {}).values()):
             problems.append(
                 Problem(
@@ -695,7 +713,10 @@ SECTIONS = (
     (cluster, {"cluster"}),
     (rehearsal, {"rehearsal", "crosscheck", "serve", "engine_arg_axes", "models", "hardware", "paper_data"}),
     (runtime_estimate, {"runtime_estimate", "models", "hardware"}),
-    (budget, {"budget", "repetitions", "runtime_estimate", "engine_arg_axes"}),
+    (
+        budget,
+        {"budget", "repetitions", "runtime_estimate", "engine_arg_axes", "hardware", "engines", "models", "n_gpus"},
+    ),
     (sequential_stopping, {"budget"}),
 )
 #: The checks that read the whole plan: they run once every section holds.

@@ -86,6 +86,7 @@ def test_bystanders_name_a_process_that_ran_beside_the_measured_one():
     finally:
         busy.kill()
     by_pid = {b.pid: b for b in found}
-    assert by_pid[busy.pid].cpu_s > 0.5 and found[0].pid == busy.pid
-    assert measured.pid not in by_pid
-    assert "while True" in describe(found, 2.0)
+    # (a busier process of the shared machine may come first)
+    assert by_pid[busy.pid].cpu_s > 0.5 and measured.pid not in by_pid
+    assert [b.cpu_s for b in found] == sorted((b.cpu_s for b in found), reverse=True)
+    assert "while True" in describe([by_pid[busy.pid]], 2.0)

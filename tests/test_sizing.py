@@ -123,13 +123,16 @@ def test_the_plan_says_its_device_hours_and_where_they_come_from(paper):
     mixed = dict(paper, runtime_estimate={**paper["runtime_estimate"], "hf": {"load_s": 60, "trial_s": 45}})
     text = sizing.plan_summary(mixed, jobs, 0)
     assert "(runtime_estimate for a100/hf; the cost model calibrated on" in text and text.endswith("for v100/vllm)")
-    # a budget and its strategies are the study's: the plan says this run does not spend by them
+    # without budget.run a budget and its strategies are the study's: the plan says this run does
+    # not spend by them; with it, the budgeted run's own line (infpop.budget.spend.describe) says it
     budgeted = dict(paper, budget={**paper["budget"], "fraction": 0.1, "strategies": ["oom_bisection"]})
     assert sizing.plan_summary(budgeted, jobs, 0).endswith(
         "\nInfPop: budget.fraction, budget.strategies shape the budget study (rule budget, docs/budget.md), not "
-        "this run: it measures every planned trial (within-trial sampling is budget.sequential)"
+        "this run: it measures every planned trial (within-trial sampling is budget.sequential; budget.run: true "
+        "spends the budget)"
     )
-    assert "budget." not in text
+    spending = dict(paper, budget={**budgeted["budget"], "run": True})
+    assert "budget." not in text and "budget." not in sizing.plan_summary(spending, jobs, 0)
 
 
 def test_the_request_grows_with_the_attempt_but_never_beyond_the_cap():

@@ -412,9 +412,7 @@ class ConfigStudy:
         that ran out of memory at once are estimated as if they ran.)"""
         grid = self.grid if sweeps is None else Grid(tuple(sweeps), self.grid.batch_sizes, self.grid.max_new_tokens)
         loads = sum(self.sizing.load_seconds(self.config, *sweep[:3]) * sweep[3] for sweep in grid.sweeps)
-        trials = sum(
-            self.planned(((*where, b))) for where in grid.slices(grid.max_new_tokens) for b in grid.batch_sizes
-        )
+        trials = sum(self.planned((*where, b)) for where in grid.slices(grid.max_new_tokens) for b in grid.batch_sizes)
         return loads + trials
 
     def planned(self, trial: Trial) -> float:

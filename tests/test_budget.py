@@ -253,7 +253,7 @@ def test_a_budgeted_run_measures_what_the_studys_run_chooses_and_a_re_run_measur
     config, table = budgeted_config(tmp_path)
     share = spend.share_of(config, "a100", "hf")
     assert share.seconds == pytest.approx(0.5 * share.full_seconds)
-    manifests, summary = spend.spend(config, "a100", "hf", tmp_path / "trials", benchmark_file)
+    manifests, summary = spend.spend(config, share, tmp_path / "trials", benchmark_file)
 
     built = study.ConfigStudy(config, table)
     grid = study.Grid((("a100", "hf", "m", 1),), built.grid.batch_sizes, built.grid.max_new_tokens)
@@ -276,7 +276,7 @@ def test_a_budgeted_run_measures_what_the_studys_run_chooses_and_a_re_run_measur
     assert sorted(manifest["trials"]) == sorted(f"t{t}/b{b}_r0.json" for (t, b), _, _ in found)
     assert summary["job_device_hours"] >= summary["spent_device_hours"]  # loads after failures, warm-ups
 
-    again, resummary = spend.spend(config, "a100", "hf", tmp_path / "trials", benchmark_file)
+    again, resummary = spend.spend(config, share, tmp_path / "trials", benchmark_file)
     (remanifest,) = again.values()
     assert remanifest["reused_trials"] == len(found) and remanifest["model_loads"] == 0
     assert resummary["trials"] == summary["trials"] and resummary["spent_device_hours"] == summary["spent_device_hours"]
@@ -288,7 +288,7 @@ def test_a_small_budget_stops_at_the_first_trial_it_cannot_afford(tmp_path, benc
     # 5% of the grid's estimate (54 s) affords the first trial (estimated 23 s x the safety
     # factor 1.5), not the second with it
     config, _ = budgeted_config(tmp_path, fraction=0.05, strategies=[])
-    manifests, summary = spend.spend(config, "a100", "hf", tmp_path / "trials", benchmark_file)
+    manifests, summary = spend.spend(config, spend.share_of(config, "a100", "hf"), tmp_path / "trials", benchmark_file)
     assert summary["stopped"] == "budget spent" and summary["refused"][4:] == [5, 2]
     assert summary["spent_device_hours"] <= summary["budget_device_hours"]
     assert [(t["trial"]["max_new_tokens"], t["trial"]["batch_size"]) for t in summary["trials"]] == [(5, 1)]

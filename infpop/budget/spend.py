@@ -86,14 +86,15 @@ def shares(config: dict) -> list[Share]:
     trials and loads, and the job the order stops in also what is left. Each job then spends its
     share with the strategies chosen."""
     built = ConfigStudy(config)
+    estimated = Estimated(built)
     budget = built.budget_seconds()
     settings = dataclasses.replace(built.plan(), strategies=frozenset(), budget_seconds=budget, margin=1.0)
-    ledger = run(Estimated(built), built.grid, settings, built.planned)
+    ledger = run(estimated, built.grid, settings, built.planned)
     spent: dict[tuple[str, str], float] = {}
     for trial, measured in ledger.measured.items():
         spent[trial[:2]] = spent.get(trial[:2], 0.0) + measured.device_seconds
     for where in ledger.loaded:
-        spent[where[:2]] = spent.get(where[:2], 0.0) + built.sizing.load_seconds(config, *where[:3]) * where[3]
+        spent[where[:2]] = spent.get(where[:2], 0.0) + estimated.load_seconds(where) * where[3]
     if ledger.refused is not None:  # the job the order stopped in gets what is left
         group = ledger.refused[:2]
         spent[group] = spent.get(group, 0.0) + budget - ledger.spent
@@ -158,8 +159,7 @@ class Measuring:
     def answer(self, trial: Trial, rep: int, stopping: sequential.Settings | None) -> tuple[str, float | None, float]:
         """One repetition of a trial: (status, throughput, device-seconds per GPU). Within-trial
         sampling is the supervisor's (budget.sequential), not `stopping`."""
-        *where, tokens, batch_size = trial
-        where, n_gpus = tuple(where), trial[3]
+        where, (n_gpus, tokens, batch_size) = trial[:4], trial[3:]
         started = time.monotonic()
         supervisor = self._supervisor(where)
         record, _ = supervisor.measure(TrialKey(tokens, batch_size, rep))
@@ -179,10 +179,10 @@ class Measuring:
             supervisor.close(graceful)
 
 
-def spend(config: dict, hardware: str, engine: str, trials_dir: Path, benchmark_file: Path, worker_stderr=None):
-    """Run one (hardware, engine) job's share of the budget. Returns (each sweep's manifest, as
-    the sweep rule writes it, by sweep; the job's ledger summary)."""
-    share = share_of(config, hardware, engine)
+def spend(config: dict, share: Share, trials_dir: Path, benchmark_file: Path, worker_stderr=None):
+    """Run one (hardware, engine) job's share of the budget (`share_of`). Returns (each sweep's
+    manifest, as the sweep rule writes it, by sweep; the job's ledger summary)."""
+    hardware, engine = share.hardware, share.engine
     built = ConfigStudy(config)
     grid = Grid(tuple(key(s) for s in share.sweeps), built.grid.batch_sizes, built.grid.max_new_tokens)
     chosen = frozenset(config["budget"]["strategies"])

@@ -395,8 +395,7 @@ class ConfigStudy:
         at trial_timeout_s (the rehearsal answers a trial as the table recorded it, and the
         paper's longest ran 3.2 hours: cut at the paper's one hour, the budget's guard would start
         them as if they cost a third)."""
-        hardware, engine, model, n_gpus, tokens, batch_size = trial
-        return self.sizing.trial_seconds(self.uncut, hardware, engine, model, n_gpus, batch_size, tokens) * n_gpus
+        return self._device_seconds(self.uncut, trial)
 
     def load_estimate(self, sweep) -> float:
         """A model load's seconds on the rehearsal's virtual clock (its estimate from the size)."""
@@ -417,8 +416,11 @@ class ConfigStudy:
 
     def planned(self, trial: Trial) -> float:
         """A trial's estimated device-seconds as the plan sizes it: at most trial_timeout_s."""
+        return self._device_seconds(self.config, trial)
+
+    def _device_seconds(self, config: dict, trial: Trial) -> float:
         hardware, engine, model, n_gpus, tokens, batch_size = trial
-        return self.sizing.trial_seconds(self.config, hardware, engine, model, n_gpus, batch_size, tokens) * n_gpus
+        return self.sizing.trial_seconds(config, hardware, engine, model, n_gpus, batch_size, tokens) * n_gpus
 
     def budget_seconds(self, full_seconds: float | None = None) -> float:
         """budget.device_hours, or budget.fraction (unset: the goal's) of the full grid's

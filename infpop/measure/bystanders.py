@@ -36,7 +36,6 @@ class Bystanders:
         self.last: dict[int, tuple[float, str]] = {}
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
-        self.cores = len(os.sched_getaffinity(0))
 
     def _sample(self) -> None:
         try:

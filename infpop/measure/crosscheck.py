@@ -427,7 +427,6 @@ def show_process(model: str, prompts: list[str]) -> None:
     the thread variables, and how fast its tokenizer encodes the prompts one by one (what vLLM's
     prompt rendering does in the timed call), so that two references' logs can be compared."""
     import os
-    import time
 
     from transformers import AutoTokenizer
 

@@ -5,6 +5,11 @@
 MODEL_METADATA = ("params_billion", "humaneval_pass1")
 
 
+def sweep_manifest(job):
+    """A sweep job's manifest (a whole sweep's, where a budgeted job writes it)."""
+    return SWEEP_MANIFEST.format(**vars(job.sweep), variant=job.sweep.variant, part=job.part)
+
+
 def sweep_manifests(hardware=None, model=None):
     """The manifest of every sweep job in the plan (the sweep rule's outputs; in a budgeted run,
     one per sweep, which the budgeted jobs write), or of those of one hardware and model."""
@@ -13,7 +18,7 @@ def sweep_manifests(hardware=None, model=None):
     else:
         jobs = CLUSTER.jobs
     return [
-        SWEEP_MANIFEST.format(**vars(job.sweep), variant=job.sweep.variant, part=job.part)
+        sweep_manifest(job)
         for job in jobs
         if hardware in (None, job.sweep.hardware) and model in (None, job.sweep.model)
     ]

@@ -136,7 +136,7 @@ def budget_models_input(share):
 
 def budget_manifests(share):
     """The manifests of the job's sweeps (each sweep's, as a sweep job writes it)."""
-    return [SWEEP_MANIFEST.format(**vars(sweep), variant=sweep.variant, part="") for sweep in share.sweeps]
+    return [sweep_manifest(sizing.SweepJob(sweep)) for sweep in share.sweeps]
 
 
 def budget_ledger(share):

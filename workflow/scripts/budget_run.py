@@ -8,7 +8,7 @@ from infpop.budget import spend
 from infpop.logs import job_log_stream, setup
 from infpop.measure import devices
 from infpop.measure.locks import FolderBusy, SnakemakeGone
-from infpop.measure.sweep import SweepError
+from infpop.measure.sweep import MANIFEST_NAME, SweepError
 
 # Snakemake and SLURM stop a job with SIGTERM: exit through the supervisors' cleanup, which kills
 # the worker's process group.
@@ -22,13 +22,11 @@ share = spend.share_of(config, hardware_name, engine)
 hardware = config["hardware"][hardware_name]
 if config["rehearsal"]:
     hardware = {**hardware, "kind": "cpu"}  # a rehearsal simulates its GPUs: it claims none
-paths = {sweep: trials_dir / sweep.relpath / "sweep.json" for sweep in share.sweeps}
+paths = {sweep: trials_dir / sweep.relpath / MANIFEST_NAME for sweep in share.sweeps}
 assert sorted(map(str, paths.values())) == sorted(snakemake.output.manifests), "the rule's outputs are its sweeps'"
 try:
     with devices.for_job(hardware, max(sweep.n_gpus for sweep in share.sweeps)):
-        manifests, summary = spend.spend(
-            config, hardware_name, engine, trials_dir, Path(snakemake.input.benchmark), job_log_stream()
-        )
+        manifests, summary = spend.spend(config, share, trials_dir, Path(snakemake.input.benchmark), job_log_stream())
 except (SweepError, devices.NoFreeDevices, FolderBusy, SnakemakeGone) as exc:
     log.error(f"[budget {hardware_name}/{engine}] cannot run here: {exc}")
     sys.exit(1)

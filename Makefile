@@ -38,7 +38,7 @@ run: venv
 	$(BIN)/snakemake --cores $(CORES) --keep-going $(SNAKEMAKE_ARGS) $(SNAKEMAKE_CONFIG)
 
 test: test-venv
-	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -ra --durations=25 $(PYTEST_ARGS)
 
 dry-run: venv
 	$(BIN)/snakemake -n --cores $(CORES) $(SNAKEMAKE_CONFIG)

@@ -143,7 +143,9 @@ rule serve_autotune:
         f"{RESULTS}/logs/serve/autotune.log",
     conda:
         serve_tuning_env
-    threads: workflow.cores if LIVE_TUNING else 1  # live, it runs servers and their load, as serve does
+    threads: all_cores if LIVE_TUNING else 1  # live, it runs servers and their load, as serve does
+    resources:
+        **SERVE_TUNING_RESOURCES,  # live: a compute node's (it runs servers); replayed: none, a local rule
     params:
         settings=SERVE_TUNING_SETTINGS,
     script:

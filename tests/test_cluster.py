@@ -19,6 +19,7 @@ from infpop.cluster.sizing import SweepJob
 from infpop.config import ConfigError, load_config
 from infpop.measure import devices
 from infpop.measure.grid import Sweep, plan
+from infpop.serve.plan import plan as serve_plan
 
 PAPER = REPO / "configs" / "paper.yaml"
 
@@ -383,3 +384,28 @@ def test_a_job_on_gpus_claims_free_slots_unless_devices_were_given(tmp_path, mon
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # given by SLURM: kept
     with devices.for_job(gpu, 1, lock_dir=tmp_path) as claimed:
         assert claimed is None and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+@pytest.mark.parametrize("mode", ["live", "replay"])
+def test_live_serving_tuning_runs_on_a_compute_node_and_replayed_is_a_local_rule(tmp_path, mode):
+    """Live, serve_autotune starts vLLM's servers one after another: it claims the GPUs, memory and
+    time a compute node must give it (and goes to one on a cluster); replayed, it only reads the
+    serving jobs' records and claims nothing (a local rule)."""
+    tuning = f'serve={{"tuning": {{"mode": "{mode}", "e2el_ms": 300}}}}'
+    target = "results/serve/autotune_comparison.csv"
+    args = ("-n", "--cores", "2", "--configfile", str(REPO / "configs/serve.yaml"), "--config", tuning)
+    done = snakemake(*args, "--directory", str(tmp_path), "--", target)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the Snakefile makes every rule without a `gpu` resource a local rule
+    job = re.search(r"^rule serve_autotune:\n((?:    .*\n)+)", done.stdout, re.M)
+    assert job, done.stdout[-3000:]
+    if mode == "replay":
+        assert "gpu=" not in job.group(1) and "runtime=" not in job.group(1)
+        return
+    resources = re.search(r"resources: (.*)", job.group(1)).group(1)
+    assert "gpu=0," in resources  # the CPU: no GPU to claim, but a measuring job's memory and time
+    runtime = int(re.search(r"runtime=(\d+)", resources).group(1))
+    config = load_config(REPO / "configs/serve.yaml", overrides={"serve": {"tuning": {"mode": mode, "e2el_ms": 300}}})
+    servers = [job for job in serve_plan(config)[0] if job.engine == "vllm"]
+    assert len(servers) == 4 and runtime == math.ceil(sizing.serve_tuning_minutes(config, servers))
+    assert re.search(r"mem_mb=\d+", resources)

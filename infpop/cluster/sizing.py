@@ -236,6 +236,14 @@ def serve_minutes(config: dict, job) -> float:
     return config["runtime_estimate"]["safety_factor"] * seconds / 60
 
 
+def serve_tuning_minutes(config: dict, jobs: list) -> float:
+    """Live serve.tuning: auto_tune, then InfPop's tuning, over the vLLM servers `jobs` of the
+    serving plan, one server at a time: each algorithm starts each server once and asks for about
+    as many load points as its serving job measures (auto_tune's walk down from the rate-inf
+    throughput can ask for more; a job over its runtime is retried with twice as much)."""
+    return 2 * sum(serve_minutes(config, job) for job in jobs)
+
+
 def serve_summary(config: dict, jobs: list, excluded: int) -> str:
     """What the serving plan will run, said before it runs."""
     count = sum(records_per_job(config, job.engine) for job in jobs)

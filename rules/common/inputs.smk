@@ -440,6 +440,37 @@ def serve_tuning_env(wildcards):
     return measuring_env(SERVE["hardware"][0], "tune") if LIVE_TUNING else analysis_env()
 
 
+# Live, the comparison runs vLLM's servers one at a time, on a compute node: the GPUs and memory of
+# the largest, the time of all of them. Replayed, it is an analysis and claims nothing (a local rule).
+TUNED_SERVERS = [job for job in SERVE_JOBS if job.engine == "vllm"] if LIVE_TUNING else []
+
+
+def serve_tuning_mem_mb(wildcards, attempt):
+    """As the largest vLLM server's serving job."""
+    job = max(TUNED_SERVERS, key=lambda j: sizing.host_memory_mb(CONFIG, j.model, j.engine, j.n_gpus))
+    estimate = sizing.host_memory_mb(CONFIG, job.model, job.engine, job.n_gpus)
+    return job_request(estimate, attempt, job.hardware, job.n_gpus, "max_mem_mb")
+
+
+def serve_tuning_runtime(wildcards, attempt):
+    """Minutes: both algorithms over every vLLM server (sizing.serve_tuning_minutes)."""
+    job = max(TUNED_SERVERS, key=lambda j: j.n_gpus)
+    estimate = sizing.serve_tuning_minutes(CONFIG, TUNED_SERVERS)
+    return job_request(estimate, attempt, job.hardware, job.n_gpus, "max_runtime")
+
+
+SERVE_TUNING_RESOURCES = (
+    {
+        "gpu": max(job_gpus(job.hardware, job.n_gpus) for job in TUNED_SERVERS),
+        "gpu_model": lambda wildcards: job_gpu_model(SERVE["hardware"][0]),
+        "mem_mb": serve_tuning_mem_mb,
+        "runtime": serve_tuning_runtime,
+    }
+    if TUNED_SERVERS
+    else {}
+)
+
+
 def serve_runtime(wildcards, attempt):
     """Minutes: a server start, and every load point (its requests at its rate, plus
     serve.load_point_estimate_s) x repetitions x load generators."""

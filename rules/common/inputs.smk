@@ -410,8 +410,13 @@ def serve_env(wildcards):
 
 
 def serve_mem_mb(wildcards, attempt):
-    estimate = sizing.host_memory_mb(CONFIG, wildcards.model, wildcards.engine, int(wildcards.n_gpus))
-    return job_request(estimate, attempt, wildcards.hardware, int(wildcards.n_gpus), "max_mem_mb")
+    return server_mem_mb(serve_job(wildcards), attempt)
+
+
+def server_mem_mb(job, attempt):
+    """A server's host memory (as a sweep's: the weights and the engine's processes)."""
+    estimate = sizing.host_memory_mb(CONFIG, job.model, job.engine, job.n_gpus)
+    return job_request(estimate, attempt, job.hardware, job.n_gpus, "max_mem_mb")
 
 
 SERVE_TUNING = SERVE.get("tuning")
@@ -448,8 +453,7 @@ TUNED_SERVERS = [job for job in SERVE_JOBS if job.engine == "vllm"] if LIVE_TUNI
 def serve_tuning_mem_mb(wildcards, attempt):
     """As the largest vLLM server's serving job."""
     job = max(TUNED_SERVERS, key=lambda j: sizing.host_memory_mb(CONFIG, j.model, j.engine, j.n_gpus))
-    estimate = sizing.host_memory_mb(CONFIG, job.model, job.engine, job.n_gpus)
-    return job_request(estimate, attempt, job.hardware, job.n_gpus, "max_mem_mb")
+    return server_mem_mb(job, attempt)
 
 
 def serve_tuning_runtime(wildcards, attempt):

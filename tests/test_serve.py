@@ -24,8 +24,16 @@ from conftest import make_config
 from infpop.config import ConfigError, load_config
 from infpop.measure.records import RecordError
 from infpop.serve import records, tables
-from infpop.serve.harness import OpenAiClient, Target, payload, results_from_vllm, vllm_bench_arguments
-from infpop.serve.metrics import RequestResult, Slo, summarise
+from infpop.serve.harness import (
+    HarnessError,
+    OpenAiClient,
+    Target,
+    VllmBench,
+    payload,
+    results_from_vllm,
+    vllm_bench_arguments,
+)
+from infpop.serve.metrics import RequestResult, Slo, peak_in_flight, summarise
 from infpop.serve.plan import LoadPoint, ServeJob, load_points, plan, plan_rows
 from infpop.serve.requests import arrival_offsets, build_stream, custom_dataset
 from infpop.serve.server import Server, ServerFailed, free_port
@@ -236,7 +244,7 @@ async def scripted_server(handler):
     return server
 
 
-def run_client(handler, stream, max_concurrency=None, stream_options=True):
+def run_client(handler, stream, max_concurrency=None, stream_options=True, from_arrival=False):
     """Our client against the scripted server, in a thread of its own (the client runs its own loop)."""
     import threading
 
@@ -259,7 +267,7 @@ def run_client(handler, stream, max_concurrency=None, stream_options=True):
     ready.wait(10)
     try:
         target = Target(box["url"], "m", "m", stream_options=stream_options)
-        return OpenAiClient().run(target, stream, max_concurrency, Slo(), Path("."), 60)
+        return OpenAiClient().run(target, stream, max_concurrency, Slo(), Path("."), 60, from_arrival=from_arrival)
     finally:
         stop.set()
         thread.join(10)
@@ -339,11 +347,61 @@ def test_the_concurrency_limit_holds_and_arrivals_follow_the_schedule():
     run = run_client(slow, build_stream([f"p{i}" for i in range(6)], 1, math.inf, 1.0, 0, warmup=0), max_concurrency=2)
     assert state["most"] == 2 and all(r.success for r in run.results)
     assert max(r.client_queue_s for r in run.results) >= 0.15  # the last waited for two rounds
+    assert peak_in_flight(run.results, run.duration_s) == 2
     state.update(starts=[])
     stream = build_stream([f"p{i}" for i in range(5)], 1, 10.0, 1.0, 0, warmup=0)
     run = run_client(slow, stream)
     sent = [r.start_s for r in run.results]
     assert sent == pytest.approx([r.arrival_s for r in stream.requests], abs=0.05)
+
+
+def test_an_emulated_max_num_seqs_holds_requests_and_times_them_from_their_arrival():
+    """LoadPoint.emulated_max_num_seqs: at most that many in flight, and a request's wait for a
+    slot counts in its latencies (as the server's queue would)."""
+    from aiohttp import web
+
+    state = {"now": 0, "most": 0}
+
+    async def slow(request):
+        state["now"] += 1
+        state["most"] = max(state["most"], state["now"])
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await asyncio.sleep(0.1)
+        await response.write(sse({"choices": [{"text": "x"}]}))
+        await response.write(sse({"choices": [], "usage": {"completion_tokens": 1, "prompt_tokens": 1}}))
+        state["now"] -= 1
+        return response
+
+    point = LoadPoint(math.inf, None, 2)
+    assert point.label == "rinf_s2" and point.client_limit == 2 and LoadPoint.from_json(point.to_json()) == point
+    with pytest.raises(ValueError, match="not both"):
+        LoadPoint(4.0, 2, 2)
+    stream = build_stream([f"p{i}" for i in range(6)], 1, math.inf, 1.0, 0, warmup=0)
+    sent = run_client(slow, stream, max_concurrency=2).results
+    arrived = run_client(slow, stream, max_concurrency=2, from_arrival=True).results
+    assert state["most"] == 2
+    # six at once, two at a time: the last two wait about two rounds of 0.1 s before their send
+    assert max(r.e2el_s for r in sent) < 0.2 and max(r.e2el_s for r in arrived) >= 0.28
+    assert all(r.from_arrival and r.start_s == pytest.approx(0.0, abs=0.05) for r in arrived)
+    assert max(r.client_queue_s for r in arrived) >= 0.18
+    assert peak_in_flight(arrived, 1.0) == peak_in_flight(sent, 1.0) == 2
+    with pytest.raises(HarnessError, match="arrival"):
+        VllmBench().run(Target("http://x", "m", "m"), stream, 2, Slo(), Path("."), 60, from_arrival=True)
+
+
+def test_the_peak_in_flight_counts_sends_against_ends():
+    def done(start, e2el, queue=0.0, from_arrival=False):
+        return RequestResult(0, True, start, e2el / 2, e2el, [], 1, 1, queue, None, from_arrival)
+
+    # [0, 1], [0.5, 1.5], [1, 2]: the third is sent as the first ends (a slot handed on), so 2
+    assert peak_in_flight([done(0, 1), done(0.5, 1), done(1, 1)], 2.0) == 2
+    # from its arrival: arrived at 0, waited 1 s, so in flight over [1, 2] only
+    assert peak_in_flight([done(0, 1), done(0, 2, queue=1.0, from_arrival=True)], 2.0) == 1
+    # a failed request is held until the load point's end: over [1.2, 3], beside [1.5, 2.5]
+    assert peak_in_flight([done(0, 1), RequestResult(1, False, 1.2), done(1.5, 1)], 3.0) == 2
+    assert peak_in_flight([done(0, 1), RequestResult(1, False, None)], 3.0) is None
+    assert peak_in_flight([], 1.0) is None
 
 
 # -- the plan and the config -----------------------------------------------------------------------

@@ -25,7 +25,7 @@ from test_interrupt import describe, marked, wait_until
 
 from infpop.serve import records
 from infpop.serve.plan import LoadPoint, ServeJob
-from infpop.serve.session import ServeSession
+from infpop.serve.session import ServeError, ServeSession
 
 pytestmark = pytest.mark.slow
 
@@ -141,6 +141,12 @@ def test_a_vllm_server_whose_kv_cache_holds_no_request_is_oom(tmp_path, tiny_mod
         engine_args={"vllm": {"gpu_memory_utilization": 0.15, "kv_cache_memory_bytes": 1_000_000}},
     )
     with ServeSession(config, ServeJob("cpu", "vllm", "tiny", 1, "default"), tmp_path, benchmark_file) as session:
+        # refused before any server starts: a smaller max_num_seqs needs a server started with more
+        with pytest.raises(ServeError, match="max_num_seqs=4 on a server started with max_num_seqs=its default"):
+            session.measure(LoadPoint(2.0, None, 4), harness="infpop")
+        with pytest.raises(ServeError, match="only InfPop's client"):
+            session.measure(LoadPoint(2.0, None, 4), harness="vllm_bench")
+        assert session.start_attempts == 0
         record, reused = session.measure(LoadPoint(2.0))
         again, _ = session.measure(LoadPoint(4.0))
     assert not reused and record["status"] == again["status"] == "oom"

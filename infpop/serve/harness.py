@@ -82,9 +82,12 @@ class Harness(ABC):
         slo: Slo,
         work_dir: Path,
         timeout_s: float,
+        from_arrival: bool = False,
     ) -> HarnessRun:
         """Send the stream to the target and return what each request saw. A load point past
-        `timeout_s` raises TimeoutError."""
+        `timeout_s` raises TimeoutError. `from_arrival`: each request's latencies from its arrival
+        (its wait under the concurrency limit included), not from its send; only InfPop's client
+        can (LoadPoint.emulated_max_num_seqs)."""
 
     def stop(self) -> None:  # noqa: B027 - only a generator with processes of its own has any
         """Stop whatever the generator started (called from another thread when the run is
@@ -169,26 +172,32 @@ async def send(session, url: str, body: dict) -> tuple[float, _Stream]:
     return sent, seen
 
 
-def result_of(index: int, sent: float, seen: _Stream, started: float, arrived: float) -> RequestResult:
+def result_of(
+    index: int, sent: float, seen: _Stream, started: float, arrived: float, from_arrival: bool = False
+) -> RequestResult:
     success = seen.error is None and seen.first_s is not None
+    origin = arrived if from_arrival else sent
     return RequestResult(
         index=index,
         success=success,
-        start_s=sent - started,
-        ttft_s=seen.first_s - sent if success else None,
-        e2el_s=seen.last_s - sent if success else None,
+        start_s=origin - started,
+        ttft_s=seen.first_s - origin if success else None,
+        e2el_s=seen.last_s - origin if success else None,
         itl_s=seen.gaps if success else [],
         # the server's count; without usage, the text chunks (a chunk may hold several tokens)
         output_tokens=(seen.output_tokens if seen.output_tokens is not None else seen.chunks) if success else 0,
         prompt_tokens=seen.prompt_tokens,
         client_queue_s=sent - arrived,
         error=None if success else (seen.error or "the stream ended without a chunk of text"),
+        from_arrival=from_arrival,
     )
 
 
-async def load(target: Target, stream: RequestStream, max_concurrency: int | None) -> HarnessRun:
+async def load(
+    target: Target, stream: RequestStream, max_concurrency: int | None, from_arrival: bool = False
+) -> HarnessRun:
     """Send the warm-up, then the stream on its schedule (the clock starts before the first
-    arrival, as vLLM's does), under the concurrency limit."""
+    arrival, as vLLM's does), under the concurrency limit (`from_arrival`: Harness.run)."""
     import aiohttp
 
     url = target.base_url.rstrip("/") + "/v1/completions"
@@ -230,7 +239,7 @@ async def load(target: Target, stream: RequestStream, max_concurrency: int | Non
         results = []
         for index, arrived, task in tasks:
             sent, seen = await task
-            results.append(result_of(index, sent, seen, started, arrived))
+            results.append(result_of(index, sent, seen, started, arrived, from_arrival))
         duration = time.perf_counter() - started
     return HarnessRun(results, duration, warmup_s)
 
@@ -238,9 +247,9 @@ async def load(target: Target, stream: RequestStream, max_concurrency: int | Non
 class OpenAiClient(Harness):
     name = "infpop"
 
-    def run(self, target, stream, max_concurrency, slo, work_dir, timeout_s) -> HarnessRun:
+    def run(self, target, stream, max_concurrency, slo, work_dir, timeout_s, from_arrival=False) -> HarnessRun:
         try:
-            return asyncio.run(asyncio.wait_for(load(target, stream, max_concurrency), timeout_s))
+            return asyncio.run(asyncio.wait_for(load(target, stream, max_concurrency, from_arrival), timeout_s))
         except TimeoutError:
             raise TimeoutError(f"the load point passed {timeout_s:g} s") from None
 
@@ -360,7 +369,9 @@ class VllmBench(Harness):
         self.environment = environment
         self.process: subprocess.Popen | None = None
 
-    def run(self, target, stream, max_concurrency, slo, work_dir, timeout_s) -> HarnessRun:
+    def run(self, target, stream, max_concurrency, slo, work_dir, timeout_s, from_arrival=False) -> HarnessRun:
+        if from_arrival:
+            raise HarnessError("vLLM's serving benchmark times requests from their send, not their arrival")
         work_dir = Path(work_dir)
         dataset, result = work_dir / "dataset.jsonl", work_dir / "vllm_bench.json"
         atomic.write_text(dataset, custom_dataset(stream))

@@ -42,7 +42,8 @@ LATENCIES = ("ttft", "tpot", "itl", "e2el")
 @dataclass
 class RequestResult:
     """One request of a load point, as a load generator saw it. Times in seconds; `start_s` from
-    the load point's start, the rest from the request's send."""
+    the load point's start, the rest from the request's send (`from_arrival`: `start_s` is its
+    arrival and the rest are from it, `client_queue_s` the wait before its send)."""
 
     index: int
     success: bool
@@ -54,6 +55,16 @@ class RequestResult:
     prompt_tokens: int | None = None
     client_queue_s: float | None = None  # waiting for the client's concurrency limit before sending
     error: str | None = None
+    from_arrival: bool = False
+
+    def in_flight(self, end_s: float) -> tuple[float, float] | None:
+        """(send, end) from the load point's start: while the server had it. A failed request
+        counts until `end_s` (the load point's end: when it let go is not known); None when its
+        send is not known."""
+        if self.start_s is None:
+            return None
+        send = self.start_s + ((self.client_queue_s or 0.0) if self.from_arrival else 0.0)
+        return send, self.start_s + self.e2el_s if self.success else end_s
 
     @property
     def tpot_s(self) -> float | None:
@@ -152,12 +163,29 @@ def summarise(
         "achieved_to_offered": ratio,
         "over_saturated": ratio < 1 - saturation_tolerance if ratio is not None else None,
         "max_client_queue_s": max((r.client_queue_s or 0.0 for r in results), default=None),
+        "peak_in_flight": peak_in_flight(results, duration_s),
     }
     measures["ttft_ms"] = distribution_ms([r.ttft_s for r in done])
     measures["tpot_ms"] = distribution_ms(tpots)
     measures["itl_ms"] = distribution_ms([gap for r in done for gap in r.itl_s])
     measures["e2el_ms"] = distribution_ms([r.e2el_s for r in done])
     return measures
+
+
+def peak_in_flight(results: Sequence[RequestResult], duration_s: float) -> int | None:
+    """The most requests the server held at once (sent, not yet finished; a failed one until the
+    load point's end, so never fewer than it held); None when a send time is not known. At most
+    the client's concurrency limit."""
+    spans = [r.in_flight(duration_s) for r in results]
+    if not spans or any(span is None for span in spans):
+        return None
+    # an end before a send at the same instant: a slot freed is taken by the next request
+    events = sorted([(send, 1) for send, _ in spans] + [(end, -1) for _, end in spans])
+    peak = held = 0
+    for _, change in events:
+        held += change
+        peak = max(peak, held)
+    return peak
 
 
 def _rate_distribution(tpots: list[float]) -> dict:

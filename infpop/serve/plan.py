@@ -53,20 +53,41 @@ def rate_text(rate: float) -> str:
 @dataclass(frozen=True)
 class LoadPoint:
     """One load on a server: requests offered per second (inf: all at once) and the client's limit
-    on requests in flight (None: none)."""
+    on requests in flight (None: none).
+
+    `emulated_max_num_seqs` (M): the load point stands for a vLLM server started with
+    max_num_seqs = M, run on one started with more. The client keeps at most M requests in flight,
+    and times each request from its arrival, so its wait for a free slot counts in its latency as
+    the server's queue would (vLLM's scheduler runs at most max_num_seqs requests and queues the
+    rest first come, first served). Only InfPop's client does this (bench/README.md measures it
+    against real servers)."""
 
     request_rate: float
     max_concurrency: int | None = None
+    emulated_max_num_seqs: int | None = None
 
     def __post_init__(self):
         if not self.request_rate > 0:
             raise ValueError(f"a request rate is positive, got {self.request_rate}")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(f"a concurrency limit is at least 1, got {self.max_concurrency}")
+        if self.emulated_max_num_seqs is not None:
+            if self.emulated_max_num_seqs < 1:
+                raise ValueError(f"an emulated max_num_seqs is at least 1, got {self.emulated_max_num_seqs}")
+            if self.max_concurrency is not None:
+                raise ValueError("a load point emulates max_num_seqs or limits concurrency, not both")
+
+    @property
+    def client_limit(self) -> int | None:
+        """The requests the client keeps in flight at most (None: no limit)."""
+        return self.emulated_max_num_seqs or self.max_concurrency
 
     @property
     def label(self) -> str:
-        """r<rate>_c<max concurrency> (`inf` for none): r4_cinf, rinf_c8, r2.5_c16."""
+        """r<rate>_c<max concurrency> (`inf` for none): r4_cinf, rinf_c8, r2.5_c16; an emulated
+        max_num_seqs M: r<rate>_s<M> (r4_s8)."""
+        if self.emulated_max_num_seqs is not None:
+            return f"r{rate_text(self.request_rate)}_s{self.emulated_max_num_seqs}"
         return f"r{rate_text(self.request_rate)}_c{self.max_concurrency or 'inf'}"
 
     def record_name(self, harness: str, rep: int) -> str:
@@ -76,11 +97,12 @@ class LoadPoint:
     def to_json(self) -> dict:
         rate = self.request_rate
         rate = "inf" if math.isinf(rate) else int(rate) if rate.is_integer() else rate  # as a config writes it
-        return {"request_rate": rate, "max_concurrency": self.max_concurrency, "label": self.label}
+        emulated = {"emulated_max_num_seqs": self.emulated_max_num_seqs} if self.emulated_max_num_seqs else {}
+        return {"request_rate": rate, "max_concurrency": self.max_concurrency, **emulated, "label": self.label}
 
     @classmethod
     def from_json(cls, data: dict) -> LoadPoint:
-        return cls(float(data["request_rate"]), data.get("max_concurrency"))
+        return cls(float(data["request_rate"]), data.get("max_concurrency"), data.get("emulated_max_num_seqs"))
 
     def sort_key(self) -> tuple:
         """Lighter loads first: the rate, then the concurrency limit (none last)."""

@@ -207,6 +207,7 @@ def tidy_row(record: dict, slo: Slo, saturation_tolerance: float, path: str | No
         **{key: record[key] for key in IDENTITY if key in record},
         "request_rate": record["load_point"]["request_rate"],
         "max_concurrency": record["load_point"]["max_concurrency"],
+        "emulated_max_num_seqs": record["load_point"].get("emulated_max_num_seqs"),
         **flatten(measures or {}),
         **{f"arg_{name}": value for name, value in record["settings_axes"].items()},
         "server_start_s": record["timings"]["server_start_s"],

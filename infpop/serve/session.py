@@ -290,6 +290,8 @@ class ServeSession:
         """(record, reused): the load point's existing record if it still holds, else it is
         measured (a server started first if none runs) and its record written at once."""
         harness = harness or self.section["harnesses"][self.job.engine][0]
+        if point.emulated_max_num_seqs is not None:
+            self._check_emulation(point.emulated_max_num_seqs, harness)
         name = point.record_name(harness, rep)
         path = self.out_dir / name
         record = self._kept(path)
@@ -306,6 +308,18 @@ class ServeSession:
             logger.info(f"{prefix}: {record['status']}{_describe(record['measures'])}")
         self.statuses[name] = record["status"]
         return record, reused
+
+    def _check_emulation(self, seqs: int, harness: str) -> None:
+        """A smaller max_num_seqs is emulated by InfPop's client on a vLLM server that runs at
+        least as many (LoadPoint)."""
+        started_with = self.settings.arguments.get("max_num_seqs")
+        if self.job.engine != "vllm" or harness != "infpop":
+            raise ServeError(f"[{self.job.relpath}] only InfPop's client emulates vLLM's max_num_seqs, not {harness}")
+        if started_with is None or started_with < seqs:
+            raise ServeError(
+                f"[{self.job.relpath}] cannot emulate max_num_seqs={seqs} on a server started with "
+                f"max_num_seqs={started_with or 'its default'}"
+            )
 
     def _stream(self, point: LoadPoint):
         section = self.section
@@ -348,10 +362,11 @@ class ServeSession:
                 measured = self.harness(harness).run(
                     self.target(),
                     stream,
-                    point.max_concurrency,
+                    point.client_limit,
                     self.context.slo,
                     work_dir,
                     self.section["load_point_timeout_s"],
+                    from_arrival=point.emulated_max_num_seqs is not None,
                 )
                 run.results, run.duration_s = measured.results, measured.duration_s
                 run.warmup_s, run.harness_summary = measured.warmup_s, measured.own_summary

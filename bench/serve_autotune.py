@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--e2el-ms", type=float, default=300.0)
     parser.add_argument("--target", type=float, default=0.8)
     parser.add_argument("--harness", default="infpop", choices=["infpop", "vllm_bench"])
+    parser.add_argument("--no-share", action="store_true", help="InfPop's tuning starts a server per setting too")
     parser.add_argument("--minutes", type=float, default=9.0, help="measure nothing after this (missing probes)")
     args = parser.parse_args()
     # `timeout` stops this with SIGTERM: exit through the sessions' cleanup, which stops the server
@@ -56,7 +57,13 @@ def main() -> None:
         engine_arg_axes={"vllm": {"max_num_seqs": args.seqs, "max_num_batched_tokens": args.tokens}},
         requests=args.requests,
         harnesses={"vllm": [args.harness], "hf": ["infpop"]},
-        tuning={"mode": "live", "e2el_ms": args.e2el_ms, "target_share": args.target, "harness": args.harness},
+        tuning={
+            "mode": "live",
+            "e2el_ms": args.e2el_ms,
+            "target_share": args.target,
+            "harness": args.harness,
+            "share_servers": not args.no_share,
+        },
     )
     config = load_config(raw)
     started = time.monotonic()
@@ -67,7 +74,7 @@ def main() -> None:
         deadline=started + args.minutes * 60,
     )
     wall = time.monotonic() - started
-    found = sorted((out / "records").rglob("r*_c*_rep*.json"))
+    found = sorted((out / "records").rglob("r*_rep*.json"))
     collected = [(records.read(path), str(path)) for path in found]
     replayed, replay_probes, replay_capacities = autotune.run_replay(config, collected)
     autotune.write_csv(rows + replayed, out / "autotune_comparison.csv", autotune.COLUMNS)
@@ -86,7 +93,9 @@ def main() -> None:
             print(
                 f"  {side:<9} best {row[f'{side}_setting']} at rate {row[f'{side}_rate']}: goodput {text}; "
                 f"{row[f'{side}_invocations']} load points ({row[f'{side}_measured_now']} measured now, "
-                f"{row[f'{side}_missing']} missing), {row[f'{side}_device_minutes']:.2f} device-minutes"
+                f"{row[f'{side}_missing']} missing), {row[f'{side}_servers']} servers, "
+                f"{row[f'{side}_device_minutes']:.2f} device-minutes"
+                + (f"; {row['infpop_inferred']} answered without a load point" if side == "infpop" else "")
             )
         print(
             f"  same setting {row['same_setting']}, within CI {row['within_ci']}, invocations ratio "

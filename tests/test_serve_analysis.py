@@ -7,6 +7,7 @@ dict of records) isolates the adapter to ServeSession; real servers: bench/serve
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from test_serve import a_record, context, model_folder  # noqa: F401 - the fixture
@@ -14,7 +15,7 @@ from test_serve import a_record, context, model_folder  # noqa: F401 - the fixtu
 from infpop.analysis import stats
 from infpop.serve import analysis, autotune, records
 from infpop.serve.analysis import Probe, capacity_bisection, kneedle, wilson
-from infpop.serve.autotune import ReplaySource, Setting, auto_tune, infpop_tune
+from infpop.serve.autotune import Ledger, ReplaySource, Setting, auto_tune, infpop_tune
 from infpop.serve.metrics import Slo
 from infpop.serve.plan import ServeJob
 
@@ -208,7 +209,7 @@ def table(capacity, limit_ms=1000.0, requests=100, start_s=60.0, pass_at_inf=Fal
         for rate in [math.inf, *map(float, range(1, 41))]:
             holds = pass_at_inf if math.isinf(rate) else rate <= cap + 3 * pass_at_inf  # up to its throughput
             throughput = cap + 3 if math.isinf(rate) else min(rate, cap + 3) * 0.99
-            out[(setting.label, rate)] = Probe(
+            out[(setting.label, rate, None)] = Probe(
                 rate,
                 "ok",
                 requests,
@@ -275,7 +276,7 @@ def test_replay_tables_come_from_a_runs_records(model_folder):  # noqa: F811
     collected.append((a_record(ctx, harness="vllm_bench"), "v"))
     ((case, (settings, points)),) = autotune.replay_tables(collected, Slo(e2el_ms=1500), 0.1, "infpop").items()
     assert case == ("cpu", "hf", "tiny", 1) and [s.label for s in settings] == ["default"]
-    probe = points[("default", 2.0)]
+    probe = points[("default", 2.0, None)]
     assert probe.requests == 6 and probe.good == 6 and probe.reused
 
 
@@ -289,7 +290,7 @@ def test_a_runs_records_replayed_give_the_comparison_and_every_probe(model_folde
     config = {
         "serve": {
             "saturation_tolerance": 0.1,
-            "tuning": {"e2el_ms": 1000, "target_share": 0.1, "harness": "infpop"},
+            "tuning": {"e2el_ms": 1000, "target_share": 0.1, "harness": "infpop", "share_servers": False},
         }
     }
     rows, probes, capacities = autotune.run_replay(config, collected)
@@ -316,6 +317,7 @@ def test_the_tuning_section_fills_its_defaults_and_names_its_problems(model_fold
         "target_share": 0.9,
         "repetitions": 1,
         "harness": "vllm_bench",
+        "share_servers": False,
     }
     assert load_config(make_config(model_folder, engines=["hf", "vllm"]))["serve"] is None
     with pytest.raises(ConfigError, match=r"serve\.tuning.*needs vllm"):
@@ -326,6 +328,12 @@ def test_the_tuning_section_fills_its_defaults_and_names_its_problems(model_fold
         )
     with pytest.raises(ConfigError, match="e2el_ms"):
         load_config(make_config(model_folder, engines=["vllm"], serve={"tuning": {}}))
+    with pytest.raises(ConfigError, match=r"serve\.tuning\.share_servers.*vllm_bench"):
+        load_config(
+            make_config(model_folder, engines=["vllm"], serve={"tuning": {"e2el_ms": 500, "share_servers": True}})
+        )
+    live = {"tuning": {"e2el_ms": 500, "mode": "live", "harness": "infpop"}}
+    assert load_config(make_config(model_folder, engines=["vllm"], serve=live))["serve"]["tuning"]["share_servers"]
 
 
 def test_the_live_source_keeps_one_session_open_and_counts_its_start(model_folder):  # noqa: F811
@@ -378,9 +386,9 @@ def test_a_setting_holding_the_slo_at_rate_inf_is_worth_its_goodput_not_more():
     only 9 req/s at inf: both algorithms prefer the setting that holds 18 req/s."""
     rows = table(capacity_by_seqs)
     small = grid()[0].label  # max_num_seqs=4, tried last by InfPop's tuning
-    for (label, rate), probe in list(rows.items()):
+    for (label, rate, emulated), probe in list(rows.items()):
         if label == small:
-            rows[(label, rate)] = Probe(**{**vars(probe), "good": probe.requests, "e2el_p99_ms": 500.0})
+            rows[(label, rate, emulated)] = Probe(**{**vars(probe), "good": probe.requests, "e2el_p99_ms": 500.0})
     theirs = auto_tune(ReplaySource(rows), grid(), 1000.0)
     ours = infpop_tune(ReplaySource(rows), grid(), 0.9)
     assert theirs.setting.label == ours.setting.label == "max_num_seqs=16,max_num_batched_tokens=512"
@@ -394,10 +402,76 @@ def test_a_setting_holding_the_slo_at_rate_inf_is_worth_its_goodput_not_more():
 def test_a_first_setting_holding_the_slo_at_rate_inf_sets_the_bar_at_its_goodput():
     rows = table(capacity_by_seqs)
     big = "max_num_seqs=32,max_num_batched_tokens=512"  # tried first by InfPop's tuning
-    rows[(big, math.inf)] = Probe(**{**vars(rows[(big, math.inf)]), "good": 100, "e2el_p99_ms": 500.0})
+    rows[(big, math.inf, None)] = Probe(**{**vars(rows[(big, math.inf, None)]), "good": 100, "e2el_p99_ms": 500.0})
     theirs = auto_tune(ReplaySource(rows), grid(), 1000.0)
     ours = infpop_tune(ReplaySource(rows), grid(), 0.9)
     assert theirs.setting.label == ours.setting.label == big and ours.probe.rate == math.inf
     # its goodput at inf is 19 req/s: every other setting is tried at inf, then at 20 req/s, and fails
     assert ours.ledger.invocations == 1 + 2 * 7
     assert [p.rate for s, p in ours.ledger.probes[1:3]] == [math.inf, 20.0]
+
+
+# -- shared servers: smaller max_num_seqs emulated on the largest --------------------------------
+
+
+def shared_table(capacity, start_s=60.0, peak=lambda rate: 40):
+    """table() with, on each max_num_seqs=32 server, every smaller max_num_seqs emulated at every
+    rate (the emulation's premise: the same load point as the setting's own server), and the
+    peak requests in flight `peak(rate)` on every load point."""
+    rows = {key: replace(probe, peak_in_flight=peak(key[1])) for key, probe in table(capacity, start_s=start_s).items()}
+    for setting in grid():
+        seqs, tokens = (value for _, value in setting.knobs)
+        server = f"max_num_seqs=32,max_num_batched_tokens={tokens}"
+        if seqs != 32:
+            for (label, rate, _), probe in list(rows.items()):
+                if label == setting.label:
+                    rows[(server, rate, seqs)] = replace(probe, peak_in_flight=min(seqs, peak(rate)))
+    return rows
+
+
+def test_shared_servers_put_each_max_num_seqs_on_the_largest_of_its_other_knobs():
+    placed = autotune.shared_servers(grid())
+    for setting, (server, emulated) in placed.items():
+        knobs = dict(setting.knobs)
+        assert dict(server.knobs) == {**knobs, "max_num_seqs": 32}
+        assert emulated == (None if knobs["max_num_seqs"] == 32 else knobs["max_num_seqs"])
+    lone = [Setting("a", (("max_num_batched_tokens", 256),)), Setting("b", (("max_num_batched_tokens", 512),))]
+    assert autotune.shared_servers(lone) == {s: (s, None) for s in lone}
+
+
+def test_infpop_on_shared_servers_finds_the_same_setting_in_a_third_of_the_device_minutes():
+    """With a minute's server start, a server per setting keeps InfPop's device time above a third
+    of auto_tune's (test_infpop_tuning_finds_the_same_setting_in_a_third_of_the_load_points);
+    two servers for eight settings bring it under."""
+    rows = shared_table(capacity_by_seqs)
+    theirs = auto_tune(ReplaySource(rows), grid(), 1000.0)
+    ours = infpop_tune(autotune.SharedServers(ReplaySource(rows), grid()), grid(), 0.9)
+    assert ours.setting == theirs.setting and ours.probe.rate == theirs.probe.rate
+    assert theirs.ledger.servers == 8 and ours.ledger.servers == 2
+    row = autotune.comparison_row("replay", {"model": "m"}, grid(), theirs, ours, 1000.0, 0.9)
+    assert row["goal_met"] and row["device_minutes_ratio"] <= 1 / 3 and row["infpop_servers"] == 2
+    # one server's settings at a time, the largest first: no server is left and started again
+    servers = [p.server for _, p in ours.ledger.probes]
+    assert servers == sorted(servers, key=servers.index) and len(set(servers)) == 2
+    assert sum(p.server_start_s for _, p in ours.ledger.probes if not p.reused) == 0  # a replay starts nothing
+    assert ours.ledger.device_s == pytest.approx(
+        120 + sum(p.duration_s + p.warmup_s for _, p in ours.ledger.probes if not p.inferred)
+    )
+
+
+def test_a_load_point_whose_limit_never_bound_answers_for_a_smaller_max_num_seqs():
+    """At rate 5 the big server never held more than 3 requests: max_num_seqs=4 would have run
+    that stream as it ran, so it is answered without a load point; at rate 10 it held 12, so
+    max_num_seqs=4 is measured (emulated); a peak at the limit itself proves nothing."""
+    rows = shared_table(capacity_by_seqs, peak=lambda rate: 3 if rate <= 5 else 12)
+    source = autotune.SharedServers(ReplaySource(rows), grid())
+    ledger = Ledger(source)
+    big, small = grid()[6], grid()[0]  # max_num_seqs 32 and 4, both at 256 batched tokens
+    measured = ledger.probe(big, 5.0)
+    inferred = ledger.probe(small, 5.0)
+    assert inferred.inferred and not measured.inferred and inferred.good == measured.good
+    emulated = ledger.probe(small, 10.0)
+    assert not emulated.inferred and emulated.server == big.label
+    assert ledger.invocations == 2 and ledger.inferred == 1
+    eight = grid()[2]  # max_num_seqs=8: held at most 4 when emulating max_num_seqs=4 at rate 10
+    assert ledger.probe(eight, 10.0).inferred is False  # 4 in flight under a limit of 4: it may have bound

@@ -541,6 +541,15 @@ def serve(config: dict) -> list[Problem]:
             problems.append(Problem(("serve", "tuning"), "compares vLLM's auto_tune: serve.engines needs vllm"))
         harnesses = section["harnesses"]["vllm"]
         tuning["harness"] = tuning["harness"] or harnesses[0]
+        if tuning["share_servers"] is None:
+            tuning["share_servers"] = tuning["harness"] == "infpop"
+        elif tuning["share_servers"] and tuning["harness"] != "infpop":
+            problems.append(
+                Problem(
+                    ("serve", "tuning", "share_servers"),
+                    f"emulates max_num_seqs with InfPop's client, and the tuning's harness is {tuning['harness']}",
+                )
+            )
         if tuning["mode"] == "replay" and tuning["harness"] not in harnesses:
             problems.append(
                 Problem(

@@ -268,6 +268,12 @@ class Probe:
     request_throughput: float | None = None
     e2el_p99_ms: float | None = None
     reused: bool = False
+    #: the most requests the server held at once in any repetition (None: unknown)
+    peak_in_flight: int | None = None
+    #: the label of the server it ran on, where that is not the setting's own
+    server: str | None = None
+    #: answered by a load point already measured, without running one (autotune.SharedServers)
+    inferred: bool = False
 
     @property
     def attainment(self) -> float | None:
@@ -321,7 +327,12 @@ class Probe:
             request_throughput=(sum(r["request_throughput"] for r in ran) / len(ran)) if ran else None,
             e2el_p99_ms=max((r["e2el_p99_ms"] for r in ran if r["e2el_p99_ms"] is not None), default=None),
             reused=reused,
+            peak_in_flight=_peak([r.get("peak_in_flight") for r in ran]) if ran and len(ran) == len(rows) else None,
         )
+
+
+def _peak(values: list[int | None]) -> int | None:
+    return None if any(v is None for v in values) else max(values)
 
 
 @dataclass
@@ -377,12 +388,20 @@ def capacity_bisection(
     return found
 
 
-def session_prober(session, harness: str, repetitions: int, slo: Slo, tolerance: float, max_concurrency=None):
+def session_prober(
+    session,
+    harness: str,
+    repetitions: int,
+    slo: Slo,
+    tolerance: float,
+    max_concurrency: int | None = None,
+    emulated_max_num_seqs: int | None = None,
+):
     """A probe function for capacity_bisection on a live server: each rate is a load point
     measured (or reused) `repetitions` times through `session` (a ServeSession)."""
 
     def probe(rate: float) -> Probe:
-        point = LoadPoint(float(rate), max_concurrency)
+        point = LoadPoint(float(rate), max_concurrency, emulated_max_num_seqs)
         measured = [session.measure(point, rep, harness) for rep in range(repetitions)]
         return Probe.from_records(
             rate, [record for record, _ in measured], slo, tolerance, reused=all(r for _, r in measured)

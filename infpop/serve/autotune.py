@@ -51,7 +51,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -85,14 +85,16 @@ class Setting:
 
 
 class Source(Protocol):
-    def probe(self, setting: Setting, rate: float) -> Probe: ...
+    def probe(self, setting: Setting, rate: float, emulated_max_num_seqs: int | None = None) -> Probe:
+        """A load point at `rate` on the server of `setting` (`emulated_max_num_seqs`: LoadPoint's)."""
 
 
 @dataclass
 class Ledger:
-    """A source with the cost of what one algorithm asked of it: invocations (load points asked
-    for), those measured now rather than reused, the device-seconds (load points' durations and
-    warm-ups, each setting's server start once) and every probe."""
+    """A source with the cost of what one algorithm asked of it: invocations (load points run or
+    reused; not those SharedServers inferred without one), those measured now rather than reused,
+    the device-seconds (load points' durations and warm-ups, each server's start once) and every
+    probe."""
 
     source: Source
     probes: list[tuple[Setting, Probe]] = field(default_factory=list)
@@ -102,24 +104,37 @@ class Ledger:
     def probe(self, setting: Setting, rate: float) -> Probe:
         result = self.source.probe(setting, rate)
         self.probes.append((setting, result))
-        if setting not in self.started and result.status != "missing":
-            self.started.add(setting)
+        server = result.server or setting.label
+        if server not in self.started and result.status != "missing" and not result.inferred:
+            self.started.add(server)
             self.device_s += result.server_start_s
-        self.device_s += result.duration_s + result.warmup_s
+        if not result.inferred:
+            self.device_s += result.duration_s + result.warmup_s
+        how = " (inferred)" if result.inferred else " (kept)" if result.reused else ""
+        on = f" on {result.server}" if result.server and result.server != setting.label else ""
         logger.info(
-            f"  {setting.label} rate {_rate(rate)}: {result.status}, P99 E2EL "
+            f"  {setting.label} rate {_rate(rate)}{on}: {result.status}, P99 E2EL "
             f"{_number(result.e2el_p99_ms)} ms, attainment {_number(result.attainment)}, "
-            f"{_number(result.request_throughput)} req/s{' (kept)' if result.reused else ''}"
+            f"{_number(result.request_throughput)} req/s, at most {_number(result.peak_in_flight)} in flight{how}"
         )
         return result
 
     @property
     def invocations(self) -> int:
-        return len(self.probes)
+        return sum(not p.inferred for _, p in self.probes)
+
+    @property
+    def inferred(self) -> int:
+        return sum(p.inferred for _, p in self.probes)
+
+    @property
+    def servers(self) -> int:
+        """The servers this algorithm's load points were measured on."""
+        return len(self.started)
 
     @property
     def measured_now(self) -> int:
-        return sum(not p.reused and p.status != "missing" for _, p in self.probes)
+        return sum(not p.reused and not p.inferred and p.status != "missing" for _, p in self.probes)
 
     @property
     def missing(self) -> int:
@@ -188,7 +203,9 @@ def infpop_tune(source: Source, grid: Sequence[Setting], target_share: float) ->
     """InfPop's tuning (the module's docstring): capacity under the SLO per setting by bisection on
     integer rates, each later setting first tested at the incumbent's capacity + 1."""
     ledger = Ledger(source)
-    order = sorted(grid, key=lambda s: -s.size)
+    # the settings most likely to serve most first; with shared servers, one server's at a time
+    placed = source.placed if isinstance(source, SharedServers) else {s: (s, None) for s in grid}
+    order = sorted(grid, key=lambda s: (-placed[s][0].size, placed[s][0].label, -s.size))
     best_setting, best = None, None
     for setting in order:
         if best is None:
@@ -253,15 +270,69 @@ def _gallop(ledger: Ledger, setting: Setting, passed: Probe, target: float, step
 # --------------------------------------------------------------------------- sources
 
 
+def _seqs(setting: Setting) -> int | None:
+    return dict(setting.knobs).get("max_num_seqs")
+
+
+def shared_servers(grid: Sequence[Setting]) -> dict[Setting, tuple[Setting, int | None]]:
+    """Per setting, the server InfPop's tuning measures it on and the max_num_seqs its client
+    emulates there (None: the server's own setting): one server per value of the other knobs, the
+    setting with the most max_num_seqs. A grid without max_num_seqs: every setting its own."""
+    groups: dict[tuple, list[Setting]] = defaultdict(list)
+    for setting in grid:
+        groups[tuple((k, v) for k, v in setting.knobs if k != "max_num_seqs")].append(setting)
+    placed = {}
+    for members in groups.values():
+        if any(_seqs(s) is None for s in members):
+            placed.update({s: (s, None) for s in members})
+            continue
+        server = max(members, key=_seqs)
+        placed.update({s: (server, None if s == server else _seqs(s)) for s in members})
+    return placed
+
+
+class SharedServers:
+    """InfPop's tuning on fewer servers (serve.tuning.share_servers): each setting is measured on
+    its shared server (shared_servers), a smaller max_num_seqs emulated by the client
+    (LoadPoint.emulated_max_num_seqs).
+
+    A setting is answered without a load point when its server already ran the same stream (the
+    same rate) with fewer requests in flight at its peak than that load point's limit (so the limit
+    never bound) and no more than the setting's max_num_seqs: a server limited to that setting's
+    max_num_seqs would have scheduled every request of that run as it was scheduled."""
+
+    def __init__(self, source: Source, grid: Sequence[Setting]):
+        self.source = source
+        self.placed = shared_servers(grid)
+        self.measured: dict[tuple[str, float], list[tuple[Probe, int | None]]] = defaultdict(list)
+
+    def probe(self, setting: Setting, rate: float) -> Probe:
+        server, emulated = self.placed[setting]
+        seqs = _seqs(setting)
+        for earlier, limit in self.measured[(server.label, float(rate))]:
+            if (
+                earlier.status == "ok"
+                and earlier.peak_in_flight is not None
+                and seqs is not None
+                and limit is not None
+                and earlier.peak_in_flight < limit
+                and earlier.peak_in_flight <= seqs
+            ):
+                return replace(earlier, inferred=True, reused=True, server=server.label)
+        result = replace(self.source.probe(server, rate, emulated), server=server.label)
+        self.measured[(server.label, float(rate))].append((result, emulated or _seqs(server)))
+        return result
+
+
 class ReplaySource:
     """Measured load points instead of a server: {(setting label, rate): Probe}; a load point the
     table lacks is `missing`. Every probe is marked as not measured now."""
 
-    def __init__(self, table: dict[tuple[str, float], Probe]):
+    def __init__(self, table: dict[tuple[str, float, int | None], Probe]):
         self.table = table
 
-    def probe(self, setting: Setting, rate: float) -> Probe:
-        found = self.table.get((setting.label, float(rate)))
+    def probe(self, setting: Setting, rate: float, emulated_max_num_seqs: int | None = None) -> Probe:
+        found = self.table.get((setting.label, float(rate), emulated_max_num_seqs))
         if found is None:
             return Probe(rate=rate, status="missing")
         return Probe(**{**vars(found), "reused": True})
@@ -270,7 +341,7 @@ class ReplaySource:
 def replay_tables(collected: list[tuple[dict, str]], slo: Slo, tolerance: float, harness: str | None = None) -> dict:
     """Per case (hardware, engine, model, n_gpus) its settings and load-point table from a run's
     records (without a concurrency limit; `harness`: one load generator's, default the first
-    seen): {case: (settings in the plan's order, {(label, rate): Probe})}."""
+    seen): {case: (settings in the plan's order, {(label, rate, emulated max_num_seqs): Probe})}."""
     grouped: dict[tuple, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
     settings: dict[tuple, dict[str, Setting]] = defaultdict(dict)
     for record, _ in collected:
@@ -281,7 +352,7 @@ def replay_tables(collected: list[tuple[dict, str]], slo: Slo, tolerance: float,
             continue
         case = (record["hardware"], record["engine"], record["model"], record["n_gpus"])
         rate = float(record["load_point"]["request_rate"])
-        grouped[case][(record["settings"], rate)].append(record)
+        grouped[case][(record["settings"], rate, record["load_point"].get("emulated_max_num_seqs"))].append(record)
         settings[case].setdefault(
             record["settings"], Setting(record["settings"], tuple(record["settings_axes"].items()))
         )
@@ -310,7 +381,7 @@ class LiveSource:
         self.session = None
         self.server_starts: list[float] = []
 
-    def probe(self, setting: Setting, rate: float) -> Probe:
+    def probe(self, setting: Setting, rate: float, emulated_max_num_seqs: int | None = None) -> Probe:
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.close()
             return Probe(rate=rate, status="missing")
@@ -318,7 +389,9 @@ class LiveSource:
             self.close()
             self.session, self.label = self.open_session(setting.label), setting.label
         before = len(self.session.server_starts)
-        probe = session_prober(self.session, self.harness, self.repetitions, self.slo, self.tolerance)(rate)
+        probe = session_prober(
+            self.session, self.harness, self.repetitions, self.slo, self.tolerance, None, emulated_max_num_seqs
+        )(rate)
         started = self.session.server_starts[before:]
         self.server_starts += started
         # the server started for this probe counts its start; a kept record carries its own
@@ -350,6 +423,7 @@ COLUMNS = [
     "auto_tune_invocations",
     "auto_tune_measured_now",
     "auto_tune_missing",
+    "auto_tune_servers",
     "auto_tune_device_minutes",
     "infpop_setting",
     "infpop_rate",
@@ -359,6 +433,8 @@ COLUMNS = [
     "infpop_invocations",
     "infpop_measured_now",
     "infpop_missing",
+    "infpop_inferred",
+    "infpop_servers",
     "infpop_device_minutes",
     "same_setting",
     "within_ci",
@@ -381,6 +457,8 @@ def _side(choice: Choice) -> dict:
         f"{name}_invocations": ledger.invocations,
         f"{name}_measured_now": ledger.measured_now,
         f"{name}_missing": ledger.missing,
+        **({f"{name}_inferred": ledger.inferred} if name == "infpop" else {}),
+        f"{name}_servers": ledger.servers,
         f"{name}_device_minutes": ledger.device_s / 60,
     }
 
@@ -419,6 +497,9 @@ PROBE_COLUMNS = [
     "settings",
     "request_rate",
     "status",
+    "server",
+    "inferred",
+    "peak_in_flight",
     "requests",
     "good_requests",
     "attainment",
@@ -448,6 +529,9 @@ def probe_rows(mode: str, case: dict, choice: Choice, target: float) -> list[dic
                 "settings": setting.label,
                 "request_rate": _rate(probe.rate),
                 "status": probe.status,
+                "server": probe.server or setting.label,
+                "inferred": probe.inferred,
+                "peak_in_flight": probe.peak_in_flight,
                 "requests": probe.requests,
                 "good_requests": probe.good,
                 "attainment": probe.attainment,
@@ -458,7 +542,7 @@ def probe_rows(mode: str, case: dict, choice: Choice, target: float) -> list[dic
                 "request_throughput": probe.request_throughput,
                 "goodput": probe.goodput,
                 "duration_s": probe.duration_s,
-                "measured_now": not probe.reused and probe.status != "missing",
+                "measured_now": not probe.reused and not probe.inferred and probe.status != "missing",
             }
         )
     return out
@@ -520,7 +604,7 @@ def _run_case(mode: str, case: dict, source: Source, grid: list[Setting], tuning
     logger.info(f"auto_tune ({AUTO_TUNE_SOURCE}) on {case}: {len(grid)} settings, P99 E2EL <= {latency:g} ms")
     theirs = auto_tune(source, grid, latency)
     logger.info(f"InfPop's tuning on {case}: E2EL <= {latency:g} ms, attainment's lower bound >= {target:g}")
-    ours = infpop_tune(source, grid, target)
+    ours = infpop_tune(SharedServers(source, grid) if tuning["share_servers"] else source, grid, target)
     row = comparison_row(mode, case, grid, theirs, ours, latency, target)
     logger.info(
         f"{case}: auto_tune {row['auto_tune_setting']} at {row['auto_tune_rate']} "
@@ -596,8 +680,9 @@ def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
 
 def probes_png(probes: list[dict], path) -> Path:
     """Per case, the load points each algorithm asked for in order (the request rate; inf drawn at
-    the top), coloured by setting, filled where InfPop's rule passes them: how auto_tune walks down
-    1 req/s at a time where InfPop's tuning bisects and drops settings after one load point."""
+    the top), coloured by setting, filled where InfPop's rule passes them, a diamond where shared
+    servers answered without a load point: how auto_tune walks down 1 req/s at a time where
+    InfPop's tuning bisects and drops settings after one load point."""
     from infpop.figures import message_png, plt, save
 
     title = "auto_tune against InfPop's tuning: the load points each asked for"
@@ -618,7 +703,8 @@ def probes_png(probes: list[dict], path) -> Path:
                 y = top if r["request_rate"] == "inf" else float(r["request_rate"])
                 colour = colours[r["settings"]]
                 face = colour if r["passes"] in (True, "True") else "white"
-                ax.scatter([r["order"]], [y], facecolors=[face], edgecolors=[colour], s=40, zorder=3)
+                marker = "D" if r.get("inferred") in (True, "True") else "o"  # answered without a load point
+                ax.scatter([r["order"]], [y], facecolors=[face], edgecolors=[colour], s=40, marker=marker, zorder=3)
             ax.axhline(top, color="grey", linewidth=0.5, linestyle=":")
             ax.set_title(f"{algorithm} ({case[0]}, {case[2]}): {len(asked)} load points")
             ax.set_xlabel("load point asked for, in order")
@@ -626,6 +712,6 @@ def probes_png(probes: list[dict], path) -> Path:
             ax.grid(True, alpha=0.3)
         for label, colour in colours.items():
             line[1].scatter([], [], color=colour, label=label)
-        line[1].legend(fontsize=7, loc="best", title="filled: holds the SLO", title_fontsize=7)
+        line[1].legend(fontsize=7, loc="best", title="filled: holds the SLO; diamond: inferred", title_fontsize=7)
     fig.suptitle(title)
     return save(fig, path)

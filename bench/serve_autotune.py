@@ -7,7 +7,7 @@ autotune_comparison.csv, autotune_probes.csv and capacity.csv (live and replay r
 
     python bench/serve_autotune.py --directory RUN [--model tiny-llama] [--seqs 4 32] [--tokens 2048]
                                    [--requests 60] [--e2el-ms 300] [--target 0.8] [--harness infpop]
-                                   [--minutes 9]
+                                   [--minutes 9] [--no-share]
 
 RUN is a folder where configs/serve.yaml's models were built (resources/models/ and resources/data/,
 as Snakemake builds them). The records go to RUN/bench/serve_autotune/.

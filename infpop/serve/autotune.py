@@ -36,8 +36,13 @@ the highest rate that holds the SLO, and the setting whose capacity (then goodpu
   (at inf: its SLO attainment's lower bound reaches `target`; analysis.Probe.passes), so neither
   one lucky load point nor a server falling behind carries a setting.
 
-Both query load points through a Ledger, which counts invocations (load points asked for) and
-device-seconds (each load point's duration and warm-up, and each setting's server start once): on
+- with shared servers (serve.tuning.share_servers, SharedServers): one server per value of the
+  other knobs, the largest max_num_seqs; a smaller one is emulated on it by the client, and a
+  setting is answered without a load point where a load point of its server at the same rate
+  never held as many requests as its limit or more than the setting's max_num_seqs.
+
+Both query load points through a Ledger, which counts invocations (load points run or reused) and
+device-seconds (each load point's duration and warm-up, and each server's start once): on
 a live server (LiveSource: ServeSession, records kept and reused) or on a table of measured load
 points (ReplaySource: the records of a run, queried instead of a server; a rate the table lacks is
 `missing` and fails the probe, counted in the result).

@@ -1,0 +1,135 @@
+"""Does a smaller max_num_seqs emulated on a bigger server behave as a server started with it?
+Two vLLM servers run side by side: one started with max_num_seqs = SEQS (the real setting) and one
+with SERVER_SEQS, on which InfPop's client keeps at most SEQS requests in flight and times each
+request from its arrival (plan.LoadPoint.emulated_max_num_seqs, what serve.tuning.share_servers
+does). Both get the same request stream at each rate, in an order that alternates from round to
+round. Per rate and measure: each side's median over the rounds, the ratio emulated / real (its
+median and the 95% CI of its mean), and whether InfPop's tuning rule passes each side's load point.
+
+    python bench/serve_emulation.py --directory RUN [--model tiny-llama] [--seqs 4]
+                                    [--server-seqs 32] [--rates 10 20 30 inf] [--rounds 3]
+                                    [--requests 60] [--e2el-ms 300] [--target 0.8]
+
+RUN is a folder where configs/serve.yaml's models were built (resources/models/ and resources/data/,
+as Snakemake builds them). The records go to RUN/bench/serve_emulation/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from infpop.config import load_config  # noqa: E402
+from infpop.logs import setup  # noqa: E402
+from infpop.measure.repetitions import summarise  # noqa: E402
+from infpop.serve.analysis import Probe  # noqa: E402
+from infpop.serve.metrics import Slo, flatten  # noqa: E402
+from infpop.serve.plan import LoadPoint, ServeJob  # noqa: E402
+from infpop.serve.session import ServeSession  # noqa: E402
+
+MEASURES = [
+    "request_throughput",
+    "request_goodput",
+    "slo_attainment",
+    "ttft_p50_ms",
+    "tpot_p50_ms",
+    "e2el_p50_ms",
+    "e2el_p90_ms",
+    "e2el_p99_ms",
+    "peak_in_flight",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--directory", type=Path, required=True)
+    parser.add_argument("--model", default="tiny-llama")
+    parser.add_argument("--seqs", type=int, default=4)
+    parser.add_argument("--server-seqs", type=int, default=32)
+    parser.add_argument("--rates", nargs="+", default=["10", "20", "30", "inf"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--e2el-ms", type=float, default=300.0)
+    parser.add_argument("--target", type=float, default=0.8)
+    args = parser.parse_args()
+    os.chdir(args.directory)
+    out = Path("bench/serve_emulation")
+    setup(log_path=out / "emulation.log")
+    raw = yaml.safe_load((REPO / "configs/serve.yaml").read_text())
+    raw["serve"].update(
+        engines=["vllm"],
+        models=[args.model],
+        engine_arg_axes={"vllm": {"max_num_seqs": sorted({args.seqs, args.server_seqs})}},
+        requests=args.requests,
+        slo={"e2el_ms": args.e2el_ms},
+        harnesses={"vllm": ["infpop"], "hf": ["infpop"]},
+    )
+    config = load_config(raw)
+    slo, tolerance = Slo(e2el_ms=args.e2el_ms), config["serve"]["saturation_tolerance"]
+    benchmark = Path(f"resources/data/{config['benchmark']['name']}.jsonl.gz")
+    rates = [float(r) for r in args.rates]
+    figures: dict[tuple, dict[str, list]] = {}
+    passes: dict[tuple, list] = {}
+
+    def label(seqs: int) -> str:
+        return f"max_num_seqs={seqs}"
+
+    def session(seqs: int) -> ServeSession:
+        job = ServeJob("cpu", "vllm", args.model, 1, label(seqs))
+        return ServeSession(config, job, out / job.relpath, benchmark)
+
+    with session(args.seqs) as real, session(args.server_seqs) as shared:
+        sides = {
+            "real": lambda rate, rep: real.measure(LoadPoint(rate), rep, "infpop")[0],
+            "emulated": lambda rate, rep: shared.measure(LoadPoint(rate, None, args.seqs), rep, "infpop")[0],
+        }
+        for r in range(args.rounds):
+            order = ["real", "emulated"] if r % 2 == 0 else ["emulated", "real"]
+            for rate in rates:
+                for side in order:
+                    record = sides[side](rate, r)
+                    flat = flatten(record["measures"] or {})
+                    for m in MEASURES:
+                        figures.setdefault((rate, m), {}).setdefault(side, []).append(flat.get(m))
+                    probe = Probe.from_records(rate, [record], slo, tolerance)
+                    passes.setdefault((rate, side), []).append(probe.passes(args.target))
+        starts = real.server_starts + shared.server_starts
+    print(
+        f"vLLM servers ({args.model}): max_num_seqs={args.seqs} against {args.seqs} emulated on "
+        f"max_num_seqs={args.server_seqs}; started in {', '.join(f'{s:.0f}' for s in starts)} s; "
+        f"{args.requests} requests a load point, P99 E2EL limit {args.e2el_ms:g} ms"
+    )
+    print(f"{'rate':>5} {'measure':<20} {'real med':>9} {'emul med':>9} {'ratio med':>9} {'ratio 95% CI':>17}")
+    for (rate, measure), side in figures.items():
+        real_values, emulated = side["real"], side["emulated"]
+        ratios = [a / b for a, b in zip(emulated, real_values, strict=True) if a is not None and b]
+        spread = summarise(ratios) if ratios else None
+        ci = f"{spread.ci_low:.3f}-{spread.ci_high:.3f}" if spread and spread.ci_low is not None else "-"
+        print(
+            f"{_rate(rate):>5} {measure:<20} {_median(real_values):>9} {_median(emulated):>9} "
+            f"{_median(ratios, '.3f'):>9} {ci:>17}"
+        )
+    print(f"InfPop's rule (goodput's lower bound >= {args.target:g} x rate) per round:")
+    for rate in rates:
+        print(f"{_rate(rate):>5} real {passes[(rate, 'real')]}  emulated {passes[(rate, 'emulated')]}")
+
+
+def _rate(rate: float) -> str:
+    return "inf" if rate == float("inf") else f"{rate:g}"
+
+
+def _median(values: list, spec: str = ".2f") -> str:
+    kept = [v for v in values if v is not None]
+    return format(statistics.median(kept), spec) if kept else "-"
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -152,6 +153,51 @@ def test_a_vllm_server_whose_kv_cache_holds_no_request_is_oom(tmp_path, tiny_mod
     assert not reused and record["status"] == again["status"] == "oom"
     assert "KV cache is needed, which is larger than the available KV cache memory" in record["error"]
     assert record["measures"] is None and session.start_attempts == 1  # one start, failed, not tried again
+
+
+def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(tmp_path, tiny_model, benchmark_file):
+    """serve.tuning.share_servers, live: max_num_seqs 2 and 4 are searched on one vLLM server
+    started with 4, the 2 emulated by the client (at most 2 in flight, each request timed from its
+    arrival); the records are valid serving records."""
+    from infpop.serve import autotune
+    from infpop.serve.metrics import Slo
+    from infpop.serve.plan import plan, settings_of
+
+    config = session_config(
+        tmp_path,
+        tiny_model,
+        "vllm",
+        engine_args={"vllm": {"gpu_memory_utilization": 0.15}},
+        engine_arg_axes={"vllm": {"max_num_seqs": [2, 4]}},
+        harnesses={"vllm": ["infpop"], "hf": ["infpop"]},
+    )
+    jobs, _ = plan(config)
+    grid = [autotune.Setting(job.settings, tuple(settings_of(config, job).axes.items())) for job in jobs]
+    assert [dict(s.knobs)["max_num_seqs"] for s in grid] == [2, 4]
+
+    def open_session(label):
+        job = next(job for job in jobs if job.settings == label)
+        return ServeSession(config, job, tmp_path / job.relpath, benchmark_file)
+
+    source = autotune.LiveSource(open_session, "infpop", 1, Slo(e2el_ms=60_000), 0.5)
+    try:  # a limit every load point holds: each setting is tried at rate inf, once
+        ours = autotune.infpop_tune(autotune.SharedServers(source, grid), grid, 0.5)
+    finally:
+        source.close()
+    assert [(s.label, p.rate, p.server) for s, p in ours.ledger.probes] == [
+        (grid[1].label, math.inf, grid[1].label),
+        (grid[0].label, math.inf, grid[1].label),
+    ]
+    assert len(source.server_starts) == 1 and ours.ledger.servers == 1 and ours.setting is not None
+    folder = tmp_path / jobs[1].relpath
+    emulated = records.read(folder / "rinf_s2_infpop_rep0.json")
+    assert emulated["load_point"]["emulated_max_num_seqs"] == 2 and emulated["status"] == "ok"
+    failed = emulated["measures"]["failed"]
+    assert 2 <= emulated["measures"]["peak_in_flight"] <= 2 + failed  # a failed request is held to the end
+    assert all(r["from_arrival"] for r in emulated["requests"])
+    assert max(r["client_queue_s"] for r in emulated["requests"]) > 0  # twelve at once, two at a time
+    own = records.read(folder / "rinf_cinf_infpop_rep0.json")
+    assert own["measures"]["peak_in_flight"] > 2 and not any(r.get("from_arrival") for r in own["requests"])
 
 
 def test_a_server_killed_under_load_is_crashed_and_the_next_load_point_gets_a_fresh_one(

@@ -90,3 +90,55 @@ def test_bystanders_name_a_process_that_ran_beside_the_measured_one():
     assert by_pid[busy.pid].cpu_s > 0.5 and measured.pid not in by_pid
     assert [b.cpu_s for b in found] == sorted((b.cpu_s for b in found), reverse=True)
     assert "while True" in describe([by_pid[busy.pid]], 2.0)
+
+
+def test_the_vllm_rounds_rotate_the_sides_and_pair_each_rounds_figures(
+    tmp_path, config_for, benchmark_file, monkeypatch
+):
+    """crosscheck_vllm's rounds without an engine (the end-to-end test runs one real round): each
+    round runs every side once, in an order rotated from round to round, our side through the
+    sweeps' supervisor at the batch size of every prompt; the table pairs each round's figures."""
+    from infpop.measure import crosscheck
+
+    config = config_for(engines=["vllm"], crosscheck={"repeats": 3, "prompts": 6})
+    ours = {0: 100.0, 1: 90.0, 2: 110.0}
+    theirs = {"bare": {0: 100.0, 1: 100.0, 2: 100.0}, "bench": {0: 50.0, 1: 45.0, 2: 50.0}}
+    order = []
+
+    class Supervisor:
+        def __init__(self, measuring, sweep, out, benchmark_file, worker_stderr=None):
+            assert measuring["repetitions"] == 3 and measuring["batch_sizes"] == [6]
+            assert measuring["benchmark"]["limit"] == 6 and measuring["budget"]["sequential"] is None
+
+        def measure(self, key, prefix):
+            order.append(("ours", key.rep))
+            assert (key.batch_size, key.max_new_tokens) == (6, 5)
+            digests = ["a"] * 6 if key.rep else ["a"] * 5 + ["b"]  # round 0: one output differs
+            return {"status": "ok", "throughput_tokens_per_s": ours[key.rep], "output_digests": digests}, False
+
+        def close(self):
+            pass
+
+    def run_reference(side, measuring, sweep, arguments, out, timeout_s):
+        r = int(out.name.rsplit("_r", 1)[1])
+        order.append((side, r))
+        assert str(out.parent / f"{side}_r{r}.json") == arguments[arguments.index("--output-json") + 1]
+        figures = {"output_tokens_per_s": theirs[side][r], "num_requests": 6, "bystanders": "none"}
+        return {**figures, "output_digests": ["a"] * 6} if side == "bare" else figures
+
+    monkeypatch.setattr(crosscheck, "Supervisor", Supervisor)
+    monkeypatch.setattr(crosscheck, "run_reference", run_reference)
+    result = crosscheck.crosscheck_vllm(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file, 5, 3)
+    assert order == [
+        ("ours", 0), ("bare", 0), ("bench", 0),
+        ("bare", 1), ("bench", 1), ("ours", 1),
+        ("bench", 2), ("ours", 2), ("bare", 2),
+    ]  # fmt: skip
+    bare, bench = result["rows"]
+    assert bare["reference"] == crosscheck.BARE and bench["reference"] == crosscheck.BENCH
+    assert bare["rounds"] == bench["rounds"] == 3 and bare["batch_size"] == 6
+    assert bare["ratio"] == pytest.approx(1.0) and bench["ratio"] == pytest.approx(2.0)  # medians of 1/.9/1.1, 2/2/2.2
+    assert bare["ratio_ci_low"] < 1.0 < bare["ratio_ci_high"] and bench["ratio_ci_low"] <= 2.0 <= bench["ratio_ci_high"]
+    assert bare["outputs_equal_share"] == pytest.approx(17 / 18) and bench["outputs_equal_share"] is None
+    assert bare["within_5pct"] is True and bench["within_5pct"] is False
+    assert result["ours"] == [str(tmp_path / f"t5/b6_r{r}.json") for r in range(3)]

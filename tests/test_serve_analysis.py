@@ -334,6 +334,9 @@ def test_the_tuning_section_fills_its_defaults_and_names_its_problems(model_fold
         )
     live = {"tuning": {"e2el_ms": 500, "mode": "live", "harness": "infpop"}}
     assert load_config(make_config(model_folder, engines=["vllm"], serve=live))["serve"]["tuning"]["share_servers"]
+    replayed = {"tuning": {"e2el_ms": 500, "harness": "infpop"}, "harnesses": {"vllm": ["infpop"]}}
+    config = load_config(make_config(model_folder, engines=["vllm"], serve=replayed))
+    assert not config["serve"]["tuning"]["share_servers"]
 
 
 def test_the_live_source_keeps_one_session_open_and_counts_its_start(model_folder):  # noqa: F811

@@ -541,8 +541,8 @@ def serve(config: dict) -> list[Problem]:
             problems.append(Problem(("serve", "tuning"), "compares vLLM's auto_tune: serve.engines needs vllm"))
         harnesses = section["harnesses"]["vllm"]
         tuning["harness"] = tuning["harness"] or harnesses[0]
-        if tuning["share_servers"] is None:
-            tuning["share_servers"] = tuning["harness"] == "infpop"
+        if tuning["share_servers"] is None:  # the serving jobs' records have no emulated load points to replay
+            tuning["share_servers"] = tuning["harness"] == "infpop" and tuning["mode"] == "live"
         elif tuning["share_servers"] and tuning["harness"] != "infpop":
             problems.append(
                 Problem(

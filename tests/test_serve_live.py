@@ -161,7 +161,6 @@ def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(t
     arrival); the records are valid serving records."""
     from infpop.serve import autotune
     from infpop.serve.metrics import Slo
-    from infpop.serve.plan import plan, settings_of
 
     config = session_config(
         tmp_path,
@@ -171,15 +170,11 @@ def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(t
         engine_arg_axes={"vllm": {"max_num_seqs": [2, 4]}},
         harnesses={"vllm": ["infpop"], "hf": ["infpop"]},
     )
-    jobs, _ = plan(config)
-    grid = [autotune.Setting(job.settings, tuple(settings_of(config, job).axes.items())) for job in jobs]
+    ((case, grid),) = autotune.live_cases(config).items()
     assert [dict(s.knobs)["max_num_seqs"] for s in grid] == [2, 4]
-
-    def open_session(label):
-        job = next(job for job in jobs if job.settings == label)
-        return ServeSession(config, job, tmp_path / job.relpath, benchmark_file)
-
-    source = autotune.LiveSource(open_session, "infpop", 1, Slo(e2el_ms=60_000), 0.5)
+    source = autotune.LiveSource(
+        autotune.session_opener(config, case, tmp_path, benchmark_file), "infpop", 1, Slo(e2el_ms=60_000), 0.5
+    )
     try:  # a limit every load point holds: each setting is tried at rate inf, once
         ours = autotune.infpop_tune(autotune.SharedServers(source, grid), grid, 0.5)
     finally:
@@ -189,7 +184,7 @@ def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(t
         (grid[0].label, math.inf, grid[1].label),
     ]
     assert len(source.server_starts) == 1 and ours.ledger.servers == 1 and ours.setting is not None
-    folder = tmp_path / jobs[1].relpath
+    folder = tmp_path / ServeJob(*case, grid[1].label).relpath
     emulated = records.read(folder / "rinf_s2_infpop_rep0.json")
     assert emulated["load_point"]["emulated_max_num_seqs"] == 2 and emulated["status"] == "ok"
     failed = emulated["measures"]["failed"]

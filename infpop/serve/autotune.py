@@ -640,6 +640,29 @@ def run_replay(config: dict, collected: list[tuple[dict, str]]) -> tuple[list, l
     return rows, probes, capacities
 
 
+def live_cases(config: dict) -> dict[tuple, list[Setting]]:
+    """Per vLLM server case of the serving plan, (hardware, engine, model, n_gpus), its settings
+    (serve.engine_arg_axes.vllm) in the plan's order."""
+    jobs, _ = plan(config)
+    cases: dict[tuple, list[Setting]] = defaultdict(list)
+    for job in jobs:
+        if job.engine == "vllm":
+            axes = settings_of(config, job).axes
+            cases[(job.hardware, job.engine, job.model, job.n_gpus)].append(Setting(job.settings, tuple(axes.items())))
+    return cases
+
+
+def session_opener(config: dict, case: tuple, out_root: Path, benchmark_file: Path):
+    """LiveSource's open_session for a case: a setting's label -> its ServeSession, records under
+    out_root/<server>/."""
+
+    def open_session(label: str) -> ServeSession:
+        job = ServeJob(*case, label)
+        return ServeSession(config, job, Path(out_root) / job.relpath, benchmark_file)
+
+    return open_session
+
+
 def run_live(
     config: dict, out_root: Path, benchmark_file: Path, deadline: float | None = None
 ) -> tuple[list, list, list]:
@@ -648,24 +671,18 @@ def run_live(
     runs second and reuses the load points auto_tune measured, as a shared cache)."""
     section, tuning = config["serve"], config["serve"]["tuning"]
     slo = Slo(e2el_ms=tuning["e2el_ms"])
-    jobs, _ = plan(config)
-    cases: dict[tuple, list[Setting]] = defaultdict(list)
-    for job in jobs:
-        if job.engine == "vllm":
-            axes = settings_of(config, job).axes
-            cases[(job.hardware, job.engine, job.model, job.n_gpus)].append(Setting(job.settings, tuple(axes.items())))
     rows, probes, capacities = [], [], []
-    for (hardware, engine, model, n_gpus), grid in sorted(cases.items()):
-
-        def open_session(label, where=(hardware, engine, model, n_gpus)):
-            job = ServeJob(*where, label)
-            return ServeSession(config, job, Path(out_root) / job.relpath, benchmark_file)
-
+    for case, grid in sorted(live_cases(config).items()):
         source = LiveSource(
-            open_session, tuning["harness"], tuning["repetitions"], slo, section["saturation_tolerance"], deadline
+            session_opener(config, case, out_root, benchmark_file),
+            tuning["harness"],
+            tuning["repetitions"],
+            slo,
+            section["saturation_tolerance"],
+            deadline,
         )
         try:
-            row, asked, found = _run_case("live", _case(hardware, engine, model, n_gpus), source, grid, tuning)
+            row, asked, found = _run_case("live", _case(*case), source, grid, tuning)
         finally:
             source.close()
         rows.append(row)

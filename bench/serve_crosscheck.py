@@ -29,7 +29,7 @@ from infpop.config import load_config  # noqa: E402
 from infpop.logs import setup  # noqa: E402
 from infpop.measure.repetitions import summarise  # noqa: E402
 from infpop.serve.metrics import flatten  # noqa: E402
-from infpop.serve.plan import LoadPoint, ServeJob  # noqa: E402
+from infpop.serve.plan import LoadPoint, ServeJob, rate_text  # noqa: E402
 from infpop.serve.session import ServeSession  # noqa: E402
 
 MEASURES = [
@@ -72,15 +72,20 @@ def main() -> None:
                         figures.setdefault((rate, m), {}).setdefault(harness, []).append(flat.get(m))
         start = session.server_starts
     print(f"vLLM server ({args.model}, default settings) started in {', '.join(f'{s:.0f}' for s in start)} s")
-    print(f"{'rate':>5} {'measure':<20} {'infpop med':>11} {'vllm med':>10} {'ratio med':>9} {'ratio 95% CI':>17}")
+    print_side_by_side(figures, "infpop", "vllm_bench", ("infpop med", "vllm med"))
+
+
+def print_side_by_side(figures: dict[tuple, dict[str, list]], ours: str, theirs: str, headers: tuple[str, str]):
+    """Per (rate, measure) of {(rate, measure): {side: [value per round]}}: each side's median over
+    the rounds, and the ratio ours / theirs per round (its median and the 95% CI of its mean)."""
+    print(f"{'rate':>5} {'measure':<20} {headers[0]:>11} {headers[1]:>10} {'ratio med':>9} {'ratio 95% CI':>17}")
     for (rate, measure), sides in figures.items():
-        ours, theirs = sides["infpop"], sides["vllm_bench"]
-        ratios = [a / b for a, b in zip(ours, theirs, strict=True) if a is not None and b]
+        a, b = sides[ours], sides[theirs]
+        ratios = [x / y for x, y in zip(a, b, strict=True) if x is not None and y]
         spread = summarise(ratios)
         ci = f"{spread.ci_low:.3f}-{spread.ci_high:.3f}" if spread.ci_low is not None else "-"
         print(
-            f"{'inf' if rate == float('inf') else f'{rate:g}':>5} {measure:<20} {_median(ours):>11} "
-            f"{_median(theirs):>10} {_median(ratios, '.3f'):>9} {ci:>17}"
+            f"{rate_text(rate):>5} {measure:<20} {_median(a):>11} {_median(b):>10} {_median(ratios, '.3f'):>9} {ci:>17}"
         )
 
 

@@ -4,7 +4,8 @@ with SERVER_SEQS, on which InfPop's client keeps at most SEQS requests in flight
 request from its arrival (plan.LoadPoint.emulated_max_num_seqs, what serve.tuning.share_servers
 does). Both get the same request stream at each rate, in an order that alternates from round to
 round. Per rate and measure: each side's median over the rounds, the ratio emulated / real (its
-median and the 95% CI of its mean), and whether InfPop's tuning rule passes each side's load point.
+median and the 95% CI of its mean, as serve_crosscheck.py prints them), and whether InfPop's tuning
+rule passes each side's load point.
 
     python bench/serve_emulation.py --directory RUN [--model tiny-llama] [--seqs 4]
                                     [--server-seqs 32] [--rates 10 20 30 inf] [--rounds 3]
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -27,12 +27,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from serve_crosscheck import print_side_by_side  # noqa: E402 - bench/, this script's folder
+
 from infpop.config import load_config  # noqa: E402
 from infpop.logs import setup  # noqa: E402
-from infpop.measure.repetitions import summarise  # noqa: E402
 from infpop.serve.analysis import Probe  # noqa: E402
 from infpop.serve.metrics import Slo, flatten  # noqa: E402
-from infpop.serve.plan import LoadPoint, ServeJob  # noqa: E402
+from infpop.serve.plan import LoadPoint, ServeJob, rate_text  # noqa: E402
 from infpop.serve.session import ServeSession  # noqa: E402
 
 MEASURES = [
@@ -107,28 +108,10 @@ def main() -> None:
         f"max_num_seqs={args.server_seqs}; started in {', '.join(f'{s:.0f}' for s in starts)} s; "
         f"{args.requests} requests a load point, P99 E2EL limit {args.e2el_ms:g} ms"
     )
-    print(f"{'rate':>5} {'measure':<20} {'real med':>9} {'emul med':>9} {'ratio med':>9} {'ratio 95% CI':>17}")
-    for (rate, measure), side in figures.items():
-        real_values, emulated = side["real"], side["emulated"]
-        ratios = [a / b for a, b in zip(emulated, real_values, strict=True) if a is not None and b]
-        spread = summarise(ratios) if ratios else None
-        ci = f"{spread.ci_low:.3f}-{spread.ci_high:.3f}" if spread and spread.ci_low is not None else "-"
-        print(
-            f"{_rate(rate):>5} {measure:<20} {_median(real_values):>9} {_median(emulated):>9} "
-            f"{_median(ratios, '.3f'):>9} {ci:>17}"
-        )
+    print_side_by_side(figures, "emulated", "real", ("emulated med", "real med"))
     print(f"InfPop's rule (goodput's lower bound >= {args.target:g} x rate) per round:")
     for rate in rates:
-        print(f"{_rate(rate):>5} real {passes[(rate, 'real')]}  emulated {passes[(rate, 'emulated')]}")
-
-
-def _rate(rate: float) -> str:
-    return "inf" if rate == float("inf") else f"{rate:g}"
-
-
-def _median(values: list, spec: str = ".2f") -> str:
-    kept = [v for v in values if v is not None]
-    return format(statistics.median(kept), spec) if kept else "-"
+        print(f"{rate_text(rate):>5} real {passes[(rate, 'real')]}  emulated {passes[(rate, 'emulated')]}")
 
 
 if __name__ == "__main__":

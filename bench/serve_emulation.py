@@ -26,8 +26,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # serve_crosscheck.py; runpy.run_path does not add the script's folder
 
-from serve_crosscheck import print_side_by_side  # noqa: E402 - bench/, this script's folder
+from serve_crosscheck import print_side_by_side  # noqa: E402
 
 from infpop.config import load_config  # noqa: E402
 from infpop.logs import setup  # noqa: E402

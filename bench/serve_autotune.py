@@ -1,13 +1,14 @@
 """vLLM's auto_tune against InfPop's tuning on live vLLM servers (infpop/serve/autotune.py): both
 algorithms over max_num_seqs x max_num_batched_tokens under one P99 end-to-end latency limit, on
-the same servers and load generator, auto_tune first (InfPop's tuning reuses the load points it
-measured); then the same records replayed, which must give the same answer. Prints each side's
+the same servers and load generator, auto_tune first unless --first infpop (the second reuses the
+load points the first measured); then the same records replayed, which must give the same answer. Prints each side's
 best setting, goodput with its CI, invocations and device-minutes, and writes
 autotune_comparison.csv, autotune_probes.csv and capacity.csv (live and replay rows, marked) to the output folder.
 
     python bench/serve_autotune.py --directory RUN [--model tiny-llama] [--seqs 4 32] [--tokens 2048]
                                    [--requests 60] [--e2el-ms 300] [--target 0.8] [--harness infpop]
-                                   [--minutes 9] [--no-share]
+                                   [--minutes 9] [--no-share] [--resolution 0.05] [--no-line-search]
+                                   [--first auto_tune|infpop]
 
 RUN is a folder where configs/serve.yaml's models were built (resources/models/ and resources/data/,
 as Snakemake builds them). The records go to RUN/bench/serve_autotune/.
@@ -43,6 +44,11 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.8)
     parser.add_argument("--harness", default="infpop", choices=["infpop", "vllm_bench"])
     parser.add_argument("--no-share", action="store_true", help="InfPop's tuning starts a server per setting too")
+    parser.add_argument("--resolution", type=float, default=0.05, help="serve.tuning.resolution (0: to 1 req/s)")
+    parser.add_argument("--no-line-search", action="store_true", help="InfPop's tuning measures every max_num_seqs")
+    parser.add_argument(
+        "--first", default="auto_tune", choices=["auto_tune", "infpop"], help="which algorithm runs first"
+    )
     parser.add_argument("--minutes", type=float, default=9.0, help="measure nothing after this (missing probes)")
     args = parser.parse_args()
     # `timeout` stops this with SIGTERM: exit through the sessions' cleanup, which stops the server
@@ -63,6 +69,9 @@ def main() -> None:
             "target_share": args.target,
             "harness": args.harness,
             "share_servers": not args.no_share,
+            "resolution": args.resolution,
+            "line_search": not args.no_line_search,
+            "first": args.first,
         },
     )
     config = load_config(raw)
@@ -95,7 +104,11 @@ def main() -> None:
                 f"{row[f'{side}_invocations']} load points ({row[f'{side}_measured_now']} measured now, "
                 f"{row[f'{side}_missing']} missing), {row[f'{side}_servers']} servers, "
                 f"{row[f'{side}_device_minutes']:.2f} device-minutes"
-                + (f"; {row['infpop_inferred']} answered without a load point" if side == "infpop" else "")
+                + (
+                    f"; {row['infpop_inferred']} answered without a load point, {row['infpop_skipped']} skipped"
+                    if side == "infpop"
+                    else ""
+                )
             )
         print(
             f"  same setting {row['same_setting']}, within CI {row['within_ci']}, invocations ratio "

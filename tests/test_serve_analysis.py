@@ -147,6 +147,18 @@ def test_capacity_bisection_uses_what_is_known_and_reports_no_capacity():
     assert len(few.probes) == 2 and "2 probes" in few.reason
 
 
+def test_capacity_bisection_stops_within_its_resolution():
+    """Capacity 78 in 1..96 (the quiet live run's bracket, bench/README.md): to 1 req/s takes 6
+    probes; with rates 5% apart not told apart, 5, and the capacity found is within 5% under the
+    true one."""
+    exact = capacity_bisection(synthetic(78)[0], range(1, 97), 0.9)
+    coarse = capacity_bisection(synthetic(78)[0], range(1, 97), 0.9, resolution=0.05)
+    assert exact.rate == 78 and len(exact.probes) == 6
+    assert 78 / 1.05 <= coarse.rate <= 78 and len(coarse.probes) == 5 and "5%" in coarse.reason
+    failed = min(p.rate for p in coarse.probes if not p.passes(0.9))
+    assert failed - coarse.rate <= 0.05 * coarse.rate
+
+
 def test_a_probe_passes_on_its_goodputs_lower_bound_against_the_offered_rate():
     sure = Probe(4, "ok", 100, 100, 25.0)
     assert sure.passes(0.95) and not sure.passes(0.97)
@@ -199,21 +211,23 @@ def grid() -> list[Setting]:
     ]
 
 
-def table(capacity, limit_ms=1000.0, requests=100, start_s=60.0, pass_at_inf=False):
+def table(capacity, limit_ms=1000.0, requests=100, start_s=60.0, pass_at_inf=False, graded=False):
     """Every setting at rate inf and every integer rate up to 40: within `limit_ms` for every
-    request up to the setting's capacity, a tenth of them above; at inf the throughput is the
-    capacity + 3 (and the latency over the limit unless pass_at_inf); 2 s of warm-up each."""
+    request up to the setting's capacity, a tenth of them above (graded: 15% fewer for each req/s
+    above it, at least 5%); at inf the throughput is the capacity + 3 (and the latency over the
+    limit unless pass_at_inf); 2 s of warm-up each."""
     out = {}
     for setting in grid():
         cap = capacity(setting)
         for rate in [math.inf, *map(float, range(1, 41))]:
             holds = pass_at_inf if math.isinf(rate) else rate <= cap + 3 * pass_at_inf  # up to its throughput
             throughput = cap + 3 if math.isinf(rate) else min(rate, cap + 3) * 0.99
+            above = int(requests * max(0.05, 1 - 0.15 * (rate - cap))) if graded and not math.isinf(rate) else None
             out[(setting.label, rate, None)] = Probe(
                 rate,
                 "ok",
                 requests,
-                requests if holds else requests // 10,
+                requests if holds else above or requests // 10,
                 requests / throughput,
                 2.0,
                 start_s,
@@ -290,7 +304,15 @@ def test_a_runs_records_replayed_give_the_comparison_and_every_probe(model_folde
     config = {
         "serve": {
             "saturation_tolerance": 0.1,
-            "tuning": {"e2el_ms": 1000, "target_share": 0.1, "harness": "infpop", "share_servers": False},
+            "tuning": {
+                "e2el_ms": 1000,
+                "target_share": 0.1,
+                "harness": "infpop",
+                "share_servers": False,
+                "resolution": 0.05,
+                "line_search": True,
+                "first": "auto_tune",
+            },
         }
     }
     rows, probes, capacities = autotune.run_replay(config, collected)
@@ -318,6 +340,9 @@ def test_the_tuning_section_fills_its_defaults_and_names_its_problems(model_fold
         "repetitions": 1,
         "harness": "vllm_bench",
         "share_servers": False,
+        "resolution": 0.05,
+        "line_search": True,
+        "first": "auto_tune",
     }
     assert load_config(make_config(model_folder, engines=["hf", "vllm"]))["serve"] is None
     with pytest.raises(ConfigError, match=r"serve\.tuning.*needs vllm"):
@@ -328,6 +353,10 @@ def test_the_tuning_section_fills_its_defaults_and_names_its_problems(model_fold
         )
     with pytest.raises(ConfigError, match="e2el_ms"):
         load_config(make_config(model_folder, engines=["vllm"], serve={"tuning": {}}))
+    with pytest.raises(ConfigError, match=r"serve\.tuning\.first"):
+        load_config(make_config(model_folder, engines=["vllm"], serve={"tuning": {"e2el_ms": 500, "first": "both"}}))
+    with pytest.raises(ConfigError, match=r"serve\.tuning\.resolution"):
+        load_config(make_config(model_folder, engines=["vllm"], serve={"tuning": {"e2el_ms": 500, "resolution": 2}}))
     with pytest.raises(ConfigError, match=r"serve\.tuning\.share_servers.*vllm_bench"):
         load_config(
             make_config(model_folder, engines=["vllm"], serve={"tuning": {"e2el_ms": 500, "share_servers": True}})
@@ -417,11 +446,14 @@ def test_a_first_setting_holding_the_slo_at_rate_inf_sets_the_bar_at_its_goodput
 # -- shared servers: smaller max_num_seqs emulated on the largest --------------------------------
 
 
-def shared_table(capacity, start_s=60.0, peak=lambda rate: 40):
+def shared_table(capacity, start_s=60.0, peak=lambda rate: 40, graded=False):
     """table() with, on each max_num_seqs=32 server, every smaller max_num_seqs emulated at every
     rate (the emulation's premise: the same load point as the setting's own server), and the
     peak requests in flight `peak(rate)` on every load point."""
-    rows = {key: replace(probe, peak_in_flight=peak(key[1])) for key, probe in table(capacity, start_s=start_s).items()}
+    rows = {
+        key: replace(probe, peak_in_flight=peak(key[1]))
+        for key, probe in table(capacity, start_s=start_s, graded=graded).items()
+    }
     for setting in grid():
         seqs, tokens = (value for _, value in setting.knobs)
         server = f"max_num_seqs=32,max_num_batched_tokens={tokens}"
@@ -478,3 +510,65 @@ def test_a_load_point_whose_limit_never_bound_answers_for_a_smaller_max_num_seqs
     assert ledger.invocations == 2 and ledger.inferred == 1
     eight = grid()[2]  # max_num_seqs=8: held at most 4 when emulating max_num_seqs=4 at rate 10
     assert ledger.probe(eight, 10.0).inferred is False  # 4 in flight under a limit of 4: it may have bound
+
+
+# -- InfPop's line search over max_num_seqs -------------------------------------------------------
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_line_search_skips_the_max_num_seqs_below_one_significantly_worse(shared, tmp_path):
+    """Capacities 15, 17, 11, 6 req/s for max_num_seqs 32, 16, 8, 4 (unimodal): at the incumbent's
+    bar of 19 req/s, max_num_seqs=8 keeps 5% of its requests within the SLO where 16 kept 85% at
+    that rate, so 4 is skipped in both runs of max_num_seqs; the same setting and rate as
+    auto_tune and without the line search, with two load points fewer."""
+    rows = shared_table(capacity_by_seqs, graded=True) if shared else table(capacity_by_seqs, graded=True)
+
+    def source():
+        return autotune.SharedServers(ReplaySource(rows), grid()) if shared else ReplaySource(rows)
+
+    theirs = auto_tune(ReplaySource(rows), grid(), 1000.0)
+    walked = infpop_tune(source(), grid(), 0.9)
+    ours = infpop_tune(source(), grid(), 0.9, line_search=True)
+    assert ours.setting == walked.setting == theirs.setting and ours.probe.rate == theirs.probe.rate == 18
+    assert ours.ledger.invocations == walked.ledger.invocations - 2
+    assert sorted(s.label for s in ours.skipped) == [grid()[0].label, grid()[1].label]  # max_num_seqs=4
+    assert all("max_num_seqs=8" in why and "19 req/s" in why for why in ours.skipped.values())
+    asked = {s for s, _ in ours.ledger.probes}
+    assert not asked & set(ours.skipped)
+    row = autotune.comparison_row("replay", {"model": "m"}, grid(), theirs, ours, 1000.0, 0.9)
+    assert row["infpop_skipped"] == 2 and row["same_setting"] and row["invocation_ratio"] <= 1 / 3
+    found = autotune.capacity_rows("replay", {"model": "m"}, ours, 0.9)
+    skipped = [r for r in found if r["skipped_because"]]
+    assert len(found) == len(grid()) and [r["probes"] for r in skipped] == [0, 0]
+    autotune.write_csv(found, tmp_path / "capacity.csv", autotune.CAPACITY_COLUMNS)
+
+
+def test_the_line_search_goes_on_where_the_difference_is_not_significant():
+    """table() without grading: every failing load point keeps a tenth of its requests, so no
+    setting does significantly worse than the one before it and none is skipped."""
+    rows = table(capacity_by_seqs)
+    ours = infpop_tune(ReplaySource(rows), grid(), 0.9, line_search=True)
+    assert not ours.skipped
+    assert ours.ledger.invocations == infpop_tune(ReplaySource(rows), grid(), 0.9).ledger.invocations
+
+
+@pytest.mark.parametrize("first", ["auto_tune", "infpop"])
+def test_serve_tuning_first_says_which_algorithm_asks_first(first):
+    asked = []
+
+    class Recording(ReplaySource):
+        def probe(self, setting, rate, emulated_max_num_seqs=None):
+            asked.append(setting.label)
+            return super().probe(setting, rate, emulated_max_num_seqs)
+
+    tuning = {"e2el_ms": 1000.0, "target_share": 0.9, "share_servers": False, "resolution": 0.05}
+    row, probes, _ = autotune._run_case(
+        "replay",
+        {"model": "m"},
+        Recording(table(capacity_by_seqs)),
+        grid(),
+        {**tuning, "line_search": True, "first": first},
+    )
+    # auto_tune starts with the grid's first setting, InfPop's tuning with its largest
+    assert asked[0] == (grid()[0].label if first == "auto_tune" else "max_num_seqs=32,max_num_batched_tokens=512")
+    assert row["same_setting"]  # the order changes nothing in a replay

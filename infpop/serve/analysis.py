@@ -358,11 +358,14 @@ def capacity_bisection(
     known_pass: float | None = None,
     known_fail: float | None = None,
     max_probes: int | None = None,
+    resolution: float = 0.0,
 ) -> Capacity:
     """The highest rate of the sorted grid `rates` whose probe passes (Probe.passes: goodput's lower
     bound >= target x rate), by bisection: passing is taken as monotone in the rate (a server that holds the SLO at
     a rate holds it at every lower one). `known_pass` / `known_fail`: rates already judged (a
-    search across settings passes what it knows), which narrow the bracket without a probe."""
+    search across settings passes what it knows), which narrow the bracket without a probe.
+    `resolution`: stop once the rate known to fail is within this share above the rate known to
+    pass (0.05: rates 5% apart are not told apart; 0: to the grid's step)."""
     grid = sorted(set(rates))
     if not grid:
         raise ValueError("a capacity search needs at least one rate")
@@ -375,6 +378,9 @@ def capacity_bisection(
     while high - low > 1:
         if max_probes is not None and len(found.probes) >= max_probes:
             found.reason = f"stopped after {max_probes} probes"
+            break
+        if 0 <= low and high < len(grid) and grid[high] - grid[low] <= resolution * grid[low]:
+            found.reason = f"bracketed within {resolution:.0%}"
             break
         middle = (low + high) // 2
         result = probe(grid[middle])

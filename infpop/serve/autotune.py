@@ -154,6 +154,8 @@ class Choice:
     setting: Setting | None
     probe: Probe | None
     ledger: Ledger
+    #: settings left without a load point, and why (InfPop's line search)
+    skipped: dict[Setting, str] = field(default_factory=dict)
 
 
 def _rate(rate: float) -> str:
@@ -204,40 +206,90 @@ def _better(a: Probe, b: Probe | None) -> bool:
     return (_level(a), a.goodput or 0.0) > (_level(b), b.goodput or 0.0)
 
 
-def infpop_tune(source: Source, grid: Sequence[Setting], target_share: float) -> Choice:
-    """InfPop's tuning (the module's docstring): capacity under the SLO per setting by bisection on
-    integer rates, each later setting first tested at the incumbent's capacity + 1."""
+def infpop_tune(
+    source: Source, grid: Sequence[Setting], target_share: float, resolution: float = 0.0, line_search: bool = False
+) -> Choice:
+    """InfPop's tuning (the module's docstring): capacity under the SLO per setting by bisection,
+    each later setting first tested just above the incumbent's capacity (`resolution`: by that
+    share, at least 1 req/s); with `line_search`, a run of max_num_seqs ends at the first setting
+    that does significantly worse than the one before it (_worse)."""
     ledger = Ledger(source)
     # the settings most likely to serve most first; with shared servers, one server's at a time
     placed = source.placed if isinstance(source, SharedServers) else {s: (s, None) for s in grid}
     order = sorted(grid, key=lambda s: (-placed[s][0].size, placed[s][0].label, -s.size))
     best_setting, best = None, None
+    last_of_run: dict[tuple, Setting] = {}  # per value of the other knobs, the last setting measured
+    stopped: dict[tuple, str] = {}  # the runs the line search ended, and why
+    skipped: dict[Setting, str] = {}
     for setting in order:
+        run = _other_knobs(setting)
+        if run in stopped:
+            skipped[setting] = stopped[run]
+            logger.info(f"  {setting.label}: skipped, {skipped[setting]}")
+            continue
         if best is None:
             at_inf = ledger.probe(setting, INF)
             if at_inf.passes(target_share):
                 best_setting, best = setting, at_inf
+                last_of_run[run] = setting
                 continue
             bound = int(at_inf.request_throughput or 0) + 1
-            found = capacity_bisection(lambda r, s=setting: ledger.probe(s, r), range(1, bound + 1), target_share)
+            found = capacity_bisection(
+                lambda r, s=setting: ledger.probe(s, r), range(1, bound + 1), target_share, resolution=resolution
+            )
         else:
             if math.isinf(best.rate):  # another setting that holds the SLO at inf competes on goodput
                 at_inf = ledger.probe(setting, INF)
                 if at_inf.passes(target_share):
                     if _better(at_inf, best):
                         best_setting, best = setting, at_inf
+                    last_of_run[run] = setting
                     continue
-            floor = int(_level(best))
-            first = ledger.probe(setting, float(floor + 1))
+            bar = _above(_level(best), resolution)
+            first = ledger.probe(setting, float(bar))
             if not first.passes(target_share):
+                before = last_of_run.get(run)
+                if line_search and before is not None and _worse(ledger, setting, first, before):
+                    stopped[run] = (
+                        f"{setting.label} did significantly worse at {bar} req/s than {before.label} "
+                        "(capacity taken as unimodal in max_num_seqs)"
+                    )
+                last_of_run[run] = setting
                 continue
-            found = _gallop(ledger, setting, first, target_share)
+            found = _gallop(ledger, setting, first, target_share, resolution=resolution)
+        last_of_run[run] = setting
         if found.best is not None and _better(found.best, best):
             best_setting, best = setting, found.best
-    return Choice("infpop", best_setting, best, ledger)
+    return Choice("infpop", best_setting, best, ledger, skipped)
 
 
-def _gallop(ledger: Ledger, setting: Setting, passed: Probe, target: float, steps: int = GALLOP_STEPS) -> Capacity:
+def _above(level: float, resolution: float) -> int:
+    """The lowest integer rate a setting must hold to beat a capacity of `level` by more than the
+    resolution (and by at least 1 req/s)."""
+    return max(int(level) + 1, math.ceil(level * (1 + resolution)))
+
+
+def _other_knobs(setting: Setting) -> tuple:
+    return tuple((k, v) for k, v in setting.knobs if k != "max_num_seqs")
+
+
+def _worse(ledger: Ledger, setting: Setting, failed: Probe, before: Setting) -> bool:
+    """`setting` failed `failed`; the setting before it in its run of max_num_seqs did
+    significantly better at that rate or a higher one: its SLO attainment's 95% interval lies above
+    this one's. Attainment falls as the rate rises, so `before` does better at `failed`'s rate too."""
+    if failed.status != "ok" or not failed.requests:
+        return False
+    _, high = failed.attainment_ci
+    return any(
+        probe.status == "ok" and probe.requests and probe.rate >= failed.rate and probe.attainment_ci[0] > high
+        for judged, probe in ledger.probes
+        if judged == before
+    )
+
+
+def _gallop(
+    ledger: Ledger, setting: Setting, passed: Probe, target: float, steps: int = GALLOP_STEPS, resolution: float = 0.0
+) -> Capacity:
     """Capacity above a rate that passed: rates passed + 1, + 2, + 4, ... until one fails, then
     bisection between the last that passed and it. A setting still passing after `steps`
     doublings is tried at rate inf: its capacity is inf if it passes there, else it is bisected
@@ -253,6 +305,7 @@ def _gallop(ledger: Ledger, setting: Setting, passed: Probe, target: float, step
                 target,
                 known_pass=low,
                 known_fail=low + step,
+                resolution=resolution,
             )
             found.probes = probes + found.probes
             if found.best is None:
@@ -264,7 +317,9 @@ def _gallop(ledger: Ledger, setting: Setting, passed: Probe, target: float, step
     if at_inf.passes(target):
         return Capacity(INF, [*probes, at_inf], "passes at inf")
     bound = max(int(at_inf.request_throughput or 0) + 1, low)
-    found = capacity_bisection(lambda r: ledger.probe(setting, r), range(low, bound + 1), target, known_pass=low)
+    found = capacity_bisection(
+        lambda r: ledger.probe(setting, r), range(low, bound + 1), target, known_pass=low, resolution=resolution
+    )
     found.probes = probes + [at_inf] + found.probes
     if found.best is None:
         found.rate = low
@@ -439,6 +494,7 @@ COLUMNS = [
     "infpop_measured_now",
     "infpop_missing",
     "infpop_inferred",
+    "infpop_skipped",
     "infpop_servers",
     "infpop_device_minutes",
     "same_setting",
@@ -462,7 +518,7 @@ def _side(choice: Choice) -> dict:
         f"{name}_invocations": ledger.invocations,
         f"{name}_measured_now": ledger.measured_now,
         f"{name}_missing": ledger.missing,
-        **({f"{name}_inferred": ledger.inferred} if name == "infpop" else {}),
+        **({f"{name}_inferred": ledger.inferred, f"{name}_skipped": len(choice.skipped)} if name == "infpop" else {}),
         f"{name}_servers": ledger.servers,
         f"{name}_device_minutes": ledger.device_s / 60,
     }
@@ -566,6 +622,7 @@ CAPACITY_COLUMNS = [
     "capacity_goodput",
     "capacity_goodput_ci_low",
     "capacity_goodput_ci_high",
+    "skipped_because",
 ]
 
 
@@ -573,7 +630,8 @@ def capacity_rows(mode: str, case: dict, choice: Choice, target: float) -> list[
     """Per setting, what InfPop's tuning learnt of its capacity under the SLO: the highest rate
     that passed (capacity_at_least; None: none did), the lowest rate above it that failed
     (fails_at; None: none was tried), the probes it took and the goodput (with its 95% interval) at
-    the highest passing rate. A setting dropped after one failed probe has only `fails_at`."""
+    the highest passing rate. A setting dropped after one failed probe has only `fails_at`; one the
+    line search skipped has no probe and says why."""
     by_setting: dict[Setting, list[Probe]] = defaultdict(list)
     for setting, probe in choice.ledger.probes:
         by_setting[setting].append(probe)
@@ -594,8 +652,11 @@ def capacity_rows(mode: str, case: dict, choice: Choice, target: float) -> list[
                 "capacity_goodput": top.goodput if top else None,
                 "capacity_goodput_ci_low": low,
                 "capacity_goodput_ci_high": high,
+                "skipped_because": None,
             }
         )
+    for setting, why in choice.skipped.items():
+        out.append({"mode": mode, **case, "settings": setting.label, "probes": 0, "skipped_because": why})
     return out
 
 
@@ -606,10 +667,22 @@ def _case(hardware: str, engine: str, model: str, n_gpus: int) -> dict:
 def _run_case(mode: str, case: dict, source: Source, grid: list[Setting], tuning: dict) -> tuple[dict, list, list]:
     """Both algorithms on one case: (comparison row, every probe, InfPop's capacity per setting)."""
     latency, target = tuning["e2el_ms"], tuning["target_share"]
-    logger.info(f"auto_tune ({AUTO_TUNE_SOURCE}) on {case}: {len(grid)} settings, P99 E2EL <= {latency:g} ms")
-    theirs = auto_tune(source, grid, latency)
-    logger.info(f"InfPop's tuning on {case}: E2EL <= {latency:g} ms, attainment's lower bound >= {target:g}")
-    ours = infpop_tune(SharedServers(source, grid) if tuning["share_servers"] else source, grid, target)
+
+    def run_theirs() -> Choice:
+        logger.info(f"auto_tune ({AUTO_TUNE_SOURCE}) on {case}: {len(grid)} settings, P99 E2EL <= {latency:g} ms")
+        return auto_tune(source, grid, latency)
+
+    def run_ours() -> Choice:
+        logger.info(f"InfPop's tuning on {case}: E2EL <= {latency:g} ms, attainment's lower bound >= {target:g}")
+        shared = SharedServers(source, grid) if tuning["share_servers"] else source
+        return infpop_tune(shared, grid, target, tuning["resolution"], tuning["line_search"])
+
+    if tuning["first"] == "infpop":  # the second reuses the first's load points where they are the same
+        ours = run_ours()
+        theirs = run_theirs()
+    else:
+        theirs = run_theirs()
+        ours = run_ours()
     row = comparison_row(mode, case, grid, theirs, ours, latency, target)
     logger.info(
         f"{case}: auto_tune {row['auto_tune_setting']} at {row['auto_tune_rate']} "
@@ -667,8 +740,8 @@ def run_live(
     config: dict, out_root: Path, benchmark_file: Path, deadline: float | None = None
 ) -> tuple[list, list, list]:
     """Both algorithms on live vLLM servers, per (hardware, model, n_gpus) of the serving plan:
-    the settings of serve.engine_arg_axes.vllm, records under out_root/<server>/ (InfPop's tuning
-    runs second and reuses the load points auto_tune measured, as a shared cache)."""
+    the settings of serve.engine_arg_axes.vllm, records under out_root/<server>/ (the algorithm that
+    runs second, serve.tuning.first, reuses the load points the first measured, as a shared cache)."""
     section, tuning = config["serve"], config["serve"]["tuning"]
     slo = Slo(e2el_ms=tuning["e2el_ms"])
     rows, probes, capacities = [], [], []

@@ -19,17 +19,23 @@ What is not copied: its search for gpu_memory_utilization (a start test, meaning
 `serve.requests` for every load point here: that leaves auto_tune's rate-inf probes shorter than
 vLLM's, which favours auto_tune in device-minutes.
 
-InfPop's tuning searches the same settings on the same integer rates (auto_tune's resolution) for
-the highest rate that holds the SLO, and the setting whose capacity (then goodput) is highest:
+InfPop's tuning searches the same settings on integer rates for the highest rate that holds the
+SLO, to `resolution` (serve.tuning.resolution: rates closer than that share are not told apart; 0:
+to 1 req/s, auto_tune's step), and the setting whose capacity (then goodput) is highest:
 
 - the settings most likely to serve most first (max_num_seqs x max_num_batched_tokens descending);
 - the first setting: a load point at rate inf bounds its capacity (int(throughput) + 1, as
   auto_tune's), then capacity_bisection over the rates below it;
 - the incumbent's capacity is the rate it held the SLO at, or at rate inf its goodput (a server
   that holds the SLO when everything arrives at once sustains its completion rate, not more);
-- every later setting first gets one load point at the incumbent's capacity + 1: only a setting
-  that holds the SLO there can win, so one that does not costs a single load point; one that does
-  is searched upward (rates + 1, + 2, + 4, ... until one fails, then bisection between the two);
+- every later setting first gets one load point at the incumbent's capacity raised by the
+  resolution (at least + 1 req/s): only a setting that holds the SLO there beats it by more, so
+  one that does not costs a single load point; one that does is searched upward (rates + 1, + 2,
+  + 4, ... until one fails, then bisection between the two);
+- with `line_search` (serve.tuning.line_search): the settings sharing the other knobs are a run of
+  max_num_seqs, walked from the most down; a setting that fails the bar with its SLO attainment's
+  interval below that of the setting before it (at that rate or a higher one) ends its run, and
+  the rest of the run is skipped (capacity taken as unimodal in max_num_seqs);
 - with an incumbent that held the SLO at rate inf, a later setting is tried at inf first (one
   load point where every setting holds it there, as auto_tune's);
 - a probe passes when the lower bound of its goodput's 95% interval reaches `target` x its rate
@@ -275,16 +281,21 @@ def _other_knobs(setting: Setting) -> tuple:
 
 def _worse(ledger: Ledger, setting: Setting, failed: Probe, before: Setting) -> bool:
     """`setting` failed `failed`; the setting before it in its run of max_num_seqs did
-    significantly better at that rate or a higher one: its SLO attainment's 95% interval lies above
-    this one's. Attainment falls as the rate rises, so `before` does better at `failed`'s rate too."""
+    significantly better at that rate or the nearest above it that it was measured at: its SLO
+    attainment's 95% interval lies above this one's. Attainment falls as the rate rises, so `before`
+    does better at `failed`'s rate too. (The nearest rate, not any: on a noisy machine the best of
+    several load points would end runs by luck.)"""
     if failed.status != "ok" or not failed.requests:
         return False
-    _, high = failed.attainment_ci
-    return any(
-        probe.status == "ok" and probe.requests and probe.rate >= failed.rate and probe.attainment_ci[0] > high
-        for judged, probe in ledger.probes
-        if judged == before
-    )
+    above = [
+        p
+        for judged, p in ledger.probes
+        if judged == before and p.status == "ok" and p.requests and p.rate >= failed.rate
+    ]
+    if not above:
+        return False
+    nearest = min(above, key=lambda p: p.rate)
+    return nearest.attainment_ci[0] > failed.attainment_ci[1]
 
 
 def _gallop(

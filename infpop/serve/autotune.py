@@ -34,7 +34,7 @@ to 1 req/s, auto_tune's step), and the setting whose capacity (then goodput) is 
   + 4, ... until one fails, then bisection between the two);
 - with `line_search` (serve.tuning.line_search): the settings sharing the other knobs are a run of
   max_num_seqs, walked from the most down; a setting that fails the bar with its SLO attainment's
-  interval below that of the setting before it (at that rate or a higher one) ends its run, and
+  interval below that of the setting before it (at the nearest rate at or above) ends its run, and
   the rest of the run is skipped (capacity taken as unimodal in max_num_seqs);
 - with an incumbent that held the SLO at rate inf, a later setting is tried at inf first (one
   load point where every setting holds it there, as auto_tune's);

@@ -275,10 +275,6 @@ def _above(level: float, resolution: float) -> int:
     return max(int(level) + 1, math.ceil(level * (1 + resolution)))
 
 
-def _other_knobs(setting: Setting) -> tuple:
-    return tuple((k, v) for k, v in setting.knobs if k != "max_num_seqs")
-
-
 def _worse(ledger: Ledger, setting: Setting, failed: Probe, before: Setting) -> bool:
     """`setting` failed `failed`; the setting before it in its run of max_num_seqs did
     significantly better at that rate or the nearest above it that it was measured at: its SLO
@@ -345,13 +341,18 @@ def _seqs(setting: Setting) -> int | None:
     return dict(setting.knobs).get("max_num_seqs")
 
 
+def _other_knobs(setting: Setting) -> tuple:
+    """The knobs other than max_num_seqs: a shared server's, and a run of the line search's."""
+    return tuple((k, v) for k, v in setting.knobs if k != "max_num_seqs")
+
+
 def shared_servers(grid: Sequence[Setting]) -> dict[Setting, tuple[Setting, int | None]]:
     """Per setting, the server InfPop's tuning measures it on and the max_num_seqs its client
     emulates there (None: the server's own setting): one server per value of the other knobs, the
     setting with the most max_num_seqs. A grid without max_num_seqs: every setting its own."""
     groups: dict[tuple, list[Setting]] = defaultdict(list)
     for setting in grid:
-        groups[tuple((k, v) for k, v in setting.knobs if k != "max_num_seqs")].append(setting)
+        groups[_other_knobs(setting)].append(setting)
     placed = {}
     for members in groups.values():
         if any(_seqs(s) is None for s in members):

@@ -578,9 +578,9 @@ def test_the_line_search_judges_by_the_nearest_rate_above_not_the_luckiest():
     """The setting before held 95 of 100 at 30 req/s but 40 of 100 at 21: against a failure with
     45 of 100 at 20 req/s, the nearest load point above (21) decides, and it is not significantly
     better; a failure with 10 of 100 is significantly worse than it."""
-    before, setting = grid()[4], grid()[2]  # max_num_seqs 16 then 8, 256 batched tokens
+    before = grid()[4]  # max_num_seqs 16, 256 batched tokens; the failures are max_num_seqs=8's
     ledger = Ledger(ReplaySource({}))
     ledger.probes += [(before, Probe(30.0, "ok", 100, 95, 4.0)), (before, Probe(21.0, "ok", 100, 40, 5.0))]
-    assert not autotune._worse(ledger, setting, Probe(20.0, "ok", 100, 45, 5.0), before)
-    assert autotune._worse(ledger, setting, Probe(20.0, "ok", 100, 10, 5.0), before)
-    assert not autotune._worse(ledger, setting, Probe(31.0, "ok", 100, 10, 5.0), before)  # nothing at 31 or above
+    assert not autotune._worse(ledger, Probe(20.0, "ok", 100, 45, 5.0), before)
+    assert autotune._worse(ledger, Probe(20.0, "ok", 100, 10, 5.0), before)
+    assert not autotune._worse(ledger, Probe(31.0, "ok", 100, 10, 5.0), before)  # nothing at 31 or above

@@ -224,7 +224,7 @@ def infpop_tune(
     placed = source.placed if isinstance(source, SharedServers) else {s: (s, None) for s in grid}
     order = sorted(grid, key=lambda s: (-placed[s][0].size, placed[s][0].label, -s.size))
     best_setting, best = None, None
-    last_of_run: dict[tuple, Setting] = {}  # per value of the other knobs, the last setting measured
+    last_of_run: dict[tuple, Setting] = {}  # per value of the other knobs, the last setting searched
     stopped: dict[tuple, str] = {}  # the runs the line search ended, and why
     skipped: dict[Setting, str] = {}
     for setting in order:
@@ -233,11 +233,11 @@ def infpop_tune(
             skipped[setting] = stopped[run]
             logger.info(f"  {setting.label}: skipped, {skipped[setting]}")
             continue
+        before, last_of_run[run] = last_of_run.get(run), setting
         if best is None:
             at_inf = ledger.probe(setting, INF)
             if at_inf.passes(target_share):
                 best_setting, best = setting, at_inf
-                last_of_run[run] = setting
                 continue
             bound = int(at_inf.request_throughput or 0) + 1
             found = capacity_bisection(
@@ -249,21 +249,17 @@ def infpop_tune(
                 if at_inf.passes(target_share):
                     if _better(at_inf, best):
                         best_setting, best = setting, at_inf
-                    last_of_run[run] = setting
                     continue
             bar = _above(_level(best), resolution)
             first = ledger.probe(setting, float(bar))
             if not first.passes(target_share):
-                before = last_of_run.get(run)
-                if line_search and before is not None and _worse(ledger, setting, first, before):
+                if line_search and before is not None and _worse(ledger, first, before):
                     stopped[run] = (
                         f"{setting.label} did significantly worse at {bar} req/s than {before.label} "
                         "(capacity taken as unimodal in max_num_seqs)"
                     )
-                last_of_run[run] = setting
                 continue
             found = _gallop(ledger, setting, first, target_share, resolution=resolution)
-        last_of_run[run] = setting
         if found.best is not None and _better(found.best, best):
             best_setting, best = setting, found.best
     return Choice("infpop", best_setting, best, ledger, skipped)
@@ -275,8 +271,8 @@ def _above(level: float, resolution: float) -> int:
     return max(int(level) + 1, math.ceil(level * (1 + resolution)))
 
 
-def _worse(ledger: Ledger, setting: Setting, failed: Probe, before: Setting) -> bool:
-    """`setting` failed `failed`; the setting before it in its run of max_num_seqs did
+def _worse(ledger: Ledger, failed: Probe, before: Setting) -> bool:
+    """A setting failed `failed`; the setting before it in its run of max_num_seqs did
     significantly better at that rate or the nearest above it that it was measured at: its SLO
     attainment's 95% interval lies above this one's. Attainment falls as the rate rises, so `before`
     does better at `failed`'s rate too. (The nearest rate, not any: on a noisy machine the best of

@@ -68,7 +68,7 @@ from typing import Protocol
 
 from infpop.serve.analysis import Capacity, Probe, capacity_bisection, session_prober
 from infpop.serve.metrics import Slo
-from infpop.serve.plan import ServeJob, plan, settings_of
+from infpop.serve.plan import ServeJob, plan, rate_text, settings_of
 from infpop.serve.session import ServeSession
 
 AUTO_TUNE_SOURCE = (
@@ -124,7 +124,7 @@ class Ledger:
         how = " (inferred)" if result.inferred else " (kept)" if result.reused else ""
         on = f" on {result.server}" if result.server and result.server != setting.label else ""
         logger.info(
-            f"  {setting.label} rate {_rate(rate)}{on}: {result.status}, P99 E2EL "
+            f"  {setting.label} rate {rate_text(rate)}{on}: {result.status}, P99 E2EL "
             f"{_number(result.e2el_p99_ms)} ms, attainment {_number(result.attainment)}, "
             f"{_number(result.request_throughput)} req/s, at most {_number(result.peak_in_flight)} in flight{how}"
         )
@@ -162,10 +162,6 @@ class Choice:
     ledger: Ledger
     #: settings left without a load point, and why (InfPop's line search)
     skipped: dict[Setting, str] = field(default_factory=dict)
-
-
-def _rate(rate: float) -> str:
-    return "inf" if math.isinf(rate) else f"{rate:g}"
 
 
 def _number(value) -> str:
@@ -519,7 +515,7 @@ def _side(choice: Choice) -> dict:
     name = choice.algorithm
     return {
         f"{name}_setting": choice.setting.label if choice.setting else None,
-        f"{name}_rate": _rate(probe.rate) if probe else None,
+        f"{name}_rate": rate_text(probe.rate) if probe else None,
         f"{name}_goodput": probe.goodput if probe else None,
         f"{name}_goodput_ci_low": low,
         f"{name}_goodput_ci_high": high,
@@ -596,7 +592,7 @@ def probe_rows(mode: str, case: dict, choice: Choice, target: float) -> list[dic
                 "algorithm": choice.algorithm,
                 "order": order,
                 "settings": setting.label,
-                "request_rate": _rate(probe.rate),
+                "request_rate": rate_text(probe.rate),
                 "status": probe.status,
                 "server": probe.server or setting.label,
                 "inferred": probe.inferred,
@@ -655,8 +651,8 @@ def capacity_rows(mode: str, case: dict, choice: Choice, target: float) -> list[
                 **case,
                 "settings": setting.label,
                 "probes": len(probes),
-                "capacity_at_least": _rate(top.rate) if top else None,
-                "fails_at": _rate(min(failed)) if failed else None,
+                "capacity_at_least": rate_text(top.rate) if top else None,
+                "fails_at": rate_text(min(failed)) if failed else None,
                 "capacity_goodput": top.goodput if top else None,
                 "capacity_goodput_ci_low": low,
                 "capacity_goodput_ci_high": high,

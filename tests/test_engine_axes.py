@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import make_config
+from conftest import VLLM_TEST_ARGS, make_config
 
 from infpop.analysis.selection import AnalysisSettings, select
 from infpop.config import ConfigError, load_config
@@ -83,7 +83,7 @@ def test_offline_sweeps_one_per_combination_with_their_folders_and_arguments(mod
     assert vllm[0].relpath == "cpu/vllm/tiny/g1/max_num_seqs=8,max_num_batched_tokens=32"
     assert Sweep("cpu", "hf", "tiny", 1).relpath == "cpu/hf/tiny/g1"  # the default keeps its folder
     assert sweep_engine_args(config, vllm[2]) == {
-        "gpu_memory_utilization": 0.15,
+        **VLLM_TEST_ARGS,  # the config's engine_args.vllm
         "enable_prefix_caching": False,
         "max_num_seqs": 64,
         "max_num_batched_tokens": 1024,

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_config
+from conftest import REPO, VLLM_TEST_ARGS, make_config
 
 from infpop.config import ConfigError, load_config
 from infpop.data.gguf_model import GgufSourceError, locate, sha256_of
@@ -220,10 +220,9 @@ AGREEMENT_PROMPTS = [
 ENGINE_SCRIPT = r"""
 import json, sys
 from infpop.measure.engines import EngineSpec, load_engine_class
-engine_name, model, prompts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-args = {"gpu_memory_utilization": 0.15} if engine_name == "vllm" else {}
+engine_name, model, prompts, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 engine = load_engine_class(engine_name)(EngineSpec(model, 1, "float32", "cpu", args))
-engine.load()  # once: vLLM takes about 100 s here
+engine.load()  # once
 code = engine.generate(prompts[:1], 24).new_token_ids
 agree = engine.generate(prompts[1:], 4).new_token_ids
 print("RESULT " + json.dumps({"code": code, "agree": agree}))
@@ -238,10 +237,10 @@ def test_both_engines_load_it_write_code_and_agree(smollm2):
 
     prompts = [HUMANEVAL_PREFIX, *AGREEMENT_PROMPTS]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    outputs = {}
+    outputs, args = {}, {"hf": {}, "vllm": VLLM_TEST_ARGS}
     for engine in ("hf", "vllm"):
         done = subprocess.run(
-            [sys.executable, "-c", ENGINE_SCRIPT, engine, str(smollm2), json.dumps(prompts)],
+            [sys.executable, "-c", ENGINE_SCRIPT, engine, str(smollm2), json.dumps(prompts), json.dumps(args[engine])],
             capture_output=True,
             text=True,
             timeout=900,

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, repo_config
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:
 
 
 def small_config(tmp_path: Path, engine: str) -> Path:
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = repo_config()
     # four trials of a few seconds each, so a kill lands inside one
     config.update(
         engines=[engine],

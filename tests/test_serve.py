@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import make_config
+from conftest import VLLM_TEST_ARGS, make_config
 
 from infpop.config import ConfigError, load_config
 from infpop.measure.records import RecordError
@@ -423,7 +423,7 @@ def test_plan_expands_the_axes_and_leaves_out_what_the_engine_refuses(model_fold
         harnesses={"vllm": ["vllm_bench", "infpop"]},
     )
     assert config["serve"]["request_rates"] == [4, "inf"]  # .inf spelt as the records spell it
-    assert config["serve"]["engine_args"]["vllm"] == {"gpu_memory_utilization": 0.15, "enable_prefix_caching": False}
+    assert config["serve"]["engine_args"]["vllm"] == {**VLLM_TEST_ARGS, "enable_prefix_caching": False}
     jobs, excluded = plan(config)
     vllm = sorted(j.settings for j in jobs if j.engine == "vllm" and j.n_gpus == 1)
     assert vllm == [

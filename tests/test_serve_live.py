@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, VLLM_TEST_ARGS, repo_config
 from test_interrupt import describe, marked, wait_until
 
 from infpop.serve import records
@@ -36,7 +36,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snake
 def serve_slice(tmp_path: Path, engines=("hf", "vllm"), **serve) -> Path:
     """configs/serve.yaml on the tiny model only: no engine-argument axes, two load points, one
     repetition, 12 requests of 8 tokens."""
-    config = yaml.safe_load((REPO / "configs/serve.yaml").read_text())
+    config = repo_config("configs/serve.yaml")
     del config["models"]["smollm2-135m"]
     config["engines"] = list(engines)
     config["serve"].update(
@@ -139,7 +139,7 @@ def test_a_vllm_server_whose_kv_cache_holds_no_request_is_oom(tmp_path, tiny_mod
         tmp_path,
         tiny_model,
         "vllm",
-        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "kv_cache_memory_bytes": 1_000_000}},
+        engine_args={"vllm": {**VLLM_TEST_ARGS, "kv_cache_memory_bytes": 1_000_000}},
     )
     with ServeSession(config, ServeJob("cpu", "vllm", "tiny", 1, "default"), tmp_path, benchmark_file) as session:
         # refused before any server starts: a smaller max_num_seqs needs a server started with more
@@ -166,7 +166,7 @@ def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(t
         tmp_path,
         tiny_model,
         "vllm",
-        engine_args={"vllm": {"gpu_memory_utilization": 0.15}},
+        engine_args={"vllm": VLLM_TEST_ARGS},
         engine_arg_axes={"vllm": {"max_num_seqs": [2, 4]}},
         harnesses={"vllm": ["infpop"], "hf": ["infpop"]},
     )

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO, SHARED_DATA, needs_shared
+from conftest import REPO, SHARED_DATA, needs_shared, repo_config
 from test_workflow import SNAKEMAKE
 
 #: The CI cluster's settings on top of the profile: no accounting database (squeue for status, no

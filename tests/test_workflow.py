@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import yaml
-from conftest import REPO, SHARED_DATA, needs_shared
+from conftest import REPO, SHARED_DATA, needs_shared, repo_config
 
 APPENDIX = SHARED_DATA / "infpop-appendix"
 needs_appendix = needs_shared(APPENDIX)
@@ -157,7 +157,7 @@ RERUN_TABLE = [
 def test_end_to_end_both_engines(tmp_path):
     """A small config through the real pipeline: tiny model built by its rule, hf and vLLM
     (vLLM at 1 and 2 tensor-parallel ranks), one JSON per trial, the tidy table."""
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = repo_config()
     config.update(batch_sizes=[1, 8], max_new_tokens=[5], benchmark={"limit": 24}, repetitions=2)
     # live tuning of both engines (budget 6, as in the default config) over a space beyond the
     # sweeps' grid; the paper's RQ5 and optimiser study with fewer seeds than the paper's

@@ -20,8 +20,8 @@ UNDER_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 #: on 2 cores (median 30.6 s against 21.1 s, bench/vllm_load.py) and 70 s to SmolLM2's, which the
 #: pipeline tests pay at every sweep, cross-check side and server start; they check the pipeline,
 #: not the compiler (bench/README.md: the suite 12 minutes shorter). The repository's configs keep
-#: vLLM's default, and tests/test_engines.py's prefix-cache, KV-cache and greedy-agreement tests load
-#: vLLM with it, compilation included.
+#: vLLM's default, and tests/test_engines.py's greedy-agreement test loads vLLM with it, compilation
+#: included.
 VLLM_TEST_ARGS = {"gpu_memory_utilization": 0.15, "enforce_eager": True}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import VLLM_TEST_ARGS
 
 from infpop.measure import records
 from infpop.measure.grid import Sweep, TrialKey
@@ -69,7 +70,7 @@ def test_vllm_prefix_cache_when_turned_on_serves_the_repeated_prompts(tmp_path, 
         batch_sizes=[4],
         repetitions=2,
         benchmark={"limit": 8},
-        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "enable_prefix_caching": True}},
+        engine_args={"vllm": {**VLLM_TEST_ARGS, "enable_prefix_caching": True}},
     )
     run_sweep(config, Sweep("cpu", "vllm", "tiny", 1), tmp_path, benchmark_file)
     second = records.read(tmp_path / TrialKey(3, 4, 1).relpath)
@@ -120,7 +121,7 @@ def test_vllm_kv_cache_too_small_at_load_is_an_oom(tmp_path, config_for, benchma
     config = config_for(
         engines=["vllm"],
         batch_sizes=[1, 2],
-        engine_args={"vllm": {"gpu_memory_utilization": 0.15, "kv_cache_memory_bytes": 1_000_000}},
+        engine_args={"vllm": {**VLLM_TEST_ARGS, "kv_cache_memory_bytes": 1_000_000}},
     )
     log_file = tmp_path / "sweep.log"
     with open(log_file, "w") as log:

@@ -102,11 +102,11 @@ def smollm2_slice(tmp_path_factory) -> SimpleNamespace:
 
 
 def repo_config(name: str = "config.yaml") -> dict:
-    """A config file of the repository (`name`, from its root) as the tests run it: vLLM eager
-    (VLLM_TEST_ARGS), its other engine arguments as the file gives them."""
+    """A config file of the repository (`name`, from its root) as the tests run it: VLLM_TEST_ARGS
+    over the file's vLLM arguments (the memory share is the one the repository's configs give)."""
     config = yaml.safe_load((REPO / name).read_text())
     engine_args = config.setdefault("engine_args", {})
-    engine_args["vllm"] = {**(engine_args.get("vllm") or {}), "enforce_eager": True}
+    engine_args["vllm"] = {**(engine_args.get("vllm") or {}), **VLLM_TEST_ARGS}
     return config
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VLLM_TEST_ARGS, repo_config
+from conftest import REPO, VLLM_TEST_ARGS, make_config, repo_config
 from test_interrupt import describe, marked, wait_until
 
 from infpop.serve import records
@@ -119,8 +119,6 @@ def test_serving_slice_through_snakemake(tmp_path):
 
 
 def session_config(tmp_path, tiny_model, engine, **serve):
-    from conftest import make_config
-
     from infpop.config import load_config
 
     section = {

@@ -1,14 +1,16 @@
 """vLLM's auto_tune against InfPop's tuning on live vLLM servers (infpop/serve/autotune.py): both
 algorithms over max_num_seqs x max_num_batched_tokens under one P99 end-to-end latency limit, on
 the same servers and load generator, auto_tune first unless --first infpop (the second reuses the
-load points the first measured); then the same records replayed, which must give the same answer. Prints each side's
-best setting, goodput with its CI, invocations and device-minutes, and writes
+load points the first measured); then each side's best measured again over --confirm rounds of
+alternating order (serve.tuning.confirm; records in the output folder's confirm/); then the search
+records replayed, which must give the same answers. Prints each side's best setting, goodput with its
+CI (the load point's, and over the confirmation's rounds), invocations and device-minutes, and writes
 autotune_comparison.csv, autotune_probes.csv and capacity.csv (live and replay rows, marked) to the output folder.
 
     python bench/serve_autotune.py --directory RUN [--model tiny-llama] [--seqs 4 32] [--tokens 2048]
                                    [--requests 60] [--e2el-ms 300] [--target 0.8] [--harness infpop]
                                    [--minutes 9] [--no-share] [--resolution 0.05] [--no-line-search]
-                                   [--first auto_tune|infpop]
+                                   [--first auto_tune|infpop] [--confirm 3]
 
 RUN is a folder where configs/serve.yaml's models were built (resources/models/ and resources/data/,
 as Snakemake builds them). The records go to RUN/bench/serve_autotune/.
@@ -49,7 +51,10 @@ def main() -> None:
     parser.add_argument(
         "--first", default="auto_tune", choices=["auto_tune", "infpop"], help="which algorithm runs first"
     )
-    parser.add_argument("--minutes", type=float, default=9.0, help="measure nothing after this (missing probes)")
+    parser.add_argument("--minutes", type=float, default=9.0, help="the searches measure nothing after this")
+    parser.add_argument(
+        "--confirm", type=int, default=3, help="rounds of each side's best measured again after both (0: none)"
+    )
     args = parser.parse_args()
     # `timeout` stops this with SIGTERM: exit through the sessions' cleanup, which stops the server
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -72,6 +77,7 @@ def main() -> None:
             "resolution": args.resolution,
             "line_search": not args.no_line_search,
             "first": args.first,
+            "confirm": args.confirm,
         },
     )
     config = load_config(raw)
@@ -80,6 +86,7 @@ def main() -> None:
         config,
         out / "records",
         Path(f"resources/data/{config['benchmark']['name']}.jsonl.gz"),
+        out / "confirm",
         deadline=started + args.minutes * 60,
     )
     wall = time.monotonic() - started
@@ -110,8 +117,18 @@ def main() -> None:
                     else ""
                 )
             )
+            if row[f"{side}_confirmed_goodput"] is not None:
+                low, high = row[f"{side}_confirmed_ci_low"], row[f"{side}_confirmed_ci_high"]
+                print(
+                    f"  {'':<9} confirmed over {row['confirm_rounds']} rounds: goodput "
+                    f"{row[f'{side}_confirmed_goodput']:.2f} req/s (95% CI {low:.2f}-{high:.2f}), held its own rule "
+                    f"in {row[f'{side}_confirmed_holds']} of {row['confirm_rounds']}"
+                )
+        if row["confirm_rounds"]:
+            print(f"  confirmation: {row['confirm_device_minutes']:.2f} device-minutes (neither side's)")
         print(
-            f"  same setting {row['same_setting']}, within CI {row['within_ci']}, invocations ratio "
+            f"  same setting {row['same_setting']}, within the load point's CI {row['within_load_point_ci']}, "
+            f"within CI {row['within_ci']}, invocations ratio "
             f"{row['invocation_ratio']:.2f}, device-minutes ratio {row['device_minutes_ratio']:.2f}, "
             f"goal met {row['goal_met']}"
         )

@@ -191,6 +191,21 @@ def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(t
     assert max(r["client_queue_s"] for r in emulated["requests"]) > 0  # twelve at once, two at a time
     own = records.read(folder / "rinf_cinf_infpop_rep0.json")
     assert own["measures"]["peak_in_flight"] > 2 and not any(r.get("from_arrival") for r in own["requests"])
+    # serve.tuning.confirm: the answer measured again, twice, on a server started with its own
+    # setting (no emulation), records in a folder of their own
+    confirmation = autotune.confirm_live(
+        autotune.session_opener(config, case, tmp_path / "confirm", benchmark_file),
+        (ours,),
+        2,
+        "infpop",
+        Slo(e2el_ms=60_000),
+        0.5,
+    )
+    assert [p.status for p in confirmation.probes["infpop"]] == ["ok", "ok"]
+    assert confirmation.goodput("infpop").n == 2 and confirmation.device_s > 0
+    confirmed = tmp_path / "confirm" / ServeJob(*case, ours.setting.label).relpath
+    again = [records.read(confirmed / f"rinf_cinf_infpop_rep{rep}.json") for rep in (0, 1)]
+    assert all("emulated_max_num_seqs" not in r["load_point"] and r["status"] == "ok" for r in again)
 
 
 def test_a_server_killed_under_load_is_crashed_and_the_next_load_point_gets_a_fresh_one(

@@ -220,18 +220,21 @@ def crosscheck_minutes(config: dict) -> float:
     return config["runtime_estimate"]["safety_factor"] * seconds / 60
 
 
-def serve_minutes(config: dict, job) -> float:
-    """A serving job (infpop.serve.plan.ServeJob): a server start (the engine's load_s), then every
-    load point - its requests at its rate (none at an unbounded one) plus serve.load_point_estimate_s
-    - for each repetition and load generator."""
-    section = config["serve"]
-    points = load_points(section)
-    per_point = [
+def _load_point_seconds(section: dict) -> list[float]:
+    """Each load point of the serving plan: its requests at its rate (none at an unbounded one)
+    plus serve.load_point_estimate_s."""
+    return [
         (section["requests"] / p.request_rate if math.isfinite(p.request_rate) else 0)
         + section["load_point_estimate_s"]
-        for p in points
+        for p in load_points(section)
     ]
-    rounds = records_per_job(config, job.engine) / len(points)
+
+
+def serve_minutes(config: dict, job) -> float:
+    """A serving job (infpop.serve.plan.ServeJob): a server start (the engine's load_s), then every
+    load point (_load_point_seconds) for each repetition and load generator."""
+    per_point = _load_point_seconds(config["serve"])
+    rounds = records_per_job(config, job.engine) / len(per_point)
     seconds = load_seconds(config, job.hardware, job.engine, job.model) + rounds * sum(per_point)
     return config["runtime_estimate"]["safety_factor"] * seconds / 60
 
@@ -240,8 +243,17 @@ def serve_tuning_minutes(config: dict, jobs: list) -> float:
     """Live serve.tuning: auto_tune, then InfPop's tuning, over the vLLM servers `jobs` of the
     serving plan, one server at a time: each algorithm starts each server once and asks for about
     as many load points as its serving job measures (auto_tune's walk down from the rate-inf
-    throughput can ask for more; a job over its runtime is retried with twice as much)."""
-    return 2 * sum(serve_minutes(config, job) for job in jobs)
+    throughput can ask for more; a job over its runtime is retried with twice as much). Then per
+    case (hardware, model, GPUs) serve.tuning.confirm rounds of both answers, alternating: at most
+    rounds + 1 server starts and two of the plan's longest load points a round."""
+    searches = 2 * sum(serve_minutes(config, job) for job in jobs)
+    rounds = config["serve"]["tuning"]["confirm"] or 0
+    if not rounds:
+        return searches
+    longest = max(_load_point_seconds(config["serve"]))
+    cases = {(job.hardware, job.model, job.n_gpus) for job in jobs}
+    seconds = sum((rounds + 1) * load_seconds(config, h, "vllm", m) + 2 * rounds * longest for h, m, _ in cases)
+    return searches + config["runtime_estimate"]["safety_factor"] * seconds / 60
 
 
 def serve_summary(config: dict, jobs: list, excluded: int) -> str:

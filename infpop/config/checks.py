@@ -550,6 +550,15 @@ def serve(config: dict) -> list[Problem]:
                     f"emulates max_num_seqs with InfPop's client, and the tuning's harness is {tuning['harness']}",
                 )
             )
+        live = tuning["mode"] == "live"
+        if tuning["confirm"] is None:
+            tuning["confirm"] = 3 if live else 0
+        elif tuning["confirm"] == 1:
+            problems.append(Problem(("serve", "tuning", "confirm"), "needs 2 rounds or more for an interval (0: none)"))
+        elif tuning["confirm"] and not live:
+            problems.append(
+                Problem(("serve", "tuning", "confirm"), "measures on live servers: a replay (mode: replay) has none")
+            )
         if tuning["mode"] == "replay" and tuning["harness"] not in harnesses:
             problems.append(
                 Problem(

@@ -66,9 +66,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from infpop.measure.repetitions import Summary, summarise
 from infpop.serve.analysis import Capacity, Probe, capacity_bisection, session_prober
 from infpop.serve.metrics import Slo
-from infpop.serve.plan import ServeJob, plan, rate_text, settings_of
+from infpop.serve.plan import LoadPoint, ServeJob, plan, rate_text, settings_of
 from infpop.serve.session import ServeSession
 
 AUTO_TUNE_SOURCE = (
@@ -467,6 +468,64 @@ class LiveSource:
             self.session, self.label = None, None
 
 
+# --------------------------------------------------------------------------- the confirmation
+
+
+@dataclass
+class Confirmation:
+    """Each side's best load point measured again after both searches (serve.tuning.confirm), on
+    a server started with its setting (no emulation), in rounds whose order alternates: A B, B A,
+    A B, ... (one server at a time, so each change of setting starts its server again). These are
+    the repetitions the comparison judges the two answers by: one load point's interval counts its
+    requests as independent, and a stall that makes every later request late is not. Its cost
+    (`device_s`: the load points and every server start) is the judge's, counted in neither side's.
+
+    `probes`: per algorithm, one probe per round (the same record for both sides where they chose
+    the same setting and rate)."""
+
+    rounds: int
+    probes: dict[str, list[Probe]] = field(default_factory=dict)
+    device_s: float = 0.0
+
+    def goodput(self, algorithm: str) -> Summary:
+        """The mean goodput over the rounds and its 95% t interval (a round that failed counts 0;
+        the comparison cuts the interval's lower bound at 0)."""
+        return summarise(p.goodput or 0.0 for p in self.probes.get(algorithm, []))
+
+
+def confirm_live(open_session, choices: Sequence[Choice], rounds: int, harness: str, slo: Slo, tolerance: float):
+    """Confirmation's rounds on live servers: `open_session(label)` gives a setting's ServeSession
+    (records in a folder of their own, so a search's replay never meets them)."""
+    chosen = [c for c in choices if c.probe is not None]
+    confirmation = Confirmation(rounds, {c.algorithm: [] for c in chosen})
+    order = [c for r in range(rounds) for c in (chosen if r % 2 == 0 else chosen[::-1])]
+    session, label = None, None
+    try:
+        for choice in order:
+            if label != choice.setting.label:
+                if session is not None:
+                    confirmation.device_s += sum(session.server_starts)
+                    session.close()
+                session, label = None, choice.setting.label
+                session = open_session(label)
+            rate = choice.probe.rate
+            rep = len(confirmation.probes[choice.algorithm])
+            record, reused = session.measure(LoadPoint(rate), rep, harness)
+            probe = Probe.from_records(rate, [record], slo, tolerance, reused=reused)
+            confirmation.probes[choice.algorithm].append(probe)
+            if not reused:
+                confirmation.device_s += probe.duration_s + probe.warmup_s
+            logger.info(
+                f"  confirming {choice.algorithm}'s {label} at {rate_text(rate)} (round {rep + 1} of {rounds}): "
+                f"{probe.status}, goodput {_number(probe.goodput)} req/s, P99 E2EL {_number(probe.e2el_p99_ms)} ms"
+            )
+    finally:
+        if session is not None:
+            confirmation.device_s += sum(session.server_starts)
+            session.close()
+    return confirmation
+
+
 # --------------------------------------------------------------------------- the comparison
 
 
@@ -489,6 +548,10 @@ COLUMNS = [
     "auto_tune_missing",
     "auto_tune_servers",
     "auto_tune_device_minutes",
+    "auto_tune_confirmed_goodput",
+    "auto_tune_confirmed_ci_low",
+    "auto_tune_confirmed_ci_high",
+    "auto_tune_confirmed_holds",
     "infpop_setting",
     "infpop_rate",
     "infpop_goodput",
@@ -501,7 +564,14 @@ COLUMNS = [
     "infpop_skipped",
     "infpop_servers",
     "infpop_device_minutes",
+    "infpop_confirmed_goodput",
+    "infpop_confirmed_ci_low",
+    "infpop_confirmed_ci_high",
+    "infpop_confirmed_holds",
+    "confirm_rounds",
+    "confirm_device_minutes",
     "same_setting",
+    "within_load_point_ci",
     "within_ci",
     "invocation_ratio",
     "device_minutes_ratio",
@@ -509,10 +579,18 @@ COLUMNS = [
 ]
 
 
-def _side(choice: Choice) -> dict:
+def _holds(choice: Choice, probe: Probe, latency_ms: float, target: float) -> bool:
+    """Whether a load point holds by the algorithm's own rule: auto_tune's P99 E2EL within the
+    limit, InfPop's goodput's lower bound at its share of the rate."""
+    return _holds_latency(probe, latency_ms) if choice.algorithm == "auto_tune" else probe.passes(target)
+
+
+def _side(choice: Choice, confirmation: Confirmation | None, latency_ms: float, target: float) -> dict:
     probe, ledger = choice.probe, choice.ledger
     low, high = probe.goodput_ci if probe else (None, None)
     name = choice.algorithm
+    again = confirmation.probes.get(name, []) if confirmation else []
+    confirmed = confirmation.goodput(name) if again else None
     return {
         f"{name}_setting": choice.setting.label if choice.setting else None,
         f"{name}_rate": rate_text(probe.rate) if probe else None,
@@ -525,20 +603,43 @@ def _side(choice: Choice) -> dict:
         **({f"{name}_inferred": ledger.inferred, f"{name}_skipped": len(choice.skipped)} if name == "infpop" else {}),
         f"{name}_servers": ledger.servers,
         f"{name}_device_minutes": ledger.device_s / 60,
+        f"{name}_confirmed_goodput": confirmed.mean if confirmed else None,
+        f"{name}_confirmed_ci_low": max(0.0, confirmed.ci_low) if confirmed else None,
+        f"{name}_confirmed_ci_high": confirmed.ci_high if confirmed else None,
+        f"{name}_confirmed_holds": sum(_holds(choice, p, latency_ms, target) for p in again) if again else None,
     }
 
 
-def comparison_row(mode: str, case: dict, grid: Sequence[Setting], theirs: Choice, ours: Choice, slo_e2el_ms, target):
-    """One case of results/serve/autotune_comparison.csv. `within_ci`: our best's goodput lies in
-    auto_tune's best's 95% interval or above it; the goal: the same setting or within its CI, in
-    at most a third of auto_tune's invocations and device-minutes."""
+def comparison_row(
+    mode: str,
+    case: dict,
+    grid: Sequence[Setting],
+    theirs: Choice,
+    ours: Choice,
+    slo_e2el_ms,
+    target,
+    confirmation: Confirmation | None = None,
+):
+    """One case of results/serve/autotune_comparison.csv. `within_load_point_ci`: our best's
+    goodput lies in auto_tune's best load point's 95% interval or above it. `within_ci`: with a
+    confirmation, our best's mean goodput over its rounds lies in the 95% interval of auto_tune's
+    best's over its rounds or above it (the interval from repetitions); without one, the load
+    point's. The goal: the same setting or within_ci, in at most a third of auto_tune's
+    invocations and device-minutes."""
     row = {"mode": mode, **case, "slo_e2el_ms": slo_e2el_ms, "target_share": target}
     row["settings_in_grid"] = len(grid)
-    row.update(_side(theirs))
-    row.update(_side(ours))
+    row.update(_side(theirs, confirmation, slo_e2el_ms, target))
+    row.update(_side(ours, confirmation, slo_e2el_ms, target))
+    row["confirm_rounds"] = confirmation.rounds if confirmation else 0
+    row["confirm_device_minutes"] = confirmation.device_s / 60 if confirmation else None
     row["same_setting"] = theirs.setting is not None and theirs.setting == ours.setting
     low = row["auto_tune_goodput_ci_low"]
-    row["within_ci"] = row["infpop_goodput"] is not None and low is not None and row["infpop_goodput"] >= low
+    row["within_load_point_ci"] = row["infpop_goodput"] is not None and low is not None and row["infpop_goodput"] >= low
+    low = row["auto_tune_confirmed_ci_low"]
+    if low is None:
+        row["within_ci"] = row["within_load_point_ci"]
+    else:
+        row["within_ci"] = row["infpop_confirmed_goodput"] is not None and row["infpop_confirmed_goodput"] >= low
     row["invocation_ratio"] = ours.ledger.invocations / theirs.ledger.invocations if theirs.ledger.invocations else None
     row["device_minutes_ratio"] = ours.ledger.device_s / theirs.ledger.device_s if theirs.ledger.device_s else None
     row["goal_met"] = bool(
@@ -668,8 +769,11 @@ def _case(hardware: str, engine: str, model: str, n_gpus: int) -> dict:
     return {"hardware": hardware, "engine": engine, "model": model, "n_gpus": n_gpus}
 
 
-def _run_case(mode: str, case: dict, source: Source, grid: list[Setting], tuning: dict) -> tuple[dict, list, list]:
-    """Both algorithms on one case: (comparison row, every probe, InfPop's capacity per setting)."""
+def _run_case(
+    mode: str, case: dict, source: Source, grid: list[Setting], tuning: dict, confirm=None
+) -> tuple[dict, list, list]:
+    """Both algorithms on one case: (comparison row, every probe, InfPop's capacity per setting);
+    `confirm`: (auto_tune's choice, ours) -> Confirmation, after both searches (None: none)."""
     latency, target = tuning["e2el_ms"], tuning["target_share"]
 
     def run_theirs() -> Choice:
@@ -687,7 +791,8 @@ def _run_case(mode: str, case: dict, source: Source, grid: list[Setting], tuning
     else:
         theirs = run_theirs()
         ours = run_ours()
-    row = comparison_row(mode, case, grid, theirs, ours, latency, target)
+    confirmation = confirm(theirs, ours) if confirm is not None else None
+    row = comparison_row(mode, case, grid, theirs, ours, latency, target, confirmation)
     logger.info(
         f"{case}: auto_tune {row['auto_tune_setting']} at {row['auto_tune_rate']} "
         f"({row['auto_tune_invocations']} load points, {row['auto_tune_device_minutes']:.1f} device-min); "
@@ -741,13 +846,15 @@ def session_opener(config: dict, case: tuple, out_root: Path, benchmark_file: Pa
 
 
 def run_live(
-    config: dict, out_root: Path, benchmark_file: Path, deadline: float | None = None
+    config: dict, out_root: Path, benchmark_file: Path, confirm_root: Path, deadline: float | None = None
 ) -> tuple[list, list, list]:
     """Both algorithms on live vLLM servers, per (hardware, model, n_gpus) of the serving plan:
     the settings of serve.engine_arg_axes.vllm, records under out_root/<server>/ (the algorithm that
-    runs second, serve.tuning.first, reuses the load points the first measured, as a shared cache)."""
+    runs second, serve.tuning.first, reuses the load points the first measured, as a shared cache);
+    then serve.tuning.confirm rounds of each side's best, records under confirm_root/<server>/
+    (past `deadline` the searches measure nothing more; the confirmation still runs)."""
     section, tuning = config["serve"], config["serve"]["tuning"]
-    slo = Slo(e2el_ms=tuning["e2el_ms"])
+    slo, tolerance = Slo(e2el_ms=tuning["e2el_ms"]), section["saturation_tolerance"]
     rows, probes, capacities = [], [], []
     for case, grid in sorted(live_cases(config).items()):
         source = LiveSource(
@@ -755,11 +862,20 @@ def run_live(
             tuning["harness"],
             tuning["repetitions"],
             slo,
-            section["saturation_tolerance"],
+            tolerance,
             deadline,
         )
+
+        def confirm(theirs: Choice, ours: Choice, case=case, source=source) -> Confirmation:
+            source.close()  # one server at a time
+            logger.info(f"confirming both answers on {case}: {tuning['confirm']} rounds each")
+            opener = session_opener(config, case, confirm_root, benchmark_file)
+            return confirm_live(opener, (theirs, ours), tuning["confirm"], tuning["harness"], slo, tolerance)
+
         try:
-            row, asked, found = _run_case("live", _case(*case), source, grid, tuning)
+            row, asked, found = _run_case(
+                "live", _case(*case), source, grid, tuning, confirm if tuning["confirm"] else None
+            )
         finally:
             source.close()
         rows.append(row)

@@ -20,8 +20,9 @@ config = snakemake.config
 tuning = config["serve"]["tuning"]
 try:
     if tuning["mode"] == "live":
-        out_root = Path(snakemake.output.comparison).parent / "tuning"
-        rows, probes, capacities = autotune.run_live(config, out_root, Path(snakemake.input.benchmark))
+        results = Path(snakemake.output.comparison).parent
+        benchmark = Path(snakemake.input.benchmark)
+        rows, probes, capacities = autotune.run_live(config, results / "tuning", benchmark, results / "confirm")
     else:
         rows, probes, capacities = autotune.run_replay(config, tables.collect(snakemake.input.manifests))
 except (RecordError, ServeError, FolderBusy, SnakemakeGone) as exc:

@@ -799,6 +799,13 @@ def _run_case(
         f"InfPop {row['infpop_setting']} at {row['infpop_rate']} ({row['infpop_invocations']} load points, "
         f"{row['infpop_device_minutes']:.1f} device-min)"
     )
+    if confirmation is not None:
+        logger.info(
+            f"{case}: measured again over {confirmation.rounds} rounds, auto_tune's goodput "
+            f"{_number(row['auto_tune_confirmed_goodput'])} req/s (held {row['auto_tune_confirmed_holds']}), "
+            f"InfPop's {_number(row['infpop_confirmed_goodput'])} (held {row['infpop_confirmed_holds']}); "
+            f"within CI {row['within_ci']}, goal met {row['goal_met']}"
+        )
     probes = probe_rows(mode, case, theirs, target) + probe_rows(mode, case, ours, target)
     return row, probes, capacity_rows(mode, case, ours, target)
 

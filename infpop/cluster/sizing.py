@@ -247,7 +247,7 @@ def serve_tuning_minutes(config: dict, jobs: list) -> float:
     case (hardware, model, GPUs) serve.tuning.confirm rounds of both answers, alternating: at most
     rounds + 1 server starts and two of the plan's longest load points a round."""
     searches = 2 * sum(serve_minutes(config, job) for job in jobs)
-    rounds = config["serve"]["tuning"]["confirm"] or 0
+    rounds = config["serve"]["tuning"]["confirm"]
     if not rounds:
         return searches
     longest = max(_load_point_seconds(config["serve"]))

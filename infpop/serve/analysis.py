@@ -402,13 +402,16 @@ def session_prober(
     tolerance: float,
     max_concurrency: int | None = None,
     emulated_max_num_seqs: int | None = None,
+    first_rep: int = 0,
 ):
     """A probe function for capacity_bisection on a live server: each rate is a load point
-    measured (or reused) `repetitions` times through `session` (a ServeSession)."""
+    measured (or reused) `repetitions` times through `session` (a ServeSession), as repetitions
+    first_rep, first_rep + 1, ..."""
 
     def probe(rate: float) -> Probe:
         point = LoadPoint(float(rate), max_concurrency, emulated_max_num_seqs)
-        measured = [session.measure(point, rep, harness) for rep in range(repetitions)]
+        reps = range(first_rep, first_rep + repetitions)
+        measured = [session.measure(point, rep, harness) for rep in reps]
         return Probe.from_records(
             rate, [record for record, _ in measured], slo, tolerance, reused=all(r for _, r in measured)
         )

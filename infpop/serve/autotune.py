@@ -69,7 +69,7 @@ from typing import Protocol
 from infpop.measure.repetitions import Summary, summarise
 from infpop.serve.analysis import Capacity, Probe, capacity_bisection, session_prober
 from infpop.serve.metrics import Slo
-from infpop.serve.plan import LoadPoint, ServeJob, plan, rate_text, settings_of
+from infpop.serve.plan import ServeJob, plan, rate_text, settings_of
 from infpop.serve.session import ServeSession
 
 AUTO_TUNE_SOURCE = (
@@ -446,7 +446,9 @@ class LiveSource:
         self.session = None
         self.server_starts: list[float] = []
 
-    def probe(self, setting: Setting, rate: float, emulated_max_num_seqs: int | None = None) -> Probe:
+    def probe(self, setting: Setting, rate: float, emulated_max_num_seqs: int | None = None, rep: int = 0) -> Probe:
+        """`rep`: the first repetition's index (a load point asked for again with a later one is
+        measured again, not reused)."""
         if self.deadline is not None and time.monotonic() > self.deadline:
             self.close()
             return Probe(rate=rate, status="missing")
@@ -455,7 +457,7 @@ class LiveSource:
             self.session, self.label = self.open_session(setting.label), setting.label
         before = len(self.session.server_starts)
         probe = session_prober(
-            self.session, self.harness, self.repetitions, self.slo, self.tolerance, None, emulated_max_num_seqs
+            self.session, self.harness, self.repetitions, self.slo, self.tolerance, None, emulated_max_num_seqs, rep
         )(rate)
         started = self.session.server_starts[before:]
         self.server_starts += started
@@ -494,35 +496,28 @@ class Confirmation:
 
 
 def confirm_live(open_session, choices: Sequence[Choice], rounds: int, harness: str, slo: Slo, tolerance: float):
-    """Confirmation's rounds on live servers: `open_session(label)` gives a setting's ServeSession
-    (records in a folder of their own, so a search's replay never meets them)."""
+    """Confirmation's rounds on live servers, one at a time (a LiveSource): `open_session(label)`
+    gives a setting's ServeSession (records in a folder of their own, so a search's replay never
+    meets them)."""
     chosen = [c for c in choices if c.probe is not None]
     confirmation = Confirmation(rounds, {c.algorithm: [] for c in chosen})
     order = [c for r in range(rounds) for c in (chosen if r % 2 == 0 else chosen[::-1])]
-    session, label = None, None
+    source = LiveSource(open_session, harness, 1, slo, tolerance)
     try:
         for choice in order:
-            if label != choice.setting.label:
-                if session is not None:
-                    confirmation.device_s += sum(session.server_starts)
-                    session.close()
-                session, label = None, choice.setting.label
-                session = open_session(label)
-            rate = choice.probe.rate
             rep = len(confirmation.probes[choice.algorithm])
-            record, reused = session.measure(LoadPoint(rate), rep, harness)
-            probe = Probe.from_records(rate, [record], slo, tolerance, reused=reused)
+            probe = source.probe(choice.setting, choice.probe.rate, rep=rep)
             confirmation.probes[choice.algorithm].append(probe)
-            if not reused:
+            if not probe.reused:
                 confirmation.device_s += probe.duration_s + probe.warmup_s
             logger.info(
-                f"  confirming {choice.algorithm}'s {label} at {rate_text(rate)} (round {rep + 1} of {rounds}): "
-                f"{probe.status}, goodput {_number(probe.goodput)} req/s, P99 E2EL {_number(probe.e2el_p99_ms)} ms"
+                f"  confirming {choice.algorithm}'s {choice.setting.label} at {rate_text(probe.rate)} (round "
+                f"{rep + 1} of {rounds}): {probe.status}, goodput {_number(probe.goodput)} req/s, P99 E2EL "
+                f"{_number(probe.e2el_p99_ms)} ms"
             )
     finally:
-        if session is not None:
-            confirmation.device_s += sum(session.server_starts)
-            session.close()
+        source.close()
+    confirmation.device_s += sum(source.server_starts)
     return confirmation
 
 

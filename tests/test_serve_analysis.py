@@ -159,6 +159,49 @@ def test_capacity_bisection_stops_within_its_resolution():
     assert failed - coarse.rate <= 0.05 * coarse.rate
 
 
+def searched(capacity: float, rates, cost=None, resolution: float = 0.05) -> tuple[float | None, float, int]:
+    """What a capacity search found on a synthetic server, and what its probes cost (`cost`, else 1
+    each) and how many there were."""
+    probe, calls = synthetic(capacity)
+    found = capacity_bisection(probe, rates, 0.9, resolution=resolution, cost=cost)
+    return found.rate, sum((cost or (lambda r: 1.0))(r) for r in calls), len(calls)
+
+
+def test_with_equal_costs_the_cheapest_splits_take_as_few_probes_as_bisection():
+    rates = range(1, 41)
+    plain = [searched(c, rates, resolution=0.0) for c in range(41)]
+    planned = [searched(c, rates, cost=lambda r: 5.0, resolution=0.0) for c in range(41)]
+    assert [r for r, _, _ in planned] == [r for r, _, _ in plain] == [None, *range(1, 41)]
+    assert sum(n for _, _, n in planned) == sum(n for _, _, n in plain)
+    assert max(n for _, _, n in planned) <= math.ceil(math.log2(41))
+
+
+def test_the_cheapest_splits_spend_less_where_low_rates_cost_more():
+    """A load point of 300 requests lasts 300 / rate seconds (1 s of warm-up): over a bracket of
+    1-62 req/s (the stalled live run's, bench/README.md) every capacity is found to 5% as plain
+    bisection finds it, for less device time on average (the plan's expectation, every capacity
+    equally likely, is least), and for the capacity of 14 req/s that run had, 13% less."""
+    rates, cost = range(1, 63), lambda rate: 300 / rate + 1.0
+    planned = {c: searched(c, rates, cost=cost) for c in range(63)}
+    assert planned[0][0] is None
+    assert all(c / 1.05 <= planned[c][0] <= c for c in range(1, 63))
+    plain_s = {c: sum(cost(r) for r in synthetic_calls(c, rates)) for c in range(63)}
+    assert sum(s for _, s, _ in planned.values()) < sum(plain_s.values())
+    assert planned[14][1] < 0.9 * plain_s[14]
+
+
+def synthetic_calls(capacity: float, rates) -> list[float]:
+    """The rates plain bisection probes on a synthetic server."""
+    probe, calls = synthetic(capacity)
+    capacity_bisection(probe, rates, 0.9, resolution=0.05)
+    return calls
+
+
+def test_a_bracket_wider_than_the_plan_is_halved_first():
+    rate, _, probes = searched(700, range(1, 1001), cost=lambda r: 1000 / r)
+    assert 700 / 1.05 <= rate <= 700 and probes <= 12
+
+
 def test_a_probe_passes_on_its_goodputs_lower_bound_against_the_offered_rate():
     sure = Probe(4, "ok", 100, 100, 25.0)
     assert sure.passes(0.95) and not sure.passes(0.97)
@@ -267,6 +310,14 @@ def test_infpop_tuning_finds_the_same_setting_in_a_third_of_the_load_points(star
     # every setting costs each side a server start: with a minute's start the device time is not
     # cut to a third, only the load points are
     assert row["goal_met"] == (start_s == 0.0) == (row["device_minutes_ratio"] <= 1 / 3)
+
+
+def test_infpops_first_bisection_leans_to_the_cheaper_higher_rates():
+    """Below the first setting's rate-inf bound (20 req/s), plain bisection would ask 10 req/s
+    first; a load point of 100 requests lasts 100 / rate seconds, and the cheapest split is 13."""
+    ours = infpop_tune(ReplaySource(table(capacity_by_seqs)), grid(), 0.9)
+    first = ours.ledger.probes[0][0]
+    assert [p.rate for s, p in ours.ledger.probes if s == first] == [math.inf, 13, 17, 15, 16]
 
 
 def test_when_every_setting_holds_the_slo_at_rate_inf_both_measure_each_once():

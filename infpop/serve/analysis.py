@@ -12,7 +12,8 @@ results/serve/loadpoints.csv (records.tidy_row) and over probes of a live server
   reached over its load points) and each knob's effect on goodput (one-way ANOVA and
   Kruskal-Wallis over the knob's values, as RQ2-RQ3 test the batch size: infpop.analysis.stats);
 - capacity under the SLO: the highest sustainable request rate, found by bisection over a rate
-  grid, each probe judged by its goodput's interval (the Wilson interval of its SLO attainment x
+  grid (given what a probe at each rate costs, at the split of least expected cost rather than the
+  middle), each probe judged by its goodput's interval (the Wilson interval of its SLO attainment x
   its requests per second): it passes when the lower bound reaches the target share of the offered
   rate; `session_prober` makes the probes through ServeSession, so the search runs on a real
   server.
@@ -359,13 +360,16 @@ def capacity_bisection(
     known_fail: float | None = None,
     max_probes: int | None = None,
     resolution: float = 0.0,
+    cost: Callable[[float], float] | None = None,
 ) -> Capacity:
     """The highest rate of the sorted grid `rates` whose probe passes (Probe.passes: goodput's lower
     bound >= target x rate), by bisection: passing is taken as monotone in the rate (a server that holds the SLO at
     a rate holds it at every lower one). `known_pass` / `known_fail`: rates already judged (a
     search across settings passes what it knows), which narrow the bracket without a probe.
     `resolution`: stop once the rate known to fail is within this share above the rate known to
-    pass (0.05: rates 5% apart are not told apart; 0: to the grid's step)."""
+    pass (0.05: rates 5% apart are not told apart; 0: to the grid's step). `cost`: what a probe at
+    a rate costs (seconds); with it, each probe is at the split of least expected cost
+    (cheapest_splits) rather than the middle."""
     grid = sorted(set(rates))
     if not grid:
         raise ValueError("a capacity search needs at least one rate")
@@ -374,15 +378,18 @@ def capacity_bisection(
         low = max((i for i, r in enumerate(grid) if r <= known_pass), default=-1)
     if known_fail is not None:
         high = min((i for i, r in enumerate(grid) if r >= known_fail), default=len(grid))
+    split: dict[tuple[int, int], int] = {}
     found = Capacity(None)
     while high - low > 1:
         if max_probes is not None and len(found.probes) >= max_probes:
             found.reason = f"stopped after {max_probes} probes"
             break
-        if 0 <= low and high < len(grid) and grid[high] - grid[low] <= resolution * grid[low]:
+        if _bracketed(grid, low, high, resolution):
             found.reason = f"bracketed within {resolution:.0%}"
             break
-        middle = (low + high) // 2
+        if cost is not None and (low, high) not in split and high - low - 1 <= SPLIT_PLAN_RATES:
+            split |= cheapest_splits(grid, cost, resolution, low, high)
+        middle = split.get((low, high), (low + high) // 2)  # a wider bracket is halved
         result = probe(grid[middle])
         found.probes.append(result)
         if result.passes(target):
@@ -392,6 +399,45 @@ def capacity_bisection(
     found.rate = grid[low] if low >= 0 else None
     found.reason = found.reason or ("bracketed" if low >= 0 else "no rate of the grid passes")
     return found
+
+
+def _bracketed(grid: Sequence[float], low: int, high: int, resolution: float) -> bool:
+    """The rate known to fail is within `resolution` above the rate known to pass."""
+    return 0 <= low and high < len(grid) and grid[high] - grid[low] <= resolution * grid[low]
+
+
+#: The widest bracket (in rates) capacity_bisection plans with cheapest_splits, whose work grows
+#: with the cube of the width.
+SPLIT_PLAN_RATES = 160
+
+
+def cheapest_splits(
+    grid: Sequence[float], cost: Callable[[float], float], resolution: float, low: int, high: int
+) -> dict[tuple[int, int], int]:
+    """For each bracket (low, high) of grid indices within the given one (low: the highest known to
+    pass, -1 for none; high: the lowest known to fail, len(grid) for none), the index to probe next
+    so that the search's expected cost to the end is least: every rate from low to high - 1 equally
+    likely to be the capacity (with equal costs this is plain bisection), each probe costing
+    `cost(rate)` (on a live server a load point of a fixed number of requests lasts longer the lower
+    its rate, so the split leans towards the cheaper, higher rates). Dynamic programming over the
+    brackets, exact and cubic in their width (capacity_bisection halves a bracket wider than
+    SPLIT_PLAN_RATES rates before it plans)."""
+    price = {i: cost(grid[i]) for i in range(low + 1, high)}
+    expected: dict[tuple[int, int], float] = {}
+    split: dict[tuple[int, int], int] = {}
+    for width in range(1, high - low + 1):
+        for a in range(low, high - width + 1):
+            b = a + width
+            if width == 1 or _bracketed(grid, a, b, resolution):
+                expected[a, b] = 0.0
+                continue
+            best = min(
+                range(a + 1, b),
+                key=lambda m: price[m] + ((b - m) * expected[m, b] + (m - a) * expected[a, m]) / width,
+            )
+            split[a, b] = best
+            expected[a, b] = price[best] + ((b - best) * expected[best, b] + (best - a) * expected[a, best]) / width
+    return split
 
 
 def session_prober(

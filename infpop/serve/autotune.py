@@ -25,7 +25,9 @@ to 1 req/s, auto_tune's step), and the setting whose capacity (then goodput) is 
 
 - the settings most likely to serve most first (max_num_seqs x max_num_batched_tokens descending);
 - the first setting: a load point at rate inf bounds its capacity (int(throughput) + 1, as
-  auto_tune's), then capacity_bisection over the rates below it;
+  auto_tune's), then capacity_bisection over the rates below it, each probe at the split of least
+  expected device-seconds (a load point of a fixed number of requests lasts requests / rate: the
+  search leans towards the cheaper, higher rates; analysis.cheapest_splits);
 - the incumbent's capacity is the rate it held the SLO at, or at rate inf its goodput (a server
   that holds the SLO when everything arrives at once sustains its completion rate, not more);
 - every later setting first gets one load point at the incumbent's capacity raised by the
@@ -238,7 +240,11 @@ def infpop_tune(
                 continue
             bound = int(at_inf.request_throughput or 0) + 1
             found = capacity_bisection(
-                lambda r, s=setting: ledger.probe(s, r), range(1, bound + 1), target_share, resolution=resolution
+                lambda r, s=setting: ledger.probe(s, r),
+                range(1, bound + 1),
+                target_share,
+                resolution=resolution,
+                cost=_load_point_cost(at_inf),
             )
         else:
             if math.isinf(best.rate):  # another setting that holds the SLO at inf competes on goodput
@@ -287,6 +293,15 @@ def _worse(ledger: Ledger, failed: Probe, before: Setting) -> bool:
     return nearest.attainment_ci[0] > failed.attainment_ci[1]
 
 
+def _load_point_cost(measured: Probe):
+    """What a load point at a rate costs in device-seconds, by one measured on the same setting: its
+    requests (a fixed number) arrive over requests / rate seconds, and it warms up as `measured`
+    did. None where `measured` did not run (the bisection then halves)."""
+    if measured.status != "ok" or not measured.requests:
+        return None
+    return lambda rate: measured.requests / rate + measured.warmup_s
+
+
 def _gallop(
     ledger: Ledger, setting: Setting, passed: Probe, target: float, steps: int = GALLOP_STEPS, resolution: float = 0.0
 ) -> Capacity:
@@ -306,6 +321,7 @@ def _gallop(
                 known_pass=low,
                 known_fail=low + step,
                 resolution=resolution,
+                cost=_load_point_cost(passed),
             )
             found.probes = probes + found.probes
             if found.best is None:
@@ -318,7 +334,12 @@ def _gallop(
         return Capacity(INF, [*probes, at_inf], "passes at inf")
     bound = max(int(at_inf.request_throughput or 0) + 1, low)
     found = capacity_bisection(
-        lambda r: ledger.probe(setting, r), range(low, bound + 1), target, known_pass=low, resolution=resolution
+        lambda r: ledger.probe(setting, r),
+        range(low, bound + 1),
+        target,
+        known_pass=low,
+        resolution=resolution,
+        cost=_load_point_cost(at_inf),
     )
     found.probes = probes + [at_inf] + found.probes
     if found.best is None:

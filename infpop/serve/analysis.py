@@ -417,7 +417,7 @@ def cheapest_splits(
     """For each bracket (low, high) of grid indices within the given one (low: the highest known to
     pass, -1 for none; high: the lowest known to fail, len(grid) for none), the index to probe next
     so that the search's expected cost to the end is least: every rate from low to high - 1 equally
-    likely to be the capacity (with equal costs this is plain bisection), each probe costing
+    likely to be the capacity (with equal costs as few probes as bisection takes), each probe costing
     `cost(rate)` (on a live server a load point of a fixed number of requests lasts longer the lower
     its rate, so the split leans towards the cheaper, higher rates). Dynamic programming over the
     brackets, exact and cubic in their width (capacity_bisection halves a bracket wider than

@@ -159,21 +159,19 @@ def test_capacity_bisection_stops_within_its_resolution():
     assert failed - coarse.rate <= 0.05 * coarse.rate
 
 
-def searched(capacity: float, rates, cost=None, resolution: float = 0.05) -> tuple[float | None, float, int]:
-    """What a capacity search found on a synthetic server, and what its probes cost (`cost`, else 1
-    each) and how many there were."""
+def searched(capacity: float, rates, cost=None, resolution: float = 0.05) -> tuple[float | None, list[float]]:
+    """What a capacity search found on a synthetic server, and the rates it probed in order."""
     probe, calls = synthetic(capacity)
-    found = capacity_bisection(probe, rates, 0.9, resolution=resolution, cost=cost)
-    return found.rate, sum((cost or (lambda r: 1.0))(r) for r in calls), len(calls)
+    return capacity_bisection(probe, rates, 0.9, resolution=resolution, cost=cost).rate, calls
 
 
 def test_with_equal_costs_the_cheapest_splits_take_as_few_probes_as_bisection():
     rates = range(1, 41)
     plain = [searched(c, rates, resolution=0.0) for c in range(41)]
     planned = [searched(c, rates, cost=lambda r: 5.0, resolution=0.0) for c in range(41)]
-    assert [r for r, _, _ in planned] == [r for r, _, _ in plain] == [None, *range(1, 41)]
-    assert sum(n for _, _, n in planned) == sum(n for _, _, n in plain)
-    assert max(n for _, _, n in planned) <= math.ceil(math.log2(41))
+    assert [r for r, _ in planned] == [r for r, _ in plain] == [None, *range(1, 41)]
+    assert sum(len(calls) for _, calls in planned) == sum(len(calls) for _, calls in plain)
+    assert max(len(calls) for _, calls in planned) <= math.ceil(math.log2(41))
 
 
 def test_the_cheapest_splits_spend_less_where_low_rates_cost_more():
@@ -185,16 +183,10 @@ def test_the_cheapest_splits_spend_less_where_low_rates_cost_more():
     planned = {c: searched(c, rates, cost=cost) for c in range(63)}
     assert planned[0][0] is None
     assert all(c / 1.05 <= planned[c][0] <= c for c in range(1, 63))
-    plain_s = {c: sum(cost(r) for r in synthetic_calls(c, rates)) for c in range(63)}
-    assert sum(s for _, s, _ in planned.values()) < sum(plain_s.values())
-    assert planned[14][1] < 0.88 * plain_s[14]
-
-
-def synthetic_calls(capacity: float, rates) -> list[float]:
-    """The rates plain bisection probes on a synthetic server."""
-    probe, calls = synthetic(capacity)
-    capacity_bisection(probe, rates, 0.9, resolution=0.05)
-    return calls
+    planned_s = {c: sum(map(cost, calls)) for c, (_, calls) in planned.items()}
+    plain_s = {c: sum(map(cost, searched(c, rates)[1])) for c in range(63)}
+    assert sum(planned_s.values()) < sum(plain_s.values())
+    assert planned_s[14] < 0.88 * plain_s[14]
 
 
 def test_a_bracket_wider_than_the_plan_is_halved_first():

@@ -431,12 +431,10 @@ def cheapest_splits(
             if width == 1 or _bracketed(grid, a, b, resolution):
                 expected[a, b] = 0.0
                 continue
-            best = min(
-                range(a + 1, b),
-                key=lambda m: price[m] + ((b - m) * expected[m, b] + (m - a) * expected[a, m]) / width,
+            # the least expected cost, and the lowest index of those that reach it
+            expected[a, b], split[a, b] = min(
+                (price[m] + ((b - m) * expected[m, b] + (m - a) * expected[a, m]) / width, m) for m in range(a + 1, b)
             )
-            split[a, b] = best
-            expected[a, b] = price[best] + ((b - best) * expected[best, b] + (best - a) * expected[a, best]) / width
     return split
 
 

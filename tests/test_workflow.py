@@ -350,6 +350,9 @@ def test_paper_replay_target(tmp_path):
     config["optimise"]["study"] = {"seeds": 2}  # the RQ5 replay keeps the paper's settings
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    # the replay is part of the default target (`make run`), beside the measurements (the
+    # end-to-end test runs that target without it)
+    assert {"import_paper", "optimise_rq5", "comparison", "sweep", "report"} <= planned_rules(tmp_path, path)
     done = snakemake("--cores", "2", "paper", "--configfile", str(path), "--directory", str(tmp_path), timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     paper = tmp_path / "results" / "paper"

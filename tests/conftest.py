@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import psutil
 import pytest
 import yaml
 
@@ -20,9 +21,32 @@ UNDER_CI = os.environ.get("CI", "").lower() in ("true", "1", "yes")
 #: on 2 cores (median 30.6 s against 21.1 s, bench/vllm_load.py) and 70 s to SmolLM2's, which the
 #: pipeline tests pay at every sweep, cross-check side and server start; they check the pipeline,
 #: not the compiler (bench/README.md: the suite 12 minutes shorter). The repository's configs keep
-#: vLLM's default, and tests/test_engines.py's greedy-agreement test loads vLLM with it, compilation
-#: included.
+#: vLLM's default, and tests/test_engines.py's test_engine_generates_exactly_max_new_tokens[vllm]
+#: loads vLLM with it, compilation included.
 VLLM_TEST_ARGS = {"gpu_memory_utilization": 0.15, "enforce_eager": True}
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """Every live process whose environment carries the marker (INFPOP_TEST_MARKER): what a test's
+    run started, whoever its parent is by then."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("INFPOP_TEST_MARKER") == marker and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def describe(processes: list[psutil.Process]) -> str:
+    lines = []
+    for p in processes:
+        try:
+            lines.append(f"{p.pid} {' '.join(p.cmdline())[:160]}")
+        except psutil.Error:
+            pass
+    return "\n".join(lines)
 
 
 def require_shared(*paths: Path) -> None:

@@ -7,9 +7,10 @@ vLLM starts its own processes with spawn, so (like the pipeline) the engines run
 from __future__ import annotations
 
 import os
+import uuid
 
 import pytest
-from conftest import VLLM_TEST_ARGS
+from conftest import VLLM_TEST_ARGS, describe, marked
 
 from infpop.measure import records
 from infpop.measure.grid import Sweep, TrialKey
@@ -19,17 +20,24 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
-def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, benchmark_file):
+def test_engine_generates_exactly_max_new_tokens(engine, tmp_path, config_for, benchmark_file, monkeypatch):
+    """Each engine as the repository's configs run it: vLLM without the tests' eager mode (its
+    compilation included, the one test that loads it so), and a sweep that ends leaves none of
+    its processes behind."""
+    marker = uuid.uuid4().hex
+    monkeypatch.setenv("INFPOP_TEST_MARKER", marker)
     config = config_for(
         engines=[engine],
         batch_sizes=[1, 3, 8],
         max_new_tokens=[2, 7],
         benchmark={"limit": 10},
         analysis={"max_new_tokens": 2},
+        engine_args={"vllm": {key: v for key, v in VLLM_TEST_ARGS.items() if key != "enforce_eager"}},
     )
     sweep = Sweep("cpu", engine, "tiny", 1)
     summary = run_sweep(config, sweep, tmp_path, benchmark_file)
     assert summary["model_loads"] == 1 and set(summary["trials"].values()) == {"ok"}
+    assert not marked(marker), describe(marked(marker))
     for tokens in (2, 7):
         for batch in (1, 3, 8):
             record = records.read(tmp_path / TrialKey(tokens, batch, 0).relpath)

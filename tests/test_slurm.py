@@ -32,9 +32,10 @@ CI_OVERRIDES = [
     "optimise_tune=2",
     "crosscheck=2",
 ]
-#: The reduced pipeline's sweeps: one GPU count (vLLM at two tensor-parallel ranks, a minute more
-#: here, is the end-to-end test's, tests/test_workflow.py; on the CPU it asks SLURM for no GPU, so
-#: it checks nothing of the profile that one rank does not).
+#: The reduced pipeline's sweeps: one GPU count. vLLM at two tensor-parallel ranks (a minute more
+#: here) runs in the end-to-end test (tests/test_workflow.py), not inside a SLURM allocation; on
+#: the CPU it asks SLURM for no GPU, and its memory request and core binding are unit tests'
+#: (tests/test_sizing.py, tests/test_sweep.py).
 SWEEPS = [("hf", 1), ("vllm", 1)]
 
 

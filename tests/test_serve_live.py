@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VLLM_TEST_ARGS, make_config, repo_config
-from test_interrupt import describe, marked, wait_until
+from conftest import REPO, VLLM_TEST_ARGS, describe, make_config, marked, repo_config
+from test_interrupt import wait_until
 
 from infpop.serve import records
 from infpop.serve.plan import LoadPoint, ServeJob

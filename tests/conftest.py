@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -47,6 +48,15 @@ def describe(processes: list[psutil.Process]) -> str:
         except psutil.Error:
             pass
     return "\n".join(lines)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def require_shared(*paths: Path) -> None:

@@ -19,20 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, describe, marked, repo_config
+from conftest import REPO, describe, marked, repo_config, wait_until
 
 pytestmark = pytest.mark.slow
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def small_config(tmp_path: Path, engine: str) -> Path:

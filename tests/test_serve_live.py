@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, VLLM_TEST_ARGS, describe, make_config, marked, repo_config
-from test_interrupt import wait_until
+from conftest import REPO, VLLM_TEST_ARGS, describe, make_config, marked, repo_config, wait_until
 
 from infpop.serve import records
 from infpop.serve.plan import LoadPoint, ServeJob

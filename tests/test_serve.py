@@ -23,7 +23,7 @@ from conftest import VLLM_TEST_ARGS, make_config
 
 from infpop.config import ConfigError, load_config
 from infpop.measure.records import RecordError
-from infpop.serve import records, tables
+from infpop.serve import records, steps, tables
 from infpop.serve.harness import (
     HarnessError,
     OpenAiClient,
@@ -402,6 +402,86 @@ def test_the_peak_in_flight_counts_sends_against_ends():
     assert peak_in_flight([done(0, 1), RequestResult(1, False, 1.2), done(1.5, 1)], 3.0) == 2
     assert peak_in_flight([done(0, 1), RequestResult(1, False, None)], 3.0) is None
     assert peak_in_flight([], 1.0) is None
+
+
+def test_the_kv_tokens_held_round_each_request_to_whole_blocks():
+    def done(start, e2el, prompt, output):
+        return RequestResult(0, True, start, e2el / 2, e2el, [], output, prompt, 0.0, None)
+
+    # 100 + 20 tokens take one block of 128, 200 + 20 two; both held over [0.5, 1]
+    assert steps.kv_tokens_held([done(0, 1, 100, 20), done(0.5, 1, 200, 20)], 2.0, 128, 2048) == 384
+    assert steps.kv_tokens_held([done(0, 1, 100, 20), done(1, 1, 200, 20)], 2.0, 128, 2048) == 256  # one ends
+    # a failed request may have held the whole context (2048 tokens) until the load point's end
+    assert steps.kv_tokens_held([done(0, 1, 100, 20), RequestResult(1, False, 0.5)], 2.0, 128, 2000) == 128 + 2048
+    assert steps.kv_tokens_held([RequestResult(1, False, None)], 2.0, 128, 2048) is None
+
+
+# A page of vLLM's /metrics in Prometheus' text format, as vLLM 0.32 writes it (two engines, to
+# check the sum; written for this test)
+METRICS_PAGE = """# HELP vllm:iteration_tokens_total Histogram of number of tokens per engine_step.
+# TYPE vllm:iteration_tokens_total histogram
+vllm:iteration_tokens_total_bucket{engine="0",le="1.0",model_name="m"} 5.0
+vllm:iteration_tokens_total_bucket{engine="0",le="512.0",model_name="m"} 9.0
+vllm:iteration_tokens_total_bucket{engine="0",le="1024.0",model_name="m"} 10.0
+vllm:iteration_tokens_total_bucket{engine="0",le="+Inf",model_name="m"} 10.0
+vllm:iteration_tokens_total_count{engine="0",model_name="m"} 10.0
+vllm:iteration_tokens_total_sum{engine="0",model_name="m"} 1500.0
+vllm:iteration_tokens_total_bucket{engine="1",le="1.0",model_name="m"} 1.0
+vllm:iteration_tokens_total_bucket{engine="1",le="512.0",model_name="m"} 2.0
+vllm:iteration_tokens_total_bucket{engine="1",le="1024.0",model_name="m"} 2.0
+vllm:iteration_tokens_total_bucket{engine="1",le="+Inf",model_name="m"} 2.0
+vllm:iteration_tokens_total_count{engine="1",model_name="m"} 2.0
+# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{engine="0",model_name="m"} 1.0
+"""
+
+
+def test_the_step_counts_of_a_load_point_are_the_difference_of_two_metrics_pages():
+    before = steps.parse(METRICS_PAGE)
+    assert before.steps == 12 and dict(before.at_most) == {1: 6, 512: 11, 1024: 12, math.inf: 12}
+    assert before.preemptions == 1
+    after = steps.parse(
+        METRICS_PAGE.replace('le="512.0",model_name="m"} 9.0', 'le="512.0",model_name="m"} 19.0')
+        .replace('le="1024.0",model_name="m"} 10.0', 'le="1024.0",model_name="m"} 20.0')
+        .replace('le="+Inf",model_name="m"} 10.0', 'le="+Inf",model_name="m"} 20.0')
+        .replace('_count{engine="0",model_name="m"} 10.0', '_count{engine="0",model_name="m"} 20.0')
+    )
+    counted = after.minus(before).to_json()
+    assert counted == {
+        "steps": 10,
+        "steps_at_most": {"1": 0, "512": 10, "1024": 10, "inf": 10},
+        "preemptions": 0,
+    }
+    assert steps.largest_step(counted) == 512  # every step of the load point held at most 512 tokens
+    assert steps.largest_step({**counted, "steps_at_most": {"512": 9, "inf": 10}}) == math.inf
+    assert steps.largest_step({"steps": 0, "steps_at_most": {}, "preemptions": 0}) == 0
+    assert steps.largest_step(None) is None
+    assert steps.parse("# transformers' server has no such metrics\n") is None
+
+
+@pytest.mark.parametrize(
+    ("largest", "preemptions", "kv_needed", "budget", "server_budget", "stands"),
+    [
+        (512, 0, 1000, 512, 2048, True),  # every step within the smaller budget, none full
+        (512, 0, 1000, 1024, 2048, True),
+        (1024, 0, 1000, 512, 2048, False),  # a step needed more than 512
+        (1024, 0, 1000, 1024, 1536, False),  # within 1024, but a full step of 1536 could hide in it
+        (512, 1, 1000, 512, 2048, False),  # a preemption: the KV cache ran short
+        (512, 0, 9000, 512, 2048, False),  # the requests in flight could need more than the cache
+        (None, 0, 1000, 512, 2048, False),  # no step counts (vLLM's benchmark, an old record)
+    ],
+)
+def test_a_load_point_stands_for_a_smaller_token_budget_only_where_no_step_reached_it(
+    largest, preemptions, kv_needed, budget, server_budget, stands
+):
+    assert steps.budget_never_reached(largest, preemptions, kv_needed, 8192, budget, server_budget) is stands
+
+
+def test_server_arguments_that_split_prefills_in_steps_that_are_not_full():
+    assert not steps.splits_prefills({"max_num_seqs": 4, "max_num_batched_tokens": 512})
+    assert steps.splits_prefills({"long_prefill_token_threshold": 64})
+    assert not steps.splits_prefills({"long_prefill_token_threshold": None})
 
 
 # -- the plan and the config -----------------------------------------------------------------------

@@ -190,6 +190,13 @@ def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(t
     assert max(r["client_queue_s"] for r in emulated["requests"]) > 0  # twelve at once, two at a time
     own = records.read(folder / "rinf_cinf_infpop_rep0.json")
     assert own["measures"]["peak_in_flight"] > 2 and not any(r.get("from_arrival") for r in own["requests"])
+    # the server's steps over each load point, from its /metrics after the warm-up and after the load
+    for record in (emulated, own):
+        counted = record["scheduler_steps"]
+        assert counted["steps"] >= max(r["output_tokens"] or 0 for r in record["requests"])  # a step a token
+        assert counted["steps_at_most"]["inf"] == counted["steps"] and counted["preemptions"] == 0
+    probe = next(p for _, p in ours.ledger.probes)
+    assert probe.largest_step is not None and probe.kv_needed <= probe.kv_cache_tokens
     # serve.tuning.confirm: the answer measured again, twice, on a server started with its own
     # setting (no emulation), records in a folder of their own
     confirmation = autotune.confirm_live(

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infpop.analysis import stats
-from infpop.serve import records
-from infpop.serve.metrics import Slo
+from infpop.serve import records, steps
+from infpop.serve.metrics import RequestResult, Slo
 from infpop.serve.plan import LoadPoint
 
 #: Two-sided 95% normal quantile of the Wilson intervals.
@@ -275,6 +275,18 @@ class Probe:
     server: str | None = None
     #: answered by a load point already measured, without running one (autotune.SharedServers)
     inferred: bool = False
+    #: the vLLM scheduler over its repetitions (steps.py; None: unknown): the least bucket bound
+    #: holding its largest step's tokens, the requests it preempted, the most KV-cache tokens its
+    #: requests in flight could need at once, and the server's KV cache in tokens
+    largest_step: float | None = None
+    preemptions: int | None = None
+    kv_needed: int | None = None
+    kv_cache_tokens: int | None = None
+    #: run on a shared server for a setting it then did not stand for (autotune.SharedServers):
+    #: what it cost counts, what it measured says nothing of that setting
+    detour: bool = False
+    #: a server was started to measure it (server_start_s is that start; else the server's start)
+    server_started: bool = False
 
     @property
     def attainment(self) -> float | None:
@@ -329,11 +341,33 @@ class Probe:
             e2el_p99_ms=max((r["e2el_p99_ms"] for r in ran if r["e2el_p99_ms"] is not None), default=None),
             reused=reused,
             peak_in_flight=_peak([r.get("peak_in_flight") for r in ran]) if ran and len(ran) == len(rows) else None,
+            **_scheduler(recs) if ran and len(ran) == len(rows) else {},
         )
 
 
 def _peak(values: list[int | None]) -> int | None:
     return None if any(v is None for v in values) else max(values)
+
+
+def _scheduler(recs: list[dict]) -> dict:
+    """Probe's scheduler fields over the repetitions that all ran (steps.py)."""
+    kv_needed, kv_cache = [], []
+    for rec in recs:
+        engine = rec.get("engine_settings") or {}
+        block, context = engine.get("block_size"), engine.get("max_model_len")
+        results = [RequestResult.from_json(r) for r in rec["requests"]]
+        held = (
+            steps.kv_tokens_held(results, rec["timings"]["duration_s"], block, context) if block and context else None
+        )
+        kv_needed.append(held)
+        kv_cache.append(engine.get("kv_cache_tokens"))
+    counted = [rec.get("scheduler_steps") for rec in recs]
+    return {
+        "largest_step": _peak([steps.largest_step(c) for c in counted]),
+        "preemptions": None if any(c is None for c in counted) else sum(c["preemptions"] for c in counted),
+        "kv_needed": _peak(kv_needed),
+        "kv_cache_tokens": None if any(k is None for k in kv_cache) else min(kv_cache),
+    }
 
 
 @dataclass

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -83,11 +84,14 @@ class Harness(ABC):
         work_dir: Path,
         timeout_s: float,
         from_arrival: bool = False,
+        at_start: Callable[[], None] | None = None,
     ) -> HarnessRun:
         """Send the stream to the target and return what each request saw. A load point past
         `timeout_s` raises TimeoutError. `from_arrival`: each request's latencies from its arrival
         (its wait under the concurrency limit included), not from its send; only InfPop's client
-        can (LoadPoint.emulated_max_num_seqs)."""
+        can (LoadPoint.emulated_max_num_seqs). `at_start`: called after the warm-up, before the
+        first request (the server's counters read there); only InfPop's client calls it, vLLM's
+        benchmark warms up inside its own process."""
 
     def stop(self) -> None:  # noqa: B027 - only a generator with processes of its own has any
         """Stop whatever the generator started (called from another thread when the run is
@@ -194,10 +198,15 @@ def result_of(
 
 
 async def load(
-    target: Target, stream: RequestStream, max_concurrency: int | None, from_arrival: bool = False
+    target: Target,
+    stream: RequestStream,
+    max_concurrency: int | None,
+    from_arrival: bool = False,
+    at_start: Callable[[], None] | None = None,
 ) -> HarnessRun:
     """Send the warm-up, then the stream on its schedule (the clock starts before the first
-    arrival, as vLLM's does), under the concurrency limit (`from_arrival`: Harness.run)."""
+    arrival, as vLLM's does), under the concurrency limit (`from_arrival`, `at_start`:
+    Harness.run)."""
     import aiohttp
 
     url = target.base_url.rstrip("/") + "/v1/completions"
@@ -227,6 +236,8 @@ async def load(
         failed = [seen.error for _, seen in warmups if seen.error or seen.first_s is None]
         if failed:
             raise HarnessError(f"{len(failed)} of {stream.warmup} warm-up requests failed: {failed[0]}")
+        if at_start is not None:
+            await asyncio.to_thread(at_start)
         started = time.perf_counter()
         tasks = []
         for request in stream.requests:
@@ -247,9 +258,13 @@ async def load(
 class OpenAiClient(Harness):
     name = "infpop"
 
-    def run(self, target, stream, max_concurrency, slo, work_dir, timeout_s, from_arrival=False) -> HarnessRun:
+    def run(
+        self, target, stream, max_concurrency, slo, work_dir, timeout_s, from_arrival=False, at_start=None
+    ) -> HarnessRun:
         try:
-            return asyncio.run(asyncio.wait_for(load(target, stream, max_concurrency, from_arrival), timeout_s))
+            return asyncio.run(
+                asyncio.wait_for(load(target, stream, max_concurrency, from_arrival, at_start), timeout_s)
+            )
         except TimeoutError:
             raise TimeoutError(f"the load point passed {timeout_s:g} s") from None
 
@@ -369,7 +384,9 @@ class VllmBench(Harness):
         self.environment = environment
         self.process: subprocess.Popen | None = None
 
-    def run(self, target, stream, max_concurrency, slo, work_dir, timeout_s, from_arrival=False) -> HarnessRun:
+    def run(
+        self, target, stream, max_concurrency, slo, work_dir, timeout_s, from_arrival=False, at_start=None
+    ) -> HarnessRun:
         if from_arrival:
             raise HarnessError("vLLM's serving benchmark times requests from their send, not their arrival")
         work_dir = Path(work_dir)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from infpop.measure.records import percentile
@@ -176,14 +176,24 @@ def peak_in_flight(results: Sequence[RequestResult], duration_s: float) -> int |
     """The most requests the server held at once (sent, not yet finished; a failed one until the
     load point's end, so never fewer than it held); None when a send time is not known. At most
     the client's concurrency limit."""
+    return peak_held(results, duration_s, lambda r: 1)
+
+
+def peak_held(
+    results: Sequence[RequestResult], duration_s: float, weight: Callable[[RequestResult], int | None]
+) -> int | None:
+    """The most of `weight` (per request) the server held at once, each request from its send to
+    its end as in_flight gives them; None when a send or a weight is not known."""
     spans = [r.in_flight(duration_s) for r in results]
-    if not spans or any(span is None for span in spans):
+    weights = [weight(r) for r in results]
+    if not spans or any(span is None for span in spans) or any(w is None for w in weights):
         return None
     # an end before a send at the same instant: a slot freed is taken by the next request
-    events = sorted([(send, 1) for send, _ in spans] + [(end, -1) for _, end in spans])
+    held_by = list(zip(spans, weights, strict=True))
+    events = sorted([(send, 1, w) for (send, _), w in held_by] + [(end, -1, w) for (_, end), w in held_by])
     peak = held = 0
-    for _, change in events:
-        held += change
+    for _, change, w in events:
+        held += change * w
         peak = max(peak, held)
     return peak
 

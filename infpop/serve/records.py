@@ -19,6 +19,7 @@ import yaml
 
 from infpop import SCHEMA_DIR, atomic
 from infpop.measure.records import FAILED_STATUSES, RecordError, read_object, timestamp
+from infpop.serve import steps
 from infpop.serve.metrics import RequestResult, Slo, flatten, summarise
 from infpop.serve.plan import LoadPoint, ServeJob
 
@@ -83,6 +84,7 @@ class LoadPointRun:
     peak_memory_kind: str | None = None
     energy: dict | None = None
     environment: dict | None = None
+    scheduler_steps: dict | None = None
 
 
 def load_point_record(
@@ -139,6 +141,7 @@ def load_point_record(
         "requests": [r.to_json() for r in run.results or []],
         "peak_memory": {"bytes": run.peak_memory_bytes, "kind": run.peak_memory_kind},
         "energy": run.energy,
+        "scheduler_steps": run.scheduler_steps,
         "environment": run.environment,
         "config": context.recorded_config(),
         "sequence": run.sequence,
@@ -214,6 +217,9 @@ def tidy_row(record: dict, slo: Slo, saturation_tolerance: float, path: str | No
         "peak_memory_bytes": record["peak_memory"]["bytes"],
         "peak_memory_kind": record["peak_memory"]["kind"],
         "energy_joules": energy.get("joules"),
+        # did the token budget bind: the largest scheduler step's bucket (vLLM with InfPop's client)
+        "largest_step_tokens": steps.largest_step(record.get("scheduler_steps")),
+        "preemptions": (record.get("scheduler_steps") or {}).get("preemptions"),
         "engine_version": libraries.get(record["engine"]) or libraries.get("transformers"),
         "git_commit": env.get("git_commit"),
         "error": record["error"],

@@ -37,6 +37,8 @@ from pathlib import Path
 
 from infpop.measure.crosscheck import engine_flags
 from infpop.measure.engines import load_engine_class
+from infpop.serve import steps
+from infpop.serve.steps import StepCounts
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +256,14 @@ class Server:
             "dtype": str(model.get("dtype")).removeprefix("torch."),
             "max_model_len": model.get("max_model_len"),
         }
+
+    def step_counts(self) -> StepCounts | None:
+        """vLLM's scheduler steps so far, from its /metrics (steps.py); None where the server has
+        none (transformers' server)."""
+        if self.engine != "vllm":
+            return None
+        status, body = get(f"{self.base_url}/metrics", timeout=30)
+        return steps.parse(body.decode(errors="replace")) if status == 200 else None
 
     def reset_prefix_cache(self) -> bool:
         """Empty vLLM's prefix cache (dev mode), so that a load point does not reuse the last's."""

@@ -40,12 +40,15 @@ from infpop.serve.metrics import Slo
 from infpop.serve.plan import LoadPoint, ServeJob, load_points, settings_of
 from infpop.serve.requests import build_stream, stream_prompts
 from infpop.serve.server import Server, ServerFailed, free_port, server_command
+from infpop.serve.steps import StepCounts
 
 MANIFEST_NAME = "serve.json"
 logger = logging.getLogger(__name__)
 #: How often the watchdog looks for the Snakemake run, and the memory monitor at the server.
 WATCH_S = 1.0
 MEMORY_POLL_S = 0.5
+#: Between two reads of a vLLM server's step counts that must agree (_settled_counts).
+SETTLE_S = 0.05
 
 
 class ServeError(RuntimeError):
@@ -356,6 +359,7 @@ class ServeSession:
         self.sequence += 1
         status, error = "ok", None
         visible = self.environment_base.get("CUDA_VISIBLE_DEVICES")
+        counted: list[StepCounts | None] = []  # the server's step counts after the warm-up
         with PeakMemory(self.server, self.device, visible) as memory:
             meter.start()
             try:
@@ -367,9 +371,13 @@ class ServeSession:
                     work_dir,
                     self.section["load_point_timeout_s"],
                     from_arrival=point.emulated_max_num_seqs is not None,
+                    at_start=lambda: counted.append(_settled_counts(self.server)),
                 )
                 run.results, run.duration_s = measured.results, measured.duration_s
                 run.warmup_s, run.harness_summary = measured.warmup_s, measured.own_summary
+                if counted and counted[0] is not None:
+                    after = _settled_counts(self.server)
+                    run.scheduler_steps = after.minus(counted[0]).to_json() if after is not None else None
             except TimeoutError as exc:
                 status, error = "timeout", str(exc)
             except HarnessError as exc:
@@ -388,6 +396,22 @@ class ServeSession:
         elif status == "timeout":
             self._drop_server()  # requests may still be running on it: the next load point starts clean
         return records.load_point_record(self.context, point, harness, rep, status, described, run, error)
+
+
+def _settled_counts(server: Server) -> StepCounts | None:
+    """The server's step counts once they hold still: vLLM records a step's stats just after it
+    sends the step's tokens, so the last step of a load point can be counted a moment after its
+    client saw it."""
+    counts = server.step_counts()
+    for _ in range(20):
+        if counts is None:
+            return None
+        time.sleep(SETTLE_S)
+        again = server.step_counts()
+        if again == counts:
+            return counts
+        counts = again
+    return counts
 
 
 def _describe(measures: dict | None) -> str:

@@ -660,6 +660,81 @@ def test_a_load_point_whose_limit_never_bound_answers_for_a_smaller_max_num_seqs
     assert ledger.probe(eight, 10.0).inferred is False  # 4 in flight under a limit of 4: it may have bound
 
 
+# -- shared servers: a smaller max_num_batched_tokens answered on the largest ---------------------
+
+
+def with_steps(probe: Probe, largest: float) -> Probe:
+    """A probe whose server reported its steps: the largest held at most `largest` tokens, nothing
+    preempted, the KV cache never short."""
+    return replace(probe, largest_step=largest, preemptions=0, kv_needed=1_000, kv_cache_tokens=100_000)
+
+
+def test_budget_hosts_are_the_largest_budget_with_the_most_max_num_seqs():
+    hosts = autotune.budget_hosts(grid())
+    host = "max_num_seqs=32,max_num_batched_tokens=512"
+    assert {s.label for s in hosts} == {s.label for s in grid() if dict(s.knobs)["max_num_batched_tokens"] == 256}
+    assert {h.label for h in hosts.values()} == {host}
+    split = [Setting(s.label, s.knobs, dict(s.knobs)["max_num_batched_tokens"] == 256) for s in grid()]
+    assert autotune.budget_hosts(split) == {}  # their arguments split prefills: the step counts say nothing
+    assert autotune.budget_hosts([Setting("a", (("max_num_seqs", 4),))]) == {}
+
+
+def test_a_smaller_budget_is_answered_on_the_largest_where_no_step_reached_it():
+    """Capacity by max_num_seqs alone (the premise: a budget that never binds changes nothing) and
+    steps of at most 128 tokens at every finite rate: every max_num_batched_tokens=256 setting is
+    measured (or answered) on the 512 server, so InfPop starts one server where auto_tune starts
+    eight, and finds auto_tune's capacity."""
+    rows = shared_table(lambda setting: {4: 6, 8: 11, 16: 17, 32: 15}[dict(setting.knobs)["max_num_seqs"]])
+    rows = {key: with_steps(p, 4096 if math.isinf(key[1]) else 128) for key, p in rows.items()}
+    theirs = auto_tune(ReplaySource(rows), grid(), 1000.0)
+    ours = infpop_tune(autotune.SharedServers(ReplaySource(rows), grid()), grid(), 0.9)
+    host = "max_num_seqs=32,max_num_batched_tokens=512"
+    assert ours.probe.rate == theirs.probe.rate == 17
+    assert theirs.ledger.servers == 8 and ours.ledger.servers == 1
+    assert {p.server for _, p in ours.ledger.probes} == {host}
+    assert not any(p.detour for _, p in ours.ledger.probes)
+    small = [s for s, p in ours.ledger.probes if dict(s.knobs)["max_num_batched_tokens"] == 256]
+    assert small  # they were asked, and answered on the host
+
+
+def test_a_budget_the_steps_reached_costs_a_detour_then_gets_its_own_server():
+    """The host's steps held 128 tokens at 5 req/s and 1024 at 10: at 5 req/s its load point stands
+    for max_num_batched_tokens=256 (without a new one); at 10 the load point run on the host reaches
+    the budget, so it is a detour (counted, not used) and the setting is measured on its own server,
+    as is every 256 setting after it."""
+    rows = {key: with_steps(p, 128 if key[1] <= 5 else 1024) for key, p in shared_table(capacity_by_seqs).items()}
+    shared = autotune.SharedServers(ReplaySource(rows), grid())
+    ledger = Ledger(shared)
+    host, own, eight = grid()[7], grid()[6], grid()[2]  # 32/512, 32/256, 8/256
+    assert ledger.probe(host, 5.0).server == host.label
+    inferred = ledger.probe(own, 5.0)
+    assert inferred.inferred and inferred.server == host.label
+    measured = ledger.probe(own, 10.0)
+    assert measured.server == own.label and not measured.detour
+    detours = [p for _, p in ledger.probes if p.detour]
+    assert len(detours) == 1 and detours[0].server == host.label and detours[0].rate == 10.0
+    assert ledger.invocations == 3 and ledger.inferred == 1 and ledger.servers == 2
+    assert ledger.device_s == pytest.approx(
+        2 * 60 + sum(p.duration_s + p.warmup_s for p in (rows[(host.label, 5.0, None)], *detours, measured))
+    )
+    # from now on the 256 settings go to their own server, even at a rate the host would have held
+    assert ledger.probe(eight, 4.0).server == own.label
+    # a detour says nothing of the setting's capacity
+    found = autotune.capacity_rows("replay", {}, autotune.Choice("infpop", None, None, ledger), 0.9)
+    assert next(r for r in found if r["settings"] == own.label)["probes"] == 3
+
+
+def test_the_ledger_counts_every_server_start_a_probe_caused():
+    class Restarting:
+        def probe(self, setting, rate, emulated_max_num_seqs=None):
+            return Probe(rate, "ok", 10, 10, 1.0, 0.0, 30.0, server_started=rate > 1)
+
+    ledger = Ledger(Restarting())
+    for rate in (1.0, 2.0, 3.0):  # the first on a server already up, then two fresh starts
+        ledger.probe(grid()[0], rate)
+    assert ledger.device_s == pytest.approx(3 * 30 + 3 * 1.0) and ledger.servers == 1
+
+
 # -- InfPop's line search over max_num_seqs -------------------------------------------------------
 
 

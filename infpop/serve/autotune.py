@@ -47,10 +47,13 @@ to 1 req/s, auto_tune's step), and the setting whose capacity (then goodput) is 
 - with shared servers (serve.tuning.share_servers, SharedServers): one server per value of the
   other knobs, the largest max_num_seqs; a smaller one is emulated on it by the client, and a
   setting is answered without a load point where a load point of its server at the same rate
-  never held as many requests as its limit or more than the setting's max_num_seqs.
+  never held as many requests as its limit or more than the setting's max_num_seqs; a smaller
+  max_num_batched_tokens is measured on the server with the largest where that server's steps
+  never came near it (steps.py), else on its own.
 
 Both query load points through a Ledger, which counts invocations (load points run or reused) and
-device-seconds (each load point's duration and warm-up, and each server's start once): on
+device-seconds (each load point's duration and warm-up, every server start a load point caused, and
+the start of a server it found already up once): on
 a live server (LiveSource: ServeSession, records kept and reused) or on a table of measured load
 points (ReplaySource: the records of a run, queried instead of a server; a rate the table lacks is
 `missing` and fails the probe, counted in the result).
@@ -69,6 +72,7 @@ from pathlib import Path
 from typing import Protocol
 
 from infpop.measure.repetitions import Summary, summarise
+from infpop.serve import steps
 from infpop.serve.analysis import Capacity, Probe, capacity_bisection, session_prober
 from infpop.serve.metrics import Slo
 from infpop.serve.plan import ServeJob, plan, rate_text, settings_of
@@ -81,15 +85,19 @@ AUTO_TUNE_SOURCE = (
 INF = math.inf
 #: Doublings above the incumbent's capacity before InfPop's tuning tries a setting at rate inf.
 GALLOP_STEPS = 6
+BUDGET = "max_num_batched_tokens"
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One server setting of the grid: its label (the plan's) and the knobs' values."""
+    """One server setting of the grid: its label (the plan's) and the knobs' values;
+    `splits_prefills`: its server's arguments split prefills in steps that are not full
+    (steps.SPLITTING_ARGUMENTS), so no other budget's server stands for it."""
 
     label: str
     knobs: tuple[tuple[str, object], ...]
+    splits_prefills: bool = field(default=False, compare=False)
 
     @property
     def size(self) -> float:
@@ -106,9 +114,9 @@ class Source(Protocol):
 @dataclass
 class Ledger:
     """A source with the cost of what one algorithm asked of it: invocations (load points run or
-    reused; not those SharedServers inferred without one), those measured now rather than reused,
-    the device-seconds (load points' durations and warm-ups, each server's start once) and every
-    probe."""
+    reused, SharedServers' detours too; not those it inferred without one), those measured now rather
+    than reused, the device-seconds (load points' durations and warm-ups, every server start a probe
+    caused, the start of a server it found up once) and every probe."""
 
     source: Source
     probes: list[tuple[Setting, Probe]] = field(default_factory=list)
@@ -117,21 +125,26 @@ class Ledger:
 
     def probe(self, setting: Setting, rate: float) -> Probe:
         result = self.source.probe(setting, rate)
+        for detour in getattr(self.source, "take_detours", list)():
+            self._count(setting, detour)
+        self._count(setting, result)
+        return result
+
+    def _count(self, setting: Setting, result: Probe) -> None:
         self.probes.append((setting, result))
         server = result.server or setting.label
-        if server not in self.started and result.status != "missing" and not result.inferred:
-            self.started.add(server)
+        if result.server_started or (server not in self.started and result.status != "missing" and not result.inferred):
+            self.started.add(server)  # every start it caused, else the start of the server it used once
             self.device_s += result.server_start_s
         if not result.inferred:
             self.device_s += result.duration_s + result.warmup_s
-        how = " (inferred)" if result.inferred else " (kept)" if result.reused else ""
+        how = " (inferred)" if result.inferred else " (detour)" if result.detour else " (kept)" if result.reused else ""
         on = f" on {result.server}" if result.server and result.server != setting.label else ""
         logger.info(
-            f"  {setting.label} rate {rate_text(rate)}{on}: {result.status}, P99 E2EL "
+            f"  {setting.label} rate {rate_text(result.rate)}{on}: {result.status}, P99 E2EL "
             f"{_number(result.e2el_p99_ms)} ms, attainment {_number(result.attainment)}, "
             f"{_number(result.request_throughput)} req/s, at most {_number(result.peak_in_flight)} in flight{how}"
         )
-        return result
 
     @property
     def invocations(self) -> int:
@@ -285,7 +298,7 @@ def _worse(ledger: Ledger, failed: Probe, before: Setting) -> bool:
     above = [
         p
         for judged, p in ledger.probes
-        if judged == before and p.status == "ok" and p.requests and p.rate >= failed.rate
+        if judged == before and not p.detour and p.status == "ok" and p.requests and p.rate >= failed.rate
     ]
     if not above:
         return False
@@ -355,6 +368,10 @@ def _seqs(setting: Setting) -> int | None:
     return dict(setting.knobs).get("max_num_seqs")
 
 
+def _budget(setting: Setting) -> int | None:
+    return dict(setting.knobs).get(BUDGET)
+
+
 def _other_knobs(setting: Setting) -> tuple:
     """The knobs other than max_num_seqs: a shared server's, and a run of the line search's."""
     return tuple((k, v) for k, v in setting.knobs if k != "max_num_seqs")
@@ -377,37 +394,130 @@ def shared_servers(grid: Sequence[Setting]) -> dict[Setting, tuple[Setting, int 
     return placed
 
 
-class SharedServers:
-    """InfPop's tuning on fewer servers (serve.tuning.share_servers): each setting is measured on
-    its shared server (shared_servers), a smaller max_num_seqs emulated by the client
-    (LoadPoint.emulated_max_num_seqs).
+def budget_hosts(grid: Sequence[Setting]) -> dict[Setting, Setting]:
+    """Per setting with a smaller max_num_batched_tokens than others of its knobs, the server
+    with the largest (and the most max_num_seqs) that may stand for it (SharedServers). None for
+    settings without both knobs, or whose server arguments split prefills in steps that are not full
+    (steps.SPLITTING_ARGUMENTS)."""
+    groups: dict[tuple, list[Setting]] = defaultdict(list)
+    for setting in grid:
+        if _seqs(setting) is not None and _budget(setting) is not None and not setting.splits_prefills:
+            groups[tuple((k, v) for k, v in setting.knobs if k not in ("max_num_seqs", BUDGET))].append(setting)
+    hosts = {}
+    for members in groups.values():
+        host = max(members, key=lambda s: (_budget(s), _seqs(s)))
+        if all(_seqs(s) <= _seqs(host) for s in members):
+            hosts.update({s: host for s in members if _budget(s) < _budget(host)})
+    return hosts
 
-    A setting is answered without a load point when its server already ran the same stream (the
-    same rate) with fewer requests in flight at its peak than that load point's limit (so the limit
-    never bound) and no more than the setting's max_num_seqs: a server limited to that setting's
-    max_num_seqs would have scheduled every request of that run as it was scheduled."""
+
+class SharedServers:
+    """InfPop's tuning on fewer servers (serve.tuning.share_servers).
+
+    - Each setting has its server (shared_servers): one per value of the knobs other than
+      max_num_seqs, the largest; a smaller max_num_seqs is emulated by the client
+      (LoadPoint.emulated_max_num_seqs).
+    - A setting with a smaller max_num_batched_tokens is first measured on the server with the
+      largest (budget_hosts), the client emulating its max_num_seqs. That load point stands for the
+      setting where the server's step counts show its token budget never came into play
+      (steps.budget_never_reached): a server with the setting's own budget would have scheduled
+      every step alike. Where it did come into play, the load point is a detour (its cost counts,
+      its measures do not), and the settings of that budget or a smaller one go to their own
+      servers from then on (so the host is never started twice). The host is tried only where its
+      load points have step counts and none at the same rate or a lower one reached the budget (a
+      prompt longer than the budget always does).
+    - A setting is answered without a load point when a server that may stand for it already ran
+      the same stream (the same rate) with fewer requests in flight at its peak than that load
+      point's limit (so the limit never bound; or with the setting's own limit, on the host) and no
+      more than the setting's max_num_seqs, and, on the host, within the setting's budget: a server
+      limited to that setting would have scheduled every request of that run as it was scheduled."""
 
     def __init__(self, source: Source, grid: Sequence[Setting]):
         self.source = source
         self.placed = shared_servers(grid)
+        self.hosts = budget_hosts(grid)
         self.measured: dict[tuple[str, float], list[tuple[Probe, int | None]]] = defaultdict(list)
+        #: the settings measured on their own servers only, since the host's steps reached a budget
+        #: at least as large as theirs
+        self.own_server: set[Setting] = set()
+        self._detours: list[Probe] = []
 
-    def probe(self, setting: Setting, rate: float) -> Probe:
-        server, emulated = self.placed[setting]
+    def take_detours(self) -> list[Probe]:
+        """The detours of the last probe (Ledger counts them)."""
+        taken, self._detours = self._detours, []
+        return taken
+
+    def _stands_for(self, earlier: Probe, limit: int | None, setting: Setting, host: Setting | None) -> bool:
         seqs = _seqs(setting)
-        for earlier, limit in self.measured[(server.label, float(rate))]:
-            if (
-                earlier.status == "ok"
-                and earlier.peak_in_flight is not None
-                and seqs is not None
-                and limit is not None
-                and earlier.peak_in_flight < limit
-                and earlier.peak_in_flight <= seqs
-            ):
-                return replace(earlier, inferred=True, reused=True, server=server.label)
+        if earlier.status != "ok" or seqs is None or limit is None:
+            return False
+        same_limit = host is not None and limit == seqs
+        never_bound = earlier.peak_in_flight is not None and earlier.peak_in_flight < limit
+        if not same_limit and not (never_bound and earlier.peak_in_flight <= seqs):
+            return False
+        return host is None or self._within_budget(earlier, setting, host)
+
+    @staticmethod
+    def _within_budget(probe: Probe, setting: Setting, host: Setting) -> bool:
+        return steps.budget_never_reached(
+            probe.largest_step,
+            probe.preemptions,
+            probe.kv_needed,
+            probe.kv_cache_tokens,
+            _budget(setting),
+            _budget(host),
+        )
+
+    def _worth_trying(self, host: Setting, setting: Setting, rate: float) -> bool:
+        """Whether the host's load point at this rate may stand for the setting: the host reports
+        its steps (one of its load points has step counts), and none of its load points at this rate
+        or a lower one reached the setting's budget (more requests arrive per step at a higher
+        rate, so its steps would reach it too)."""
+        measured = [
+            (at, earlier)
+            for (label, at), points in self.measured.items()
+            if label == host.label
+            for earlier, _ in points
+        ]
+        return any(earlier.largest_step is not None for _, earlier in measured) and not any(
+            at <= rate and earlier.status == "ok" and not self._within_budget(earlier, setting, host)
+            for at, earlier in measured
+        )
+
+    def _run(self, server: Setting, rate: float, emulated: int | None) -> Probe:
         result = replace(self.source.probe(server, rate, emulated), server=server.label)
         self.measured[(server.label, float(rate))].append((result, emulated or _seqs(server)))
         return result
+
+    def probe(self, setting: Setting, rate: float) -> Probe:
+        server, emulated = self.placed[setting]
+        host = self.hosts.get(setting)
+        for on, over in ((server, None), (host, host)):
+            if on is None:
+                continue
+            for earlier, limit in self.measured[(on.label, float(rate))]:
+                if self._stands_for(earlier, limit, setting, over):
+                    return replace(earlier, inferred=True, reused=True, server=on.label)
+        if host is not None and setting not in self.own_server and self._worth_trying(host, setting, rate):
+            seqs = _seqs(setting)
+            result = self._run(host, rate, seqs if seqs < _seqs(host) else None)
+            if self._within_budget(result, setting, host):
+                return result
+            self._detours.append(replace(result, detour=True))
+            logger.info(
+                f"  {setting.label} rate {rate_text(rate)} on {host.label}: the steps reached its token budget "
+                f"(largest step <= {_number(result.largest_step)} tokens, {_number(result.preemptions)} "
+                f"preempted, KV {_number(result.kv_needed)} of {_number(result.kv_cache_tokens)} tokens)"
+            )
+        if host is not None and setting not in self.own_server:
+            # this budget's settings and the smaller ones' go to their own servers from now on (a
+            # budget reached by these steps is reached by the same steps at a smaller one), so the
+            # host is not started again
+            for other, its_host in self.hosts.items():
+                if its_host == host and _budget(other) <= _budget(setting):
+                    self.own_server.add(other)
+            logger.info(f"  max_num_batched_tokens <= {_budget(setting)}: each on its own server from now on")
+        return self._run(server, rate, emulated)
 
 
 class ReplaySource:
@@ -440,7 +550,12 @@ def replay_tables(collected: list[tuple[dict, str]], slo: Slo, tolerance: float,
         rate = float(record["load_point"]["request_rate"])
         grouped[case][(record["settings"], rate, record["load_point"].get("emulated_max_num_seqs"))].append(record)
         settings[case].setdefault(
-            record["settings"], Setting(record["settings"], tuple(record["settings_axes"].items()))
+            record["settings"],
+            Setting(
+                record["settings"],
+                tuple(record["settings_axes"].items()),
+                steps.splits_prefills(record["server_arguments"]),
+            ),
         )
     return {
         case: (
@@ -483,7 +598,13 @@ class LiveSource:
         started = self.session.server_starts[before:]
         self.server_starts += started
         # the server started for this probe counts its start; a kept record carries its own
-        return Probe(**{**vars(probe), "server_start_s": sum(started) if started else probe.server_start_s})
+        return Probe(
+            **{
+                **vars(probe),
+                "server_start_s": sum(started) if started else probe.server_start_s,
+                "server_started": bool(started),
+            }
+        )
 
     def close(self) -> None:
         if self.session is not None:
@@ -681,7 +802,9 @@ PROBE_COLUMNS = [
     "status",
     "server",
     "inferred",
+    "detour",
     "peak_in_flight",
+    "largest_step_tokens",
     "requests",
     "good_requests",
     "attainment",
@@ -713,7 +836,9 @@ def probe_rows(mode: str, case: dict, choice: Choice, target: float) -> list[dic
                 "status": probe.status,
                 "server": probe.server or setting.label,
                 "inferred": probe.inferred,
+                "detour": probe.detour,
                 "peak_in_flight": probe.peak_in_flight,
+                "largest_step_tokens": probe.largest_step,
                 "requests": probe.requests,
                 "good_requests": probe.good,
                 "attainment": probe.attainment,
@@ -758,9 +883,10 @@ def capacity_rows(mode: str, case: dict, choice: Choice, target: float) -> list[
         by_setting[setting].append(probe)
     out = []
     for setting, probes in by_setting.items():
-        passed = [p for p in probes if p.passes(target)]
+        measured = [p for p in probes if not p.detour]  # a detour measured another budget
+        passed = [p for p in measured if p.passes(target)]
         top = max(passed, key=lambda p: p.rate) if passed else None
-        failed = [p.rate for p in probes if not p.passes(target) and (top is None or p.rate > top.rate)]
+        failed = [p.rate for p in measured if not p.passes(target) and (top is None or p.rate > top.rate)]
         low, high = top.goodput_ci if top else (None, None)
         out.append(
             {
@@ -852,8 +978,10 @@ def live_cases(config: dict) -> dict[tuple, list[Setting]]:
     cases: dict[tuple, list[Setting]] = defaultdict(list)
     for job in jobs:
         if job.engine == "vllm":
-            axes = settings_of(config, job).axes
-            cases[(job.hardware, job.engine, job.model, job.n_gpus)].append(Setting(job.settings, tuple(axes.items())))
+            settings = settings_of(config, job)
+            cases[(job.hardware, job.engine, job.model, job.n_gpus)].append(
+                Setting(job.settings, tuple(settings.axes.items()), steps.splits_prefills(settings.arguments))
+            )
     return cases
 
 

@@ -467,6 +467,7 @@ def test_the_step_counts_of_a_load_point_are_the_difference_of_two_metrics_pages
         (512, 0, 1000, 1024, 2048, True),
         (1024, 0, 1000, 512, 2048, False),  # a step needed more than 512
         (1024, 0, 1000, 1024, 1536, False),  # within 1024, but a full step of 1536 could hide in it
+        (1024, 0, 1000, 1024, 2048, True),  # the edge: a full step of 2048 shows above 1024
         (512, 1, 1000, 512, 2048, False),  # a preemption: the KV cache ran short
         (512, 0, 9000, 512, 2048, False),  # the requests in flight could need more than the cache
         (None, 0, 1000, 512, 2048, False),  # no step counts (vLLM's benchmark, an old record)
@@ -478,10 +479,15 @@ def test_a_load_point_stands_for_a_smaller_token_budget_only_where_no_step_reach
     assert steps.budget_never_reached(largest, preemptions, kv_needed, 8192, budget, server_budget) is stands
 
 
-def test_server_arguments_that_split_prefills_in_steps_that_are_not_full():
-    assert not steps.splits_prefills({"max_num_seqs": 4, "max_num_batched_tokens": 512})
-    assert steps.splits_prefills({"long_prefill_token_threshold": 64})
-    assert not steps.splits_prefills({"long_prefill_token_threshold": None})
+def test_the_step_counts_bound_the_steps_only_under_vllms_plain_scheduler():
+    plain = {"max_num_seqs": 4, "max_num_batched_tokens": 512, "enable_prefix_caching": False}
+    assert steps.counts_bound_steps(plain)
+    assert steps.counts_bound_steps({**plain, "long_prefill_token_threshold": None, "data_parallel_size": 1})
+    assert not steps.counts_bound_steps({**plain, "long_prefill_token_threshold": 64})  # splits without a full step
+    assert not steps.counts_bound_steps({**plain, "speculative_config": {"num_speculative_tokens": 2}})
+    assert not steps.counts_bound_steps({**plain, "enable_prefix_caching": True})
+    assert not steps.counts_bound_steps({"max_num_seqs": 4})  # vLLM's default: the prefix cache on
+    assert not steps.counts_bound_steps({**plain, "data_parallel_size": 2})
 
 
 # -- the plan and the config -----------------------------------------------------------------------

@@ -674,8 +674,8 @@ def test_budget_hosts_are_the_largest_budget_with_the_most_max_num_seqs():
     host = "max_num_seqs=32,max_num_batched_tokens=512"
     assert {s.label for s in hosts} == {s.label for s in grid() if dict(s.knobs)["max_num_batched_tokens"] == 256}
     assert {h.label for h in hosts.values()} == {host}
-    split = [Setting(s.label, s.knobs, dict(s.knobs)["max_num_batched_tokens"] == 256) for s in grid()]
-    assert autotune.budget_hosts(split) == {}  # their arguments split prefills: the step counts say nothing
+    uncounted = [Setting(s.label, s.knobs, counts_steps=dict(s.knobs)["max_num_batched_tokens"] != 256) for s in grid()]
+    assert autotune.budget_hosts(uncounted) == {}  # their servers' step counts say nothing of their steps
     assert autotune.budget_hosts([Setting("a", (("max_num_seqs", 4),))]) == {}
 
 
@@ -698,10 +698,10 @@ def test_a_smaller_budget_is_answered_on_the_largest_where_no_step_reached_it():
 
 
 def test_a_budget_the_steps_reached_costs_a_detour_then_gets_its_own_server():
-    """The host's steps held 128 tokens at 5 req/s and 1024 at 10: at 5 req/s its load point stands
-    for max_num_batched_tokens=256 (without a new one); at 10 the load point run on the host reaches
-    the budget, so it is a detour (counted, not used) and the setting is measured on its own server,
-    as is every 256 setting after it."""
+    """The host's steps held 128 tokens at 5 req/s and 1024 above: at 5 req/s its load point stands
+    for max_num_batched_tokens=256 (without a new one); at 16 the load point run on the host reaches
+    the budget, so it is a detour (counted, not used: the host held 16 req/s, the setting's own
+    server does not) and the setting is measured on its own server, as is every 256 setting after it."""
     rows = {key: with_steps(p, 128 if key[1] <= 5 else 1024) for key, p in shared_table(capacity_by_seqs).items()}
     shared = autotune.SharedServers(ReplaySource(rows), grid())
     ledger = Ledger(shared)
@@ -709,19 +709,53 @@ def test_a_budget_the_steps_reached_costs_a_detour_then_gets_its_own_server():
     assert ledger.probe(host, 5.0).server == host.label
     inferred = ledger.probe(own, 5.0)
     assert inferred.inferred and inferred.server == host.label
-    measured = ledger.probe(own, 10.0)
-    assert measured.server == own.label and not measured.detour
+    measured = ledger.probe(own, 16.0)
+    assert measured.server == own.label and not measured.detour and not measured.passes(0.9)
     detours = [p for _, p in ledger.probes if p.detour]
-    assert len(detours) == 1 and detours[0].server == host.label and detours[0].rate == 10.0
+    assert len(detours) == 1 and detours[0].server == host.label and detours[0].rate == 16.0
+    assert detours[0].passes(0.9)  # the host holds 16 req/s
     assert ledger.invocations == 3 and ledger.inferred == 1 and ledger.servers == 2
-    assert ledger.device_s == pytest.approx(
-        2 * 60 + sum(p.duration_s + p.warmup_s for p in (rows[(host.label, 5.0, None)], *detours, measured))
-    )
+    spent = sum(p.duration_s + p.warmup_s for p in (rows[(host.label, 5.0, None)], *detours, measured))
+    assert ledger.device_s == pytest.approx(2 * 60 + spent)
     # from now on the 256 settings go to their own server, even at a rate the host would have held
     assert ledger.probe(eight, 4.0).server == own.label
-    # a detour says nothing of the setting's capacity
+    # a detour says nothing of the setting's capacity: 5 req/s held, 16 failed on its own server
     found = autotune.capacity_rows("replay", {}, autotune.Choice("infpop", None, None, ledger), 0.9)
-    assert next(r for r in found if r["settings"] == own.label)["probes"] == 3
+    row = next(r for r in found if r["settings"] == own.label)
+    assert (row["probes"], row["capacity_at_least"], row["fails_at"]) == (3, "5", "16")
+
+
+def test_the_host_is_not_tried_without_step_counts_and_a_failed_host_load_point_is_a_detour():
+    """Without step counts (an older record, vLLM's benchmark) the host is never tried: the
+    setting goes to its own server at once. A host load point that did not run is a detour too."""
+    rows = shared_table(capacity_by_seqs)
+    ledger = Ledger(autotune.SharedServers(ReplaySource(rows), grid()))
+    host, own = grid()[7], grid()[6]
+    ledger.probe(host, 5.0)
+    assert ledger.probe(own, 10.0).server == own.label and not any(p.detour for _, p in ledger.probes)
+    rows = {key: with_steps(p, 128) for key, p in rows.items()}
+    rows[(host.label, 10.0, None)] = replace(rows[(host.label, 10.0, None)], status="crashed")
+    ledger = Ledger(autotune.SharedServers(ReplaySource(rows), grid()))
+    ledger.probe(host, 5.0)
+    assert ledger.probe(own, 10.0).server == own.label
+    assert [p.status for _, p in ledger.probes if p.detour] == ["crashed"]
+
+
+def test_an_answer_without_a_load_point_never_counts_a_server_start():
+    class Starting:
+        """A live server started by the first load point, then up."""
+
+        def __init__(self):
+            self.first = True
+
+        def probe(self, setting, rate, emulated_max_num_seqs=None):
+            started, self.first = self.first, False
+            return Probe(rate, "ok", 10, 10, 1.0, 0.0, 30.0, peak_in_flight=2, server_started=started)
+
+    ledger = Ledger(autotune.SharedServers(Starting(), grid()))
+    ledger.probe(grid()[6], 5.0)  # max_num_seqs=32, 256 tokens: starts its server
+    assert ledger.probe(grid()[0], 5.0).inferred  # max_num_seqs=4: 2 in flight at the peak
+    assert ledger.device_s == pytest.approx(30 + 1.0)
 
 
 def test_the_ledger_counts_every_server_start_a_probe_caused():

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from infpop.analysis import stats
 from infpop.serve import records, steps
-from infpop.serve.metrics import RequestResult, Slo
+from infpop.serve.metrics import NO_TEXT, RequestResult, Slo
 from infpop.serve.plan import LoadPoint
 
 #: Two-sided 95% normal quantile of the Wilson intervals.
@@ -350,20 +350,24 @@ def _peak(values: list[int | None]) -> int | None:
 
 
 def _scheduler(recs: list[dict]) -> dict:
-    """Probe's scheduler fields over the repetitions that all ran (steps.py)."""
-    kv_needed, kv_cache = [], []
+    """Probe's scheduler fields over the repetitions that all ran (steps.py). The largest step is
+    not known where a request failed otherwise than by ending without text: vLLM drops the stats of
+    a request it aborted, so the step that completes its split prefill may go uncounted. The KV
+    cache is the server's less the block vLLM keeps back (its null block)."""
+    kv_needed, kv_cache, largest = [], [], []
     for rec in recs:
         engine = rec.get("engine_settings") or {}
         block, context = engine.get("block_size"), engine.get("max_model_len")
         results = [RequestResult.from_json(r) for r in rec["requests"]]
-        held = (
-            steps.kv_tokens_held(results, rec["timings"]["duration_s"], block, context) if block and context else None
-        )
-        kv_needed.append(held)
-        kv_cache.append(engine.get("kv_cache_tokens"))
+        duration = rec["timings"]["duration_s"]
+        kv_needed.append(steps.kv_tokens_held(results, duration, block, context) if block and context else None)
+        tokens = engine.get("kv_cache_tokens")
+        kv_cache.append(tokens - block if tokens is not None and block else None)
+        aborted = any(not r.success and r.error != NO_TEXT for r in results)
+        largest.append(None if aborted else steps.largest_step(rec.get("scheduler_steps")))
     counted = [rec.get("scheduler_steps") for rec in recs]
     return {
-        "largest_step": _peak([steps.largest_step(c) for c in counted]),
+        "largest_step": _peak(largest),
         "preemptions": None if any(c is None for c in counted) else sum(c["preemptions"] for c in counted),
         "kv_needed": _peak(kv_needed),
         "kv_cache_tokens": None if any(k is None for k in kv_cache) else min(kv_cache),

@@ -92,12 +92,12 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Setting:
     """One server setting of the grid: its label (the plan's) and the knobs' values;
-    `splits_prefills`: its server's arguments split prefills in steps that are not full
-    (steps.SPLITTING_ARGUMENTS), so no other budget's server stands for it."""
+    `counts_steps`: its server's step counts bound its steps (steps.counts_bound_steps), without
+    which no other budget's server stands for it."""
 
     label: str
     knobs: tuple[tuple[str, object], ...]
-    splits_prefills: bool = field(default=False, compare=False)
+    counts_steps: bool = field(default=True, compare=False)
 
     @property
     def size(self) -> float:
@@ -133,7 +133,8 @@ class Ledger:
     def _count(self, setting: Setting, result: Probe) -> None:
         self.probes.append((setting, result))
         server = result.server or setting.label
-        if result.server_started or (server not in self.started and result.status != "missing" and not result.inferred):
+        ran = not result.inferred and result.status != "missing"
+        if ran and (result.server_started or server not in self.started):
             self.started.add(server)  # every start it caused, else the start of the server it used once
             self.device_s += result.server_start_s
         if not result.inferred:
@@ -397,11 +398,11 @@ def shared_servers(grid: Sequence[Setting]) -> dict[Setting, tuple[Setting, int 
 def budget_hosts(grid: Sequence[Setting]) -> dict[Setting, Setting]:
     """Per setting with a smaller max_num_batched_tokens than others of its knobs, the server
     with the largest (and the most max_num_seqs) that may stand for it (SharedServers). None for
-    settings without both knobs, or whose server arguments split prefills in steps that are not full
-    (steps.SPLITTING_ARGUMENTS)."""
+    settings without both knobs, or whose servers' step counts do not bound their steps
+    (steps.counts_bound_steps)."""
     groups: dict[tuple, list[Setting]] = defaultdict(list)
     for setting in grid:
-        if _seqs(setting) is not None and _budget(setting) is not None and not setting.splits_prefills:
+        if _seqs(setting) is not None and _budget(setting) is not None and setting.counts_steps:
             groups[tuple((k, v) for k, v in setting.knobs if k not in ("max_num_seqs", BUDGET))].append(setting)
     hosts = {}
     for members in groups.values():
@@ -422,10 +423,11 @@ class SharedServers:
       setting where the server's step counts show its token budget never came into play
       (steps.budget_never_reached): a server with the setting's own budget would have scheduled
       every step alike. Where it did come into play, the load point is a detour (its cost counts,
-      its measures do not), and the settings of that budget or a smaller one go to their own
-      servers from then on (so the host is never started twice). The host is tried only where its
-      load points have step counts and none at the same rate or a lower one reached the budget (a
-      prompt longer than the budget always does).
+      its measures do not). The host is tried only where its load points have step counts and none
+      at the same rate or a lower one reached the budget (a prompt longer than the budget always
+      does). Once a setting is not tried on the host, or its load point there does not stand for
+      it, the settings of that budget or a smaller one go to their own servers (so that, with
+      nothing but max_num_seqs and max_num_batched_tokens as knobs, the host is not started again).
     - A setting is answered without a load point when a server that may stand for it already ran
       the same stream (the same rate) with fewer requests in flight at its peak than that load
       point's limit (so the limit never bound; or with the setting's own limit, on the host) and no
@@ -459,7 +461,8 @@ class SharedServers:
 
     @staticmethod
     def _within_budget(probe: Probe, setting: Setting, host: Setting) -> bool:
-        return steps.budget_never_reached(
+        """A load point of the host that ran as a server with the setting's budget would have."""
+        return probe.status == "ok" and steps.budget_never_reached(
             probe.largest_step,
             probe.preemptions,
             probe.kv_needed,
@@ -497,22 +500,26 @@ class SharedServers:
                 continue
             for earlier, limit in self.measured[(on.label, float(rate))]:
                 if self._stands_for(earlier, limit, setting, over):
-                    return replace(earlier, inferred=True, reused=True, server=on.label)
+                    return replace(earlier, inferred=True, reused=True, server=on.label, server_started=False)
         if host is not None and setting not in self.own_server and self._worth_trying(host, setting, rate):
             seqs = _seqs(setting)
             result = self._run(host, rate, seqs if seqs < _seqs(host) else None)
-            if self._within_budget(result, setting, host):
-                return result
+            if result.status == "missing" or self._within_budget(result, setting, host):
+                return result  # past the deadline nothing more is measured
             self._detours.append(replace(result, detour=True))
-            logger.info(
-                f"  {setting.label} rate {rate_text(rate)} on {host.label}: the steps reached its token budget "
-                f"(largest step <= {_number(result.largest_step)} tokens, {_number(result.preemptions)} "
-                f"preempted, KV {_number(result.kv_needed)} of {_number(result.kv_cache_tokens)} tokens)"
+            why = (
+                f"the steps reached its token budget (largest step <= {_number(result.largest_step)} tokens, "
+                f"{_number(result.preemptions)} preempted, KV {_number(result.kv_needed)} of "
+                f"{_number(result.kv_cache_tokens)} tokens)"
+                if result.status == "ok"
+                else f"the load point ended in {result.status}"
             )
+            logger.info(f"  {setting.label} rate {rate_text(rate)} on {host.label}: a detour, {why}")
         if host is not None and setting not in self.own_server:
-            # this budget's settings and the smaller ones' go to their own servers from now on (a
-            # budget reached by these steps is reached by the same steps at a smaller one), so the
-            # host is not started again
+            # the host was not worth trying, or its load point did not stand for the setting: this
+            # budget's settings and the smaller ones' go to their own servers from now on (a budget
+            # reached by these steps is reached by the same steps at a smaller one), so the host is
+            # not started again
             for other, its_host in self.hosts.items():
                 if its_host == host and _budget(other) <= _budget(setting):
                     self.own_server.add(other)
@@ -522,16 +529,21 @@ class SharedServers:
 
 class ReplaySource:
     """Measured load points instead of a server: {(setting label, rate): Probe}; a load point the
-    table lacks is `missing`. Every probe is marked as not measured now."""
+    table lacks is `missing`. Every probe is marked as not measured now. One server is up at a
+    time, as on LiveSource: a probe on a server other than the last one's starts it again
+    (server_started, its recorded start)."""
 
     def __init__(self, table: dict[tuple[str, float, int | None], Probe]):
         self.table = table
+        self.up: str | None = None
 
     def probe(self, setting: Setting, rate: float, emulated_max_num_seqs: int | None = None) -> Probe:
         found = self.table.get((setting.label, float(rate), emulated_max_num_seqs))
         if found is None:
             return Probe(rate=rate, status="missing")
-        return Probe(**{**vars(found), "reused": True})
+        restarted = self.up is not None and self.up != setting.label
+        self.up = setting.label
+        return Probe(**{**vars(found), "reused": True, "server_started": restarted})
 
 
 def replay_tables(collected: list[tuple[dict, str]], slo: Slo, tolerance: float, harness: str | None = None) -> dict:
@@ -554,7 +566,7 @@ def replay_tables(collected: list[tuple[dict, str]], slo: Slo, tolerance: float,
             Setting(
                 record["settings"],
                 tuple(record["settings_axes"].items()),
-                steps.splits_prefills(record["server_arguments"]),
+                steps.counts_bound_steps(record["server_arguments"]),
             ),
         )
     return {
@@ -980,7 +992,7 @@ def live_cases(config: dict) -> dict[tuple, list[Setting]]:
         if job.engine == "vllm":
             settings = settings_of(config, job)
             cases[(job.hardware, job.engine, job.model, job.n_gpus)].append(
-                Setting(job.settings, tuple(settings.axes.items()), steps.splits_prefills(settings.arguments))
+                Setting(job.settings, tuple(settings.axes.items()), steps.counts_bound_steps(settings.arguments))
             )
     return cases
 
@@ -1047,7 +1059,8 @@ def write_csv(rows: list[dict], path: Path, columns: list[str]) -> None:
 def probes_png(probes: list[dict], path) -> Path:
     """Per case, the load points each algorithm asked for in order (the request rate; inf drawn at
     the top), coloured by setting, filled where InfPop's rule passes them, a diamond where shared
-    servers answered without a load point: how auto_tune walks down 1 req/s at a time where
+    servers answered without a load point, a square for a detour (a load point on a larger budget's
+    server that did not stand for the setting): how auto_tune walks down 1 req/s at a time where
     InfPop's tuning bisects and drops settings after one load point."""
     from infpop.figures import message_png, plt, save
 
@@ -1069,7 +1082,10 @@ def probes_png(probes: list[dict], path) -> Path:
                 y = top if r["request_rate"] == "inf" else float(r["request_rate"])
                 colour = colours[r["settings"]]
                 face = colour if r["passes"] in (True, "True") else "white"
-                marker = "D" if r.get("inferred") in (True, "True") else "o"  # answered without a load point
+                # answered without a load point; a detour measured another budget
+                marker = (
+                    "D" if r.get("inferred") in (True, "True") else "s" if r.get("detour") in (True, "True") else "o"
+                )
                 ax.scatter([r["order"]], [y], facecolors=[face], edgecolors=[colour], s=40, marker=marker, zorder=3)
             ax.axhline(top, color="grey", linewidth=0.5, linestyle=":")
             ax.set_title(f"{algorithm} ({case[0]}, {case[2]}): {len(asked)} load points")
@@ -1078,6 +1094,8 @@ def probes_png(probes: list[dict], path) -> Path:
             ax.grid(True, alpha=0.3)
         for label, colour in colours.items():
             line[1].scatter([], [], color=colour, label=label)
-        line[1].legend(fontsize=7, loc="best", title="filled: holds the SLO; diamond: inferred", title_fontsize=7)
+        line[1].legend(
+            fontsize=7, loc="best", title="filled: holds the SLO; diamond: inferred; square: detour", title_fontsize=7
+        )
     fig.suptitle(title)
     return save(fig, path)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from infpop import atomic
-from infpop.serve.metrics import RequestResult, Slo
+from infpop.serve.metrics import NO_TEXT, RequestResult, Slo
 from infpop.serve.requests import RequestStream, custom_dataset
 
 #: What OpenAiClient sends besides the prompt: the OpenAI completions API's own fields.
@@ -192,7 +192,7 @@ def result_of(
         output_tokens=(seen.output_tokens if seen.output_tokens is not None else seen.chunks) if success else 0,
         prompt_tokens=seen.prompt_tokens,
         client_queue_s=sent - arrived,
-        error=None if success else (seen.error or "the stream ended without a chunk of text"),
+        error=None if success else (seen.error or NO_TEXT),
         from_arrival=from_arrival,
     )
 

@@ -39,6 +39,11 @@ PERCENTILES = (50, 90, 99)
 LATENCIES = ("ttft", "tpot", "itl", "e2el")
 
 
+#: The error of a request whose stream the server ended normally without text (the model's first
+#: token ended it): the server finished it, it did not abort it.
+NO_TEXT = "the stream ended without a chunk of text"
+
+
 @dataclass
 class RequestResult:
     """One request of a load point, as a load generator saw it. Times in seconds; `start_s` from

@@ -375,15 +375,15 @@ class ServeSession:
                 )
                 run.results, run.duration_s = measured.results, measured.duration_s
                 run.warmup_s, run.harness_summary = measured.warmup_s, measured.own_summary
-                if counted and counted[0] is not None:
-                    after = _settled_counts(self.server)
-                    run.scheduler_steps = after.minus(counted[0]).to_json() if after is not None else None
             except TimeoutError as exc:
                 status, error = "timeout", str(exc)
             except HarnessError as exc:
                 status, error = "error", str(exc)
             generated = sum(r.output_tokens or 0 for r in run.results or [] if r.success)
             run.energy = meter.stop(generated)
+            if status == "ok" and counted and counted[0] is not None:  # after the meter: it waits
+                after = _settled_counts(self.server)
+                run.scheduler_steps = after.minus(counted[0]).to_json() if after is not None else None
         run.peak_memory_bytes, run.peak_memory_kind = memory.peak, memory.kind if memory.peak is not None else None
         if not self.server.alive() or not self.server.healthy():
             failure = self.server.failure(

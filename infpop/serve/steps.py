@@ -26,19 +26,25 @@ from infpop.serve.metrics import RequestResult, peak_held
 ITERATION_TOKENS = "vllm:iteration_tokens_total"
 PREEMPTIONS = "vllm:num_preemptions_total"
 #: Scheduler arguments under which a prefill is split in a step that is not full (a cap on one
-#: chunk, partial prefills side by side, a budget other than max_num_batched_tokens): the step
-#: counts then say nothing of the budget.
-SPLITTING_ARGUMENTS = (
-    "long_prefill_token_threshold",
-    "max_num_partial_prefills",
-    "max_long_partial_prefills",
-    "max_num_scheduled_tokens",
-)
+#: chunk, a budget other than max_num_batched_tokens): the step counts then say nothing of the
+#: budget.
+SPLITTING_ARGUMENTS = ("long_prefill_token_threshold", "max_num_scheduled_tokens")
 
 
-def splits_prefills(arguments: dict) -> bool:
-    """Whether a vLLM server's arguments split prefills in steps that are not full."""
-    return any(arguments.get(name) is not None for name in SPLITTING_ARGUMENTS)
+def counts_bound_steps(arguments: dict) -> bool:
+    """Whether a vLLM server run with these arguments counts every step at least as large as it
+    ran, but for the chunk of a prefill split because the step was full (the module's docstring).
+    Not where:
+    - an argument splits prefills in steps that are not full (SPLITTING_ARGUMENTS);
+    - speculative decoding runs draft tokens that a step counts only where they are accepted;
+    - the prefix cache is on (vLLM's default): a step counts a prompt's computed tokens, and which
+      are cached depends on evictions, which differ between caches of different sizes;
+    - several API servers (data parallelism) each count their own clients' share of a step."""
+    if any(arguments.get(name) is not None for name in SPLITTING_ARGUMENTS):
+        return False
+    if arguments.get("speculative_config") is not None or arguments.get("enable_prefix_caching") is not False:
+        return False
+    return all((arguments.get(name) or 1) == 1 for name in ("data_parallel_size", "api_server_count"))
 
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")

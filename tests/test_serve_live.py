@@ -192,6 +192,7 @@ def test_tuning_on_a_shared_server_starts_one_vllm_server_for_two_max_num_seqs(t
     assert own["measures"]["peak_in_flight"] > 2 and not any(r.get("from_arrival") for r in own["requests"])
     # the server's steps over each load point, from its /metrics after the warm-up and after the load
     for record in (emulated, own):
+        assert record["engine_settings"]["enforce_eager"] is True  # VLLM_TEST_ARGS, read back
         counted = record["scheduler_steps"]
         assert counted["steps"] >= max(r["output_tokens"] or 0 for r in record["requests"])  # a step a token
         assert counted["preemptions"] == 0

@@ -255,6 +255,7 @@ class Server:
             "tensor_parallel_size": parallel.get("tensor_parallel_size"),
             "dtype": str(model.get("dtype")).removeprefix("torch."),
             "max_model_len": model.get("max_model_len"),
+            "enforce_eager": model.get("enforce_eager"),
         }
 
     def step_counts(self) -> StepCounts | None:

@@ -144,6 +144,8 @@ class Engine(BaseEngine):
             "max_model_len": config.model_config.max_model_len,
             # the statistics logger (off: what the trial times is vLLM as its users run it)
             "log_stats": bool(self.llm.llm_engine.log_stats),
+            # compiled and graph-captured (false, vLLM's default) or eager (the tests' quick load)
+            "enforce_eager": bool(config.model_config.enforce_eager),
             # on the CPU, the cores each rank's OpenMP threads are bound to ("0,1", "0|1")
             "cpu_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND") if self.spec.device == "cpu" else None,
         }

@@ -8,7 +8,7 @@ request stream at each rate, in an order that alternates from round to round. Pe
 each side's median over the rounds, the ratio emulated / real (its median and the 95% CI of its
 mean, as serve_crosscheck.py prints them), and whether InfPop's tuning rule passes each side's load
 point. With two budgets, per round also whether the bigger server's steps stayed within TOKENS
-(steps.budget_never_reached: where they did, SharedServers lets its load point stand for the
+(Probe.within_budget: where they did, SharedServers lets its load point stand for the
 setting), with its largest step.
 
     python bench/serve_emulation.py --directory RUN [--model tiny-llama] [--seqs 4]
@@ -37,7 +37,6 @@ from serve_crosscheck import print_side_by_side  # noqa: E402
 
 from infpop.config import load_config  # noqa: E402
 from infpop.logs import setup  # noqa: E402
-from infpop.serve import steps  # noqa: E402
 from infpop.serve.analysis import Probe  # noqa: E402
 from infpop.serve.autotune import live_cases  # noqa: E402
 from infpop.serve.metrics import Slo, flatten  # noqa: E402
@@ -120,14 +119,7 @@ def main() -> None:
                     probe = Probe.from_records(rate, [record], slo, tolerance)
                     passes.setdefault((rate, side), []).append(probe.passes(args.target))
                     if side == "emulated" and args.tokens and server_tokens != args.tokens:
-                        within = steps.budget_never_reached(
-                            probe.largest_step,
-                            probe.preemptions,
-                            probe.kv_needed,
-                            probe.kv_cache_tokens,
-                            args.tokens,
-                            server_tokens,
-                        )
+                        within = probe.within_budget(args.tokens, server_tokens)
                         stands.setdefault(rate, []).append(f"{within} (<= {probe.largest_step})")
         starts = real.server_starts + shared.server_starts
     print(

@@ -309,6 +309,13 @@ class Probe:
         per_second = self.requests / self.duration_s
         return low * per_second, high * per_second
 
+    def within_budget(self, budget: int, server_budget: int) -> bool:
+        """This load point, run on a server with `server_budget` tokens a step, ran as a server with
+        `budget` would have (steps.budget_never_reached)."""
+        return self.status == "ok" and steps.budget_never_reached(
+            self.largest_step, self.preemptions, self.kv_needed, self.kv_cache_tokens, budget, server_budget
+        )
+
     def passes(self, target: float) -> bool:
         """The server sustains the probe's rate within the SLO: the load point ran and the lower
         bound of its goodput's interval reaches `target` x the offered rate (a server that falls
@@ -341,7 +348,7 @@ class Probe:
             e2el_p99_ms=max((r["e2el_p99_ms"] for r in ran if r["e2el_p99_ms"] is not None), default=None),
             reused=reused,
             peak_in_flight=_peak([r.get("peak_in_flight") for r in ran]) if ran and len(ran) == len(rows) else None,
-            **_scheduler(recs) if ran and len(ran) == len(rows) else {},
+            **_scheduler(recs, rows) if ran and len(ran) == len(rows) else {},
         )
 
 
@@ -349,26 +356,28 @@ def _peak(values: list[int | None]) -> int | None:
     return None if any(v is None for v in values) else max(values)
 
 
-def _scheduler(recs: list[dict]) -> dict:
-    """Probe's scheduler fields over the repetitions that all ran (steps.py). The largest step is
-    not known where a request failed otherwise than by ending without text: vLLM drops the stats of
-    a request it aborted, so the step that completes its split prefill may go uncounted. The KV
-    cache is the server's less the block vLLM keeps back (its null block)."""
+def _scheduler(recs: list[dict], rows: list[dict]) -> dict:
+    """Probe's scheduler fields over the repetitions that all ran (steps.py), from the records and
+    their tidy rows. The largest step is not known where a request failed otherwise than by ending
+    without text: vLLM drops the stats of a request it aborted, so the step that completes its split
+    prefill may go uncounted. The KV cache is the server's less the block vLLM keeps back (its null
+    block)."""
     kv_needed, kv_cache, largest = [], [], []
-    for rec in recs:
+    for rec, row in zip(recs, rows, strict=True):
         engine = rec.get("engine_settings") or {}
         block, context = engine.get("block_size"), engine.get("max_model_len")
         results = [RequestResult.from_json(r) for r in rec["requests"]]
-        duration = rec["timings"]["duration_s"]
-        kv_needed.append(steps.kv_tokens_held(results, duration, block, context) if block and context else None)
+        kv_needed.append(
+            steps.kv_tokens_held(results, row["duration_s"], block, context) if block and context else None
+        )
         tokens = engine.get("kv_cache_tokens")
         kv_cache.append(tokens - block if tokens is not None and block else None)
         aborted = any(not r.success and r.error != NO_TEXT for r in results)
-        largest.append(None if aborted else steps.largest_step(rec.get("scheduler_steps")))
-    counted = [rec.get("scheduler_steps") for rec in recs]
+        largest.append(None if aborted else row["largest_step_tokens"])
+    preempted = [row["preemptions"] for row in rows]
     return {
         "largest_step": _peak(largest),
-        "preemptions": None if any(c is None for c in counted) else sum(c["preemptions"] for c in counted),
+        "preemptions": None if any(p is None for p in preempted) else sum(preempted),
         "kv_needed": _peak(kv_needed),
         "kv_cache_tokens": None if any(k is None for k in kv_cache) else min(kv_cache),
     }

@@ -373,9 +373,10 @@ def _budget(setting: Setting) -> int | None:
     return dict(setting.knobs).get(BUDGET)
 
 
-def _other_knobs(setting: Setting) -> tuple:
-    """The knobs other than max_num_seqs: a shared server's, and a run of the line search's."""
-    return tuple((k, v) for k, v in setting.knobs if k != "max_num_seqs")
+def _other_knobs(setting: Setting, but: tuple[str, ...] = ("max_num_seqs",)) -> tuple:
+    """The knobs other than `but`; by default other than max_num_seqs: a shared server's, and a run
+    of the line search's."""
+    return tuple((k, v) for k, v in setting.knobs if k not in but)
 
 
 def shared_servers(grid: Sequence[Setting]) -> dict[Setting, tuple[Setting, int | None]]:
@@ -403,7 +404,7 @@ def budget_hosts(grid: Sequence[Setting]) -> dict[Setting, Setting]:
     groups: dict[tuple, list[Setting]] = defaultdict(list)
     for setting in grid:
         if _seqs(setting) is not None and _budget(setting) is not None and setting.counts_steps:
-            groups[tuple((k, v) for k, v in setting.knobs if k not in ("max_num_seqs", BUDGET))].append(setting)
+            groups[_other_knobs(setting, ("max_num_seqs", BUDGET))].append(setting)
     hosts = {}
     for members in groups.values():
         host = max(members, key=lambda s: (_budget(s), _seqs(s)))
@@ -421,7 +422,7 @@ class SharedServers:
     - A setting with a smaller max_num_batched_tokens is first measured on the server with the
       largest (budget_hosts), the client emulating its max_num_seqs. That load point stands for the
       setting where the server's step counts show its token budget never came into play
-      (steps.budget_never_reached): a server with the setting's own budget would have scheduled
+      (Probe.within_budget): a server with the setting's own budget would have scheduled
       every step alike. Where it did come into play, the load point is a detour (its cost counts,
       its measures do not). The host is tried only where its load points have step counts and none
       at the same rate or a lower one reached the budget (a prompt longer than the budget always
@@ -457,19 +458,7 @@ class SharedServers:
         never_bound = earlier.peak_in_flight is not None and earlier.peak_in_flight < limit
         if not same_limit and not (never_bound and earlier.peak_in_flight <= seqs):
             return False
-        return host is None or self._within_budget(earlier, setting, host)
-
-    @staticmethod
-    def _within_budget(probe: Probe, setting: Setting, host: Setting) -> bool:
-        """A load point of the host that ran as a server with the setting's budget would have."""
-        return probe.status == "ok" and steps.budget_never_reached(
-            probe.largest_step,
-            probe.preemptions,
-            probe.kv_needed,
-            probe.kv_cache_tokens,
-            _budget(setting),
-            _budget(host),
-        )
+        return host is None or earlier.within_budget(_budget(setting), _budget(host))
 
     def _worth_trying(self, host: Setting, setting: Setting, rate: float) -> bool:
         """Whether the host's load point at this rate may stand for the setting: the host reports
@@ -483,7 +472,7 @@ class SharedServers:
             for earlier, _ in points
         ]
         return any(earlier.largest_step is not None for _, earlier in measured) and not any(
-            at <= rate and earlier.status == "ok" and not self._within_budget(earlier, setting, host)
+            at <= rate and earlier.status == "ok" and not earlier.within_budget(_budget(setting), _budget(host))
             for at, earlier in measured
         )
 
@@ -501,21 +490,21 @@ class SharedServers:
             for earlier, limit in self.measured[(on.label, float(rate))]:
                 if self._stands_for(earlier, limit, setting, over):
                     return replace(earlier, inferred=True, reused=True, server=on.label, server_started=False)
-        if host is not None and setting not in self.own_server and self._worth_trying(host, setting, rate):
-            seqs = _seqs(setting)
-            result = self._run(host, rate, seqs if seqs < _seqs(host) else None)
-            if result.status == "missing" or self._within_budget(result, setting, host):
-                return result  # past the deadline nothing more is measured
-            self._detours.append(replace(result, detour=True))
-            why = (
-                f"the steps reached its token budget (largest step <= {_number(result.largest_step)} tokens, "
-                f"{_number(result.preemptions)} preempted, KV {_number(result.kv_needed)} of "
-                f"{_number(result.kv_cache_tokens)} tokens)"
-                if result.status == "ok"
-                else f"the load point ended in {result.status}"
-            )
-            logger.info(f"  {setting.label} rate {rate_text(rate)} on {host.label}: a detour, {why}")
         if host is not None and setting not in self.own_server:
+            if self._worth_trying(host, setting, rate):
+                seqs = _seqs(setting)
+                result = self._run(host, rate, seqs if seqs < _seqs(host) else None)
+                if result.status == "missing" or result.within_budget(_budget(setting), _budget(host)):
+                    return result  # past the deadline nothing more is measured
+                self._detours.append(replace(result, detour=True))
+                why = (
+                    f"the steps reached its token budget (largest step <= {_number(result.largest_step)} tokens, "
+                    f"{_number(result.preemptions)} preempted, KV {_number(result.kv_needed)} of "
+                    f"{_number(result.kv_cache_tokens)} tokens)"
+                    if result.status == "ok"
+                    else f"the load point ended in {result.status}"
+                )
+                logger.info(f"  {setting.label} rate {rate_text(rate)} on {host.label}: a detour, {why}")
             # the host was not worth trying, or its load point did not stand for the setting: this
             # budget's settings and the smaller ones' go to their own servers from now on (a budget
             # reached by these steps is reached by the same steps at a smaller one), so the host is
